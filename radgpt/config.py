@@ -1,0 +1,271 @@
+"""Typed configuration: YAML in conf/ -> validated pydantic models -> JSON with a version stamp.
+
+Precedence (lowest to highest): class defaults < YAML file < env vars RADGPT__SECTION__KEY < CLI
+`--set section.key=value` (and the dedicated CLI flags, applied by each command).
+A bad value is a `ConfigError` whose message names the key, e.g. `train.lr: Input should be a valid number`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_VERSION = 1
+ENV_PREFIX = "RADGPT__"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, always naming the offending key."""
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SparkCfg(_Cfg):
+    master: str = "local[*]"
+    app_name: str = "radgpt-ingest"
+    # extra spark.* settings passed to the session builder (ignored under spark-submit for master)
+    conf: dict[str, str] = Field(default_factory=dict)
+    # partitions of the work-unit list; None = 2 x default parallelism
+    partitions: int | None = Field(default=None, ge=1)
+
+
+class RayCfg(_Cfg):
+    address: str | None = None  # None: RAY_ADDRESS env or a local Ray started by the program
+    num_cpus: int | None = Field(default=None, ge=1)  # only for a local Ray
+    namespace: str = "radgpt"
+
+
+class PathsCfg(_Cfg):
+    root: str = "./var"
+    table: str = "{root}/table"  # canonical reports table (Parquet)
+    quarantine: str = "{root}/quarantine"
+    drafts: str = "{root}/drafts"
+    fhir: str = "{root}/fhir"
+    runs: str = "{root}/runs"  # run summaries, manifests of nightly runs
+    models: str = "{root}/models"  # imported base models (safetensors HF dirs)
+    checkpoints: str = "{root}/checkpoints"
+    sample: str = "{root}/sample"
+
+    def resolve(self, name: str) -> Path:
+        """Absolute path of a configured location with `{root}` expanded."""
+        raw = getattr(self, name)
+        return Path(raw.format(root=self.root)).expanduser().resolve()
+
+
+class CsvMapCfg(_Cfg):
+    """Column mapping of a CSV export onto canonical fields (defaults fit IU indiana_reports.csv)."""
+
+    id: str = "uid"
+    findings: str = "findings"
+    impression: str = "impression"
+    indication: str | None = "indication"
+    comparison: str | None = "comparison"
+    exam: str | None = "image"
+    patient_id: str | None = None
+    study_id: str | None = None
+    exam_time: str | None = None
+    text: str | None = None  # a free-text report column to section-parse when findings is absent
+    mesh: str | None = "MeSH"
+
+
+class IngestCfg(_Cfg):
+    inputs: list[str] = Field(default_factory=list)
+    format: Literal["auto", "mimic", "openi", "csv", "fhir", "hl7"] = "auto"
+    split_file: str | None = None
+    seed: int = 20230601
+    # the paper's OpenI proportions train:val:test
+    split_ratio: tuple[int, int, int] = (2400, 292, 576)
+    min_findings_words: int = Field(default=10, ge=0)
+    min_impression_words: int = Field(default=2, ge=0)
+    max_member_bytes: int = Field(default=5_000_000, ge=1)  # larger members are quarantined
+    csv_rows_per_unit: int = Field(default=2000, ge=1)  # CSV/NDJSON rows per Spark work unit
+    csv: CsvMapCfg = Field(default_factory=CsvMapCfg)
+
+
+class ModelCfg(_Cfg):
+    base: str = "{models}/smollm2-135m-instruct"  # local HF dir; never fetched from a hub
+    adapter: str | None = None  # PEFT adapter dir; None = base model only
+    template: str = "chat-v1"  # prompt template name (prompts/<name>.json)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
+class LoraCfg(_Cfg):
+    """Maps one to one onto peft.LoraConfig."""
+
+    r: int = Field(default=8, ge=1)
+    lora_alpha: int = Field(default=16, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+
+class TrainCfg(_Cfg):
+    method: Literal["lora", "full"] = "lora"
+    task: str = "impression"
+    lr: float = Field(default=3e-4, gt=0)
+    effective_batch: int = Field(default=128, ge=1)  # = micro_batch x grad_accum x num_workers
+    micro_batch: int = Field(default=4, ge=1)
+    epochs: float = Field(default=3, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)
+    cutoff_len: int = Field(default=512, ge=16)  # tokens; longer prompts are truncated (counted)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    group_by_length: bool = True
+    retrieval_k: int = Field(default=0, ge=0)  # k similar train reports in the prompt (0 = off)
+    seed: int = 42
+    checkpoint_every: int = Field(default=50, ge=1)  # optimizer steps
+    num_workers: int = Field(default=1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(default=1, ge=1)
+
+    @property
+    def grad_accum(self) -> int:
+        return self.effective_batch // (self.micro_batch * self.num_workers)
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> TrainCfg:
+        per_step = self.micro_batch * self.num_workers
+        if self.effective_batch % per_step:
+            raise ValueError(
+                f"effective_batch={self.effective_batch} is not a multiple of "
+                f"micro_batch x num_workers = {per_step}"
+            )
+        return self
+
+
+class DraftCfg(_Cfg):
+    selection: Literal["new", "missing", "split", "all"] = "new"
+    split: str | None = None
+    limit: int | None = Field(default=None, ge=1)
+    engine: Literal["transformers", "vllm"] = "transformers"
+    max_new_tokens: int = Field(default=96, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    num_actors: int = Field(default=1, ge=1)
+    cpus_per_actor: float = Field(default=1, gt=0)
+    gpus_per_actor: float = Field(default=0, ge=0)
+    merge_adapter: bool = True
+    do_sample: bool = False
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_retries: int = Field(default=3, ge=0)
+
+
+class ServeCfg(_Cfg):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_batch_size: int = Field(default=8, ge=1)
+    batch_wait_timeout_s: float = Field(default=0.05, ge=0)
+
+
+class EvalCfg(_Cfg):
+    bootstrap: int = Field(default=1000, ge=10)
+    seed: int = 7
+    baselines: list[str] = Field(default_factory=lambda: ["constant", "nn"])
+
+
+class Config(_Cfg):
+    version: int = CONFIG_VERSION
+    spark: SparkCfg = Field(default_factory=SparkCfg)
+    ray: RayCfg = Field(default_factory=RayCfg)
+    paths: PathsCfg = Field(default_factory=PathsCfg)
+    ingest: IngestCfg = Field(default_factory=IngestCfg)
+    model: ModelCfg = Field(default_factory=ModelCfg)
+    lora: LoraCfg = Field(default_factory=LoraCfg)
+    train: TrainCfg = Field(default_factory=TrainCfg)
+    draft: DraftCfg = Field(default_factory=DraftCfg)
+    serve: ServeCfg = Field(default_factory=ServeCfg)
+    eval: EvalCfg = Field(default_factory=EvalCfg)
+
+    @model_validator(mode="after")
+    def _version(self) -> Config:
+        if self.version != CONFIG_VERSION:
+            raise ValueError(f"config version {self.version} != supported {CONFIG_VERSION}")
+        return self
+
+    def path(self, name: str) -> Path:
+        return self.paths.resolve(name)
+
+    def model_path(self, raw: str) -> Path:
+        """Expand `{models}`/`{root}` in a model or adapter path."""
+        return Path(raw.format(models=self.path("models"), root=self.paths.root)).expanduser()
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        return _validate(json.loads(text), "<json>")
+
+    def hash(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+def _set_key(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: cannot set a key under a non-mapping value")
+    node[keys[-1]] = value
+
+
+def _validate(tree: dict, origin: str) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        lines = [
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()
+        ]
+        raise ConfigError(f"invalid config ({origin}):\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: list[str | tuple[str, Any]] | dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> Config:
+    """Load YAML (or defaults), apply env `RADGPT__SEC__KEY=v` and `key.sub=value` overrides."""
+    tree: dict = {}
+    origin = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {p}: top level must be a mapping")
+        origin = str(p)
+    env = os.environ if env is None else env
+    for k, v in sorted(env.items()):
+        if k.startswith(ENV_PREFIX):
+            _set_key(tree, k[len(ENV_PREFIX) :].lower().replace("__", "."), yaml.safe_load(v))
+    items = overrides.items() if isinstance(overrides, dict) else _parse_sets(overrides or [])
+    for k, v in items:
+        _set_key(tree, k, v)
+    return _validate(tree, origin)
+
+
+def _parse_sets(sets: list) -> list[tuple[str, Any]]:
+    out = []
+    for s in sets:
+        if isinstance(s, tuple):
+            out.append(s)
+            continue
+        if "=" not in s:
+            raise ConfigError(f"override {s!r} must look like section.key=value")
+        k, v = s.split("=", 1)
+        out.append((k.strip(), yaml.safe_load(v)))
+    return out

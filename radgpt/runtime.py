@@ -1,0 +1,127 @@
+"""Shared runtime plumbing: logging, code version, ids, Spark session, local/cluster Ray.
+
+Heavy imports (pyspark, ray) stay inside functions so that `radgpt --help` is fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+from radgpt import __version__
+
+log = logging.getLogger("radgpt")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def setup_logging(level: str | int = "INFO") -> None:
+    """INFO logs counts, ids, paths and timings only: never report text (patient data)."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    for noisy in ("py4j", "urllib3", "filelock", "ray"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@functools.cache
+def git_commit() -> str:
+    if os.environ.get("RADGPT_GIT_COMMIT"):
+        return os.environ["RADGPT_GIT_COMMIT"]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def code_version() -> str:
+    return f"radgpt {__version__}+{git_commit()[:12]}"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_run_id(prefix: str) -> str:
+    """Sortable, unique: <prefix>-YYYYmmddTHHMMSSZ-<6 hex>."""
+    return f"{prefix}-{utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def sha256_bytes(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> Path:
+    """Write JSON to a temp file then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def spark_session(cfg, app_name: str | None = None):
+    """The active session under spark-submit, else one built from cfg.spark (local[*] by default)."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    b = SparkSession.builder.appName(app_name or cfg.spark.app_name)
+    if not os.environ.get("SPARK_SUBMIT_ORIGIN") and "spark.master" not in os.environ.get(
+        "PYSPARK_SUBMIT_ARGS", ""
+    ):
+        b = b.master(os.environ.get("SPARK_MASTER", cfg.spark.master))
+    defaults = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "8",
+        "spark.driver.memory": "2g",
+    }
+    for k, v in {**defaults, **cfg.spark.conf}.items():
+        b = b.config(k, v)
+    spark = b.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def init_ray(cfg):
+    """Connect to cfg.ray.address / RAY_ADDRESS, else start a local Ray sized by cfg.ray.num_cpus."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    addr = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    env = {"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}}
+    if addr:
+        ray.init(address=addr, namespace=cfg.ray.namespace, runtime_env=env, log_to_driver=True)
+    else:
+        ray.init(
+            num_cpus=cfg.ray.num_cpus,
+            namespace=cfg.ray.namespace,
+            runtime_env=env,
+            include_dashboard=False,
+            log_to_driver=True,
+        )
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = True
+    return ray
