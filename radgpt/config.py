@@ -46,7 +46,6 @@ class RayCfg(_Cfg):
 class PathsCfg(_Cfg):
     root: str = "./var"
     table: str = "{root}/table"  # canonical reports table (Parquet)
-    quarantine: str = "{root}/quarantine"
     drafts: str = "{root}/drafts"
     fhir: str = "{root}/fhir"
     runs: str = "{root}/runs"  # run summaries, manifests of nightly runs
@@ -77,7 +76,9 @@ class CsvMapCfg(_Cfg):
 
 
 class IngestCfg(_Cfg):
-    inputs: list[str] = Field(default_factory=list)
+    inputs: list[str] = Field(default_factory=list)  # files/dirs; `{root}` expands to paths.root
+    # names skipped when a directory of mixed inputs is expanded (fnmatch patterns)
+    ignore: list[str] = Field(default_factory=lambda: [".*", "MANIFEST.json", "README*", "_*"])
     format: Literal["auto", "mimic", "openi", "csv", "fhir", "hl7"] = "auto"
     split_file: str | None = None
     seed: int = 20230601

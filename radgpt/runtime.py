@@ -86,9 +86,8 @@ def spark_session(cfg, app_name: str | None = None):
     if active is not None:
         return active
     b = SparkSession.builder.appName(app_name or cfg.spark.app_name)
-    if not os.environ.get("SPARK_SUBMIT_ORIGIN") and "spark.master" not in os.environ.get(
-        "PYSPARK_SUBMIT_ARGS", ""
-    ):
+    # under spark-submit the JVM starts Python with PYSPARK_GATEWAY_PORT set: its --master wins
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
         b = b.master(os.environ.get("SPARK_MASTER", cfg.spark.master))
     defaults = {
         "spark.sql.session.timeZone": "UTC",

@@ -1,0 +1,323 @@
+"""Spark ingest: report exports (MIMIC-CXR, OpenI, CSV, FHIR, HL7) -> the canonical Parquet table.
+
+    radgpt ingest --config conf/local.yaml var/sample
+    spark-submit jobs/ingest_reports.py --conf-file conf/cluster.yaml /data/exports/2026-11-23
+
+The driver lists work units (names, sizes, row ranges: never report text) into a JSON-lines file,
+Spark distributes them, and tasks parse them with mapInArrow. New reports get the cohort rules and
+splits (radgpt.cohort), then the table and the quarantine (<table>/_quarantine) are committed
+atomically (radgpt.table). Counts reconcile or the run fails:
+    parsed = new (eligible + excluded per reason) + already ingested + duplicate ids,
+    quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from radgpt import table
+from radgpt.config import Config, ConfigError
+from radgpt.runtime import code_version, new_run_id, sha256_file, utcnow, write_json_atomic
+from radgpt.schema import spark_schema
+from radgpt.sources import FORMATS, detect, reader
+from radgpt.sources.base import Unit
+
+log = logging.getLogger(__name__)
+
+# per-row fields of the parse output that are not in the reports contract
+PARSE_EXTRA = [("official_split", "string"), ("kind", "string"), ("reason", "string"),
+               ("detail", "string"), ("size_bytes", "int64")]  # fmt: skip
+LATER = {"split", "split_origin", "ingest_run_id", "ingested_at"}  # filled by radgpt.cohort
+
+
+def quarantine_root(cfg: Config) -> Path:
+    return cfg.path("table") / "_quarantine"
+
+
+def parse_schema():
+    """Spark schema of the parse step: report fields (all nullable) + quarantine fields + kind."""
+    from pyspark.sql import types as T
+
+    base = [
+        T.StructField(f.name, f.dataType, True)
+        for f in spark_schema("reports").fields
+        if f.name not in LATER
+    ]
+    types = {"string": T.StringType(), "int64": T.LongType()}
+    return T.StructType(base + [T.StructField(n, types[t], True) for n, t in PARSE_EXTRA])
+
+
+def resolve_inputs(cfg: Config, inputs: list[str], fmt: str) -> tuple[list[tuple[str, Path]], list[dict]]:
+    """[(format, path)] for every input; a directory of mixed inputs is expanded one level.
+
+    Returns also quarantine rows for files whose format cannot be detected (never dropped).
+    """
+    out, unknown = [], []
+    for raw in inputs:
+        p = Path(raw.format(root=cfg.paths.root)).expanduser().resolve()
+        if not p.exists():
+            raise FileNotFoundError(f"ingest input does not exist: {p}")
+        if fmt != "auto":
+            out.append((fmt, p))
+            continue
+        try:
+            out.append((detect(p), p))
+            continue
+        except ValueError:
+            if not p.is_dir():
+                unknown.append(p)
+                continue
+        for child in sorted(p.iterdir()):
+            if any(fnmatch.fnmatch(child.name, pat) for pat in cfg.ingest.ignore):
+                continue
+            try:
+                out.append((detect(child), child.resolve()))
+            except ValueError:
+                unknown.append(child.resolve())
+    bad = [
+        {"source": "unknown", "source_uri": str(u), "source_member": None, "source_sha256": None,
+         "reason": "unknown_format", "detail": "no reader recognises this input; pass --format",
+         "size_bytes": u.stat().st_size if u.is_file() else None}
+        for u in unknown
+    ]  # fmt: skip
+    return out, bad
+
+
+def input_hash(p: Path) -> str:
+    """sha256 of a file; for a directory, of its sorted listing (relative path, size, mtime)."""
+    if p.is_file():
+        return sha256_file(p)
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(p):
+        dirnames.sort()
+        for name in sorted(filenames):
+            f = Path(dirpath) / name
+            st = f.stat()
+            h.update(f"{f.relative_to(p)}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+    return h.hexdigest()
+
+
+def write_units(cfg: Config, pairs: list[tuple[str, Path]], path: Path) -> int:
+    """Stream every input's work units into a JSON-lines file (driver memory stays flat)."""
+    n = 0
+    with open(path, "w") as f:
+        for fmt, p in pairs:
+            for unit in reader(fmt).units(p, cfg.ingest):
+                f.write(json.dumps(asdict(unit)) + "\n")
+                n += 1
+    return n
+
+
+def parse_fn(cfg: Config):
+    """The mapInArrow function: batches of unit JSON -> batches of parsed rows (inside tasks)."""
+    import pyarrow as pa
+
+    from radgpt.records import parse_units
+    from radgpt.schema import arrow_schema
+
+    ingest_cfg = cfg.ingest
+
+    def fn(batches):
+        base = arrow_schema("reports")
+        fields = [base.field(n).with_nullable(True) for n in base.names if n not in LATER]
+        types = {"string": pa.string(), "int64": pa.int64()}
+        schema = pa.schema(fields + [pa.field(n, types[t]) for n, t in PARSE_EXTRA])
+        for batch in batches:
+            units = [Unit(**json.loads(s)) for s in batch.column(0).to_pylist()]
+            rows = []
+            for kind, row in parse_units(units, ingest_cfg):
+                row["kind"] = kind
+                if "sections" in row and row["sections"] is not None:
+                    row["sections"] = list(row["sections"].items())
+                rows.append(row)
+                if len(rows) >= 512:
+                    yield pa.RecordBatch.from_pylist(rows, schema=schema)
+                    rows = []
+            if rows:
+                yield pa.RecordBatch.from_pylist(rows, schema=schema)
+
+    return fn
+
+
+def quarantine_df(bad, dup_ids, unknown_rows, spark, run_id, now):
+    from pyspark.sql import functions as F
+
+    q = spark_schema("quarantine")
+    cols = [f.name for f in q.fields if f.name not in ("ingest_run_id", "ingested_at")]
+    dups = dup_ids.select(
+        "source", "source_uri", "source_member", "source_sha256",
+        F.lit("duplicate_report_id").alias("reason"),
+        F.concat(F.lit("report_id seen earlier in this run: "), F.col("report_id")).alias("detail"),
+        F.lit(None).cast("long").alias("size_bytes"),
+    )  # fmt: skip
+    df = bad.select(cols).unionByName(dups)
+    if unknown_rows:
+        df = df.unionByName(spark.createDataFrame(unknown_rows, df.schema))
+    df = df.withColumn("ingest_run_id", F.lit(run_id)).withColumn(
+        "ingested_at", F.lit(now.replace(tzinfo=None)).cast("timestamp")
+    )
+    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in q.fields])
+
+
+def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) -> dict:
+    """Ingest `inputs` (default cfg.ingest.inputs) incrementally; returns the run manifest."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from radgpt.cohort import transform
+    from radgpt.runtime import spark_session
+
+    if split_file:
+        cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"split_file": split_file})})
+    inputs = list(inputs or cfg.ingest.inputs)
+    if not inputs:
+        raise ConfigError("ingest.inputs: no inputs given (pass INPUT paths or set ingest.inputs)")
+    fmt = fmt or cfg.ingest.format
+    spark = spark or spark_session(cfg)
+    root, qroot = cfg.path("table"), quarantine_root(cfg)
+    for r in (root, qroot):
+        table.recover(r)
+    run_id, now = new_run_id("ingest"), utcnow()
+    pairs, unknown_rows = resolve_inputs(cfg, inputs, fmt)
+    log.info("run %s: %d inputs (%s)", run_id, len(pairs), ", ".join(sorted({f for f, _ in pairs})))
+
+    with tempfile.TemporaryDirectory(prefix="radgpt-units-") as tmp:
+        units_file = Path(tmp) / "units.jsonl"
+        n_units = write_units(cfg, pairs, units_file)
+        parts = cfg.spark.partitions or 2 * spark.sparkContext.defaultParallelism
+        log.info("%d work units over %d partitions", n_units, parts)
+        units = spark.read.text(str(units_file)).repartition(parts)
+        parsed = units.mapInArrow(parse_fn(cfg), parse_schema()).persist(StorageLevel.MEMORY_AND_DISK)
+        kinds = {r["kind"]: r["count"] for r in parsed.groupBy("kind").count().collect()}
+        log.info("parsed: %d reports, %d quarantined", kinds.get("report", 0), kinds.get("bad", 0))
+
+        files = [str(p) for p in table.committed_files(root)]
+        existing = spark.read.option("basePath", str(root)).parquet(*files) if files else None
+        reports = parsed.filter("kind = 'report'").drop(*[n for n, _ in PARSE_EXTRA if n != "official_split"])
+        out = transform(reports, existing, cfg.ingest, run_id, now)
+        new = out["new"].persist(StorageLevel.MEMORY_AND_DISK)
+        bad = parsed.filter("kind = 'bad'")
+        quarantine = quarantine_df(bad, out["dup_ids"], unknown_rows, spark, run_id, now)
+
+        counts = _count(new, out["seen"], out["dup_ids"], quarantine)
+        _reconcile(kinds, counts)
+        new.repartition("source", "split").write.partitionBy("source", "split").parquet(
+            str(table.staging_dir(root, run_id))
+        )
+        quarantine.repartition("source").write.partitionBy("source").parquet(
+            str(table.staging_dir(qroot, run_id))
+        )
+        parsed.unpersist()
+        new.unpersist()
+
+    record = {
+        "kind": "ingest",
+        "started_at": now.isoformat(),
+        "finished_at": utcnow().isoformat(),
+        "inputs": [{"format": f, "path": str(p), "sha256": input_hash(p)} for f, p in pairs],
+        "work_units": n_units,
+        "counts": counts,
+        "config_hash": cfg.hash(),
+        "code_version": code_version(),
+    }
+    table.commit(qroot, run_id, {"kind": "quarantine", "counts": counts["quarantined"]})
+    manifest = table.commit(root, run_id, record)
+    write_json_atomic(cfg.path("runs") / f"{run_id}.json", manifest)
+    log.info("committed %s: %s", run_id, json.dumps(counts["totals"]))
+    return manifest
+
+
+def _count(new, seen, dup_ids, quarantine) -> dict:
+    """Aggregates only (never rows) to the driver."""
+    from pyspark.sql import functions as F
+
+    rows = new.groupBy("source", "split", "eligible", "exclusion_reason").count().collect()
+    by_reason, by_split, by_source = {}, {}, {}
+    for r in rows:
+        key = "eligible" if r["eligible"] else r["exclusion_reason"]
+        by_reason[key] = by_reason.get(key, 0) + r["count"]
+        if r["eligible"]:
+            by_split[r["split"]] = by_split.get(r["split"], 0) + r["count"]
+        s = by_source.setdefault(r["source"], {"new": 0, "eligible": 0})
+        s["new"] += r["count"]
+        s["eligible"] += r["count"] if r["eligible"] else 0
+    qrows = quarantine.groupBy("source", "reason").count().collect()
+    quarantined = {}
+    for r in qrows:
+        quarantined.setdefault(r["source"], {})[r["reason"]] = r["count"]
+    n_new = sum(by_reason.values())
+    n_seen = seen.count()
+    n_dup = dup_ids.count()
+    n_q = sum(r["count"] for r in qrows)
+    return {
+        "new_by_rule": dict(sorted(by_reason.items())),
+        "eligible_by_split": dict(sorted(by_split.items())),
+        "by_source": by_source,
+        "quarantined": quarantined,
+        "duplicate_pairs_moved": new.filter(F.col("split_origin") == "duplicate").count(),
+        "totals": {
+            "new": n_new,
+            "eligible": by_reason.get("eligible", 0),
+            "excluded": n_new - by_reason.get("eligible", 0),
+            "already_ingested": n_seen,
+            "duplicate_ids": n_dup,
+            "quarantined": n_q,
+        },
+    }
+
+
+def _reconcile(kinds: dict, counts: dict) -> None:
+    """Fail loudly unless every parsed item is accounted for exactly once."""
+    t = counts["totals"]
+    reports = kinds.get("report", 0)
+    if reports != t["new"] + t["already_ingested"] + t["duplicate_ids"]:
+        raise RuntimeError(f"counts do not reconcile: parsed {reports} reports but {t}")
+    if t["quarantined"] < kinds.get("bad", 0) + t["duplicate_ids"]:
+        raise RuntimeError(f"counts do not reconcile: {kinds.get('bad', 0)} bad items but {t}")
+
+
+def print_summary(m: dict) -> None:
+    c = m["counts"]
+    print(f"ingest {m['run_id']}: {c['totals']}")
+    print("  new by rule:       ", c["new_by_rule"])
+    print("  eligible by split: ", c["eligible_by_split"])
+    print("  quarantined:       ", c["quarantined"])
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by `radgpt ingest` and jobs/ingest_reports.py."""
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="files or dirs (default: ingest.inputs)")
+    p.add_argument("--out", help="table root (overrides paths.table); quarantine goes to OUT/_quarantine")
+    p.add_argument("--format", choices=("auto", *FORMATS), help="input format (default: detect per input)")
+    p.add_argument("--split-file", help="mimic-cxr-2.0.0-split.csv(.gz): official MIMIC-CXR split")
+
+
+def main(args: argparse.Namespace) -> int:
+    from radgpt.cli import config_from_args
+
+    cfg = config_from_args(args, paths__table=args.out)
+    manifest = run_ingest(cfg, args.inputs or None, args.format, args.split_file)
+    print_summary(manifest)
+    return 0
+
+
+def add_commands(sub) -> None:
+    from radgpt.cli import add_config_args
+
+    p = sub.add_parser(
+        "ingest",
+        help="ingest report exports into the canonical Parquet table (Spark)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_args(p)
+    add_arguments(p)
+    p.set_defaults(func=main)

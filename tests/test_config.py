@@ -1,0 +1,65 @@
+"""Typed config: YAML files load, overrides apply in order, bad values name their key."""
+
+from pathlib import Path
+
+import pytest
+
+from radgpt.config import Config, ConfigError, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_local_yaml_loads_with_paper_recipe():
+    cfg = load_config(REPO / "conf" / "local.yaml", env={})
+    assert cfg.spark.master == "local[*]"
+    assert (cfg.lora.r, cfg.lora.lora_alpha, cfg.lora.lora_dropout) == (8, 16, 0.05)
+    assert cfg.lora.target_modules == ["q_proj", "v_proj"]
+    assert cfg.train.lr == 3e-4 and cfg.train.effective_batch == 128
+    assert cfg.train.grad_accum * cfg.train.micro_batch * cfg.train.num_workers == 128
+    assert cfg.path("table") == (REPO / "var" / "table").resolve() or cfg.path("table").name == "table"
+
+
+def test_json_round_trip_keeps_version_and_values():
+    cfg = load_config(None, ["train.lr=1e-4", "draft.num_actors=2"], env={})
+    back = Config.from_json(cfg.to_json())
+    assert back == cfg and back.version == 1 and back.train.lr == 1e-4
+    assert back.hash() == cfg.hash()
+    assert load_config(None, env={}).hash() != cfg.hash()
+
+
+def test_precedence_yaml_env_set(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("version: 1\ntrain:\n  lr: 0.1\n  epochs: 2\n")
+    env = {"RADGPT__TRAIN__EPOCHS": "5", "RADGPT__TRAIN__LR": "0.2", "OTHER": "x"}
+    cfg = load_config(f, ["train.lr=0.3"], env=env)
+    assert cfg.train.epochs == 5  # env beats yaml
+    assert cfg.train.lr == 0.3  # --set beats env
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("train.lr=abc", "train.lr"),
+        ("train.effective_batch=130", "train"),  # not a multiple of micro_batch x workers
+        ("draft.selection=sometimes", "draft.selection"),
+        ("ingest.nonsense=1", "ingest.nonsense"),
+        ("lora.r=0", "lora.r"),
+    ],
+)
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override], env={})
+    assert key in str(e.value)
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    wrong_version = tmp_path / "v.yaml"
+    wrong_version.write_text("version: 9\n")
+    with pytest.raises(ConfigError, match="version"):
+        load_config(wrong_version, env={})
