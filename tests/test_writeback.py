@@ -1,0 +1,160 @@
+"""Drafts table commits (atomic, idempotent, 4 readers) and FHIR NDJSON export (validated R4B).
+
+.venv/bin/pytest tests/test_writeback.py -q
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.provenance import Provenance
+
+from radgpt import writeback
+from radgpt.provenance import draft_id
+from radgpt.schema import ContractError, field_names
+
+GEN = '{"do_sample":false,"engine":"transformers","max_new_tokens":16}'
+
+
+def rows(n: int, run_id: str = "draft-a", run_date: str = "2024-05-01", start: int = 0):
+    t = dt.datetime(2024, 5, 1, 3, 0, tzinfo=dt.UTC)
+    out = []
+    for i in range(start, start + n):
+        rid = f"openi:{i}"
+        out.append(
+            {
+                "draft_id": draft_id(rid, "lora-x", "chat-v1", "1", GEN),
+                "report_id": rid,
+                "source": "openi",
+                "patient_id": f"p{i}" if i % 2 else None,
+                "study_id": f"s{i}",
+                "draft": f"No acute disease {i}.",
+                "flags": ["truncated"] if i % 3 == 0 else [],
+                "base_model": "/models/tiny",
+                "base_model_sha256": "ab" * 32,
+                "adapter_id": "lora-x",
+                "prompt_name": "chat-v1",
+                "prompt_version": "1",
+                "generation": GEN,
+                "source_sha256": "cd" * 32,
+                "findings_sha256": "ef" * 32,
+                "run_id": run_id,
+                "code_version": "radgpt 0.1.0+test",
+                "worker_host": "host",
+                "generated_at": t,
+                "prompt_tokens": 40 + i,
+                "output_tokens": 5,
+                "latency_ms": 12.5,
+                "run_date": run_date,
+            }
+        )
+    return out
+
+
+def test_commit_is_idempotent_and_manifested(tmp_path):
+    d = tmp_path / "drafts"
+    m = writeback.commit_drafts(rows(5), d, "draft-a")
+    assert m["rows"] == 5 and m["files"][0]["path"] == "run_date=2024-05-01/part-draft-a.parquet"
+    assert (d / "_manifests" / "draft-a.json").is_file()
+    # same night, same inputs, new run id: nothing new; overlapping batch: only the new ones
+    assert writeback.commit_drafts(rows(5, "draft-b"), d, "draft-b")["rows"] == 0
+    m3 = writeback.commit_drafts(rows(4, "draft-c", start=3) * 2, d, "draft-c")
+    assert (m3["rows"], m3["duplicates"]) == (2, 6)
+    t = writeback.read_drafts(d)
+    assert sorted(t.column("report_id").to_pylist()) == [f"openi:{i}" for i in range(7)]
+    assert t.column_names == field_names("drafts")
+    assert len(set(t.column("draft_id").to_pylist())) == 7
+
+
+def test_bad_rows_leave_nothing_visible(tmp_path):
+    d = tmp_path / "drafts"
+    bad = rows(3)
+    bad[1]["draft"] = None  # non-null field
+    with pytest.raises((ContractError, pa.ArrowInvalid)):
+        writeback.commit_drafts(bad, d, "draft-bad")
+    assert not list(d.glob("run_date=*")) and writeback.manifests(d) == []
+
+
+def test_crash_between_rename_and_manifest_is_recovered(tmp_path):
+    d = tmp_path / "drafts"
+    writeback.commit_drafts(rows(2), d, "draft-a")
+    # a crashed run: its data file got renamed in, its manifest never written
+    writeback.commit_drafts(rows(2, "draft-x", start=10), d, "draft-x")
+    (d / "_manifests" / "draft-x.json").unlink()
+    assert len(writeback.read_drafts(d)) == 2  # readers through the manifest never see it
+    m = writeback.commit_drafts(rows(1, "draft-y", start=20), d, "draft-y")
+    assert m["rows"] == 1
+    assert not (d / "run_date=2024-05-01" / "part-draft-x.parquet").exists()
+    assert len(ds.dataset(d, format="parquet", partitioning="hive").to_table()) == 3
+
+
+def test_four_readers_agree(tmp_path, spark):
+    import duckdb
+    import polars as pl
+
+    d = tmp_path / "drafts"
+    writeback.commit_drafts(rows(4), d, "draft-a")
+    writeback.commit_drafts(rows(3, "draft-b", "2024-05-02", start=4), d, "draft-b")
+    want = {f"openi:{i}" for i in range(7)}
+    a = ds.dataset(d, format="parquet", partitioning="hive").to_table()
+    assert set(a.column("report_id").to_pylist()) == want
+    p = pl.read_parquet(str(d / "**" / "*.parquet"), hive_partitioning=True)
+    assert set(p["report_id"]) == want and p["flags"].dtype == pl.List(pl.String)
+    assert {str(x) for x in p["run_date"]} == {"2024-05-01", "2024-05-02"}
+    q = f"select count(*), count(distinct draft_id), max(len(flags)) from read_parquet('{d}/*/*.parquet', hive_partitioning=true)"
+    assert duckdb.sql(q).fetchall() == [(7, 7, 1)]
+    s = spark.read.parquet(str(d))
+    assert s.count() == 7 and set(s.columns) == set(field_names("drafts"))
+    assert s.filter("run_date = '2024-05-02'").count() == 3
+
+
+def test_fhir_export_validates_and_links(tmp_path):
+    d, fhir = tmp_path / "drafts", tmp_path / "fhir"
+    writeback.commit_drafts(rows(4), d, "draft-a")
+    t = writeback.read_drafts(d)
+    res = writeback.write_fhir(t, fhir, "draft-a")
+    assert res["resources"] == 8
+    reports = [json.loads(x) for x in (fhir / "draft-a" / "DiagnosticReport.ndjson").open()]
+    provs = [json.loads(x) for x in (fhir / "draft-a" / "Provenance.ndjson").open()]
+    assert len(reports) == len(provs) == 4
+    by_id = {r["draft_id"]: r for r in t.to_pylist()}
+    for r, p in zip(reports, provs, strict=True):
+        DiagnosticReport.model_validate(r)
+        Provenance.model_validate(p)
+        row = by_id[r["id"]]
+        assert r["status"] == "preliminary" and r["conclusion"] == row["draft"]
+        assert {"system": "urn:radgpt:report-id", "value": row["report_id"]}.items() <= {
+            **r["identifier"][1]
+        }.items()
+        assert r["extension"][0]["valueReference"]["identifier"]["value"] == row["report_id"]
+        assert any(tag["code"] == "ai-draft" for tag in r["meta"]["tag"])
+        assert r.get("subject") == (
+            {"reference": f"Patient/{row['patient_id']}"} if row["patient_id"] else None
+        )
+        assert p["target"] == [{"reference": f"DiagnosticReport/{r['id']}"}]
+        dev = p["contained"][0]
+        assert dev["resourceType"] == "Device" and p["agent"][0]["who"]["reference"] == "#model"
+        assert {i["value"] for i in dev["identifier"]} == {"ab" * 32, "lora-x"}
+        assert p["entity"][0]["role"] == "source"
+        assert p["entity"][0]["what"]["identifier"]["value"] == row["report_id"]
+        assert p["recorded"].startswith("2024-05-01T03:00:00")
+    # export again: skipped, files unchanged
+    assert writeback.write_fhir(t, fhir, "draft-a")["skipped"]
+
+
+def test_run_writeback_exports_pending_runs(tmp_path):
+    from radgpt.config import load_config
+
+    cfg = load_config(overrides={"paths.root": str(tmp_path)})
+    writeback.commit_drafts(rows(2), cfg.path("drafts"), "draft-a")
+    writeback.commit_drafts(rows(2), cfg.path("drafts"), "draft-b")  # 0 rows: nothing to export
+    done = writeback.run_writeback(cfg)
+    assert [x["run_id"] for x in done] == ["draft-a"]
+    assert writeback.run_writeback(cfg) == []
+    with pytest.raises(FileNotFoundError):
+        writeback.run_writeback(cfg, run_id="draft-zzz")
