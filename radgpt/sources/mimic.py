@@ -1,0 +1,181 @@
+"""MIMIC-CXR free-text reports: a directory or a .zip holding files/pNN/pNNNNNNNN/sNNNNNNNN.txt.
+
+    from radgpt.sources import mimic
+    units = list(mimic.units(Path("mimic-cxr-reports.zip"), cfg.ingest))  # driver
+    for r in mimic.read(units[0], cfg.ingest): ...                        # executor
+
+Units: a directory gives one unit per report file (member = path relative to the input dir); a
+zip gives index ranges of cfg.csv_rows_per_unit report members (opening a 227k-member zip per
+file would re-read its central directory each time). Raw.text holds the report; the ingest job
+section-parses it. native_id = study_id = "s<study>", patient_id = "p<subject>".
+The official split (mimic-cxr-2.0.0-split.csv[.gz]: dicom_id,study_id,subject_id,split, several
+rows per study) is taken from cfg.split_file, else from the input dir (or the zip's dir, or a zip
+member); it is loaded once per executor process (cached) into {study id: split}.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import io
+import os
+import re
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from radgpt.config import IngestCfg
+from radgpt.runtime import sha256_bytes
+from radgpt.sources.base import Bad, Raw, Unit
+
+NAME = "mimic"
+REPORT = re.compile(r"(?:^|/)p\d+/p(?P<subject>\d+)/s(?P<study>\d+)\.txt$")
+SPLIT_NAMES = ("mimic-cxr-2.0.0-split.csv", "mimic-cxr-2.0.0-split.csv.gz")
+SPLITS = {"train", "validate", "test"}
+
+
+def detect(path: Path) -> bool:
+    """Dir with files/p*/ or a split csv; or a .zip with such members (central directory only)."""
+    path = Path(path)
+    if path.is_dir():
+        files = path / "files"
+        if files.is_dir() and any(p.name.startswith("p") for p in files.iterdir()):
+            return True
+        return any((path / n).is_file() for n in SPLIT_NAMES)
+    if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            return any(
+                REPORT.search(n) or n.rsplit("/", 1)[-1] in SPLIT_NAMES for n in z.namelist()
+            )
+    return False
+
+
+def _split_ref(path: Path, cfg: IngestCfg, names: list[str] | None = None) -> str | None:
+    """Where the split file is: cfg.split_file, a sibling file, or '<zip>!<member>'."""
+    if cfg.split_file:
+        return str(Path(cfg.split_file).expanduser().resolve())
+    base = path if path.is_dir() else path.parent
+    for n in SPLIT_NAMES:
+        if (base / n).is_file():
+            return str((base / n).resolve())
+    for n in names or []:
+        if n.rsplit("/", 1)[-1] in SPLIT_NAMES:
+            return f"{path.resolve()}!{n}"
+    return None
+
+
+def _zip_reports(z: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """Report members in a stable order (sorted by name): unit index ranges refer to it."""
+    return sorted((i for i in z.infolist() if REPORT.search(i.filename)), key=lambda i: i.filename)
+
+
+def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
+    path = Path(path).resolve()
+    if path.is_dir():
+        split = _split_ref(path, cfg)
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for f in sorted(files):
+                p = Path(root) / f
+                rel = p.relative_to(path).as_posix()
+                if REPORT.search(rel):
+                    yield Unit(NAME, str(p), rel, size=p.stat().st_size, extra=split)
+        return
+    with zipfile.ZipFile(path) as z:
+        infos = _zip_reports(z)
+        split = _split_ref(path, cfg, z.namelist())
+    step = cfg.csv_rows_per_unit
+    for a in range(0, len(infos), step):
+        b = min(a + step, len(infos))
+        size = sum(i.file_size for i in infos[a:b])
+        yield Unit(NAME, str(path), None, start=a, stop=b, size=size, extra=split)
+
+
+@functools.lru_cache(maxsize=4)
+def load_split(ref: str) -> dict[str, str]:
+    """{"s<study>": split} from a split csv path or '<zip>!<member>' (cached per process)."""
+    if "!" in ref and not Path(ref).exists():
+        zpath, member = ref.split("!", 1)
+        with zipfile.ZipFile(zpath) as z:
+            data = z.read(member)
+        raw = io.BytesIO(gzip.decompress(data) if member.endswith(".gz") else data)
+    else:
+        raw = gzip.open(ref, "rb") if ref.endswith(".gz") else open(ref, "rb")  # noqa: SIM115
+    out: dict[str, str] = {}
+    with io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
+        rd = csv.DictReader(f)
+        missing = {"study_id", "split"} - set(rd.fieldnames or [])
+        if missing:
+            raise ValueError(f"split file {ref} lacks columns {sorted(missing)}")
+        for row in rd:
+            if row["split"] in SPLITS:
+                out[f"s{row['study_id'].strip().lstrip('s')}"] = row["split"]
+    return out
+
+
+def _one(name: str, size: int, data_fn, split: dict[str, str] | None, cfg: IngestCfg) -> Raw | Bad:
+    """One report member: size check before reading, then decode, then Raw."""
+    m = REPORT.search(name)
+    if size > cfg.max_member_bytes:
+        return Bad(
+            name, "too_large", f"{size} bytes > max_member_bytes={cfg.max_member_bytes}", size=size
+        )
+    try:
+        data = data_fn()
+    except OSError as e:
+        return Bad(name, "unreadable", f"{type(e).__name__}: {e}", size=size)
+    sha = sha256_bytes(data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Bad(name, "bad_encoding", f"not UTF-8 at byte {e.start}", sha, len(data))
+    if not text.strip():
+        return Bad(name, "no_text", "empty report", sha, len(data))
+    study = f"s{m['study']}"
+    return Raw(
+        native_id=study,
+        member=name,
+        sha256=sha,
+        text=text,
+        patient_id=f"p{m['subject']}",
+        study_id=study,
+        split=(split or {}).get(study),
+    )
+
+
+def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
+    try:
+        split = load_split(unit.extra) if unit.extra else None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        # a broken split file is a configuration problem, not bad data: fail the task loudly
+        raise ValueError(f"cannot read MIMIC split file {unit.extra}: {e}") from e
+    if unit.member is not None:  # one file of a directory
+        p = Path(unit.uri)
+        try:
+            size = p.stat().st_size
+        except OSError as e:
+            yield Bad(unit.member, "unreadable", f"{type(e).__name__}: {e}")
+            return
+        yield _one(unit.member, size, p.read_bytes, split, cfg)
+        return
+    try:
+        z = zipfile.ZipFile(unit.uri)
+    except (OSError, zipfile.BadZipFile) as e:
+        yield Bad(None, "unreadable", f"{type(e).__name__}: {e}")
+        return
+    with z:
+        infos = _zip_reports(z)
+        stop = len(infos) if unit.stop < 0 else unit.stop
+        for info in infos[unit.start : stop]:
+            yield _one(
+                info.filename, info.file_size, functools.partial(_zread, z, info), split, cfg
+            )
+
+
+def _zread(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    try:
+        return z.read(info)
+    except (zipfile.BadZipFile, zlib.error) as e:  # corrupt member: unreadable, not a crash
+        raise OSError(str(e)) from e
