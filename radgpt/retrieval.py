@@ -1,0 +1,94 @@
+"""TF-IDF retrieval of similar train reports, put into prompts as examples (train.retrieval_k > 0).
+
+    r = Retriever.fit(ids, findings, impressions)
+    r.query(["..findings.."], k=2, exclude_ids=["csv:1"])  # [[(findings, impression), ...]]
+    r.save(adapter_dir / "retrieval"); Retriever.load(adapter_dir / "retrieval")
+
+Saved as a JSON corpus (ids, Findings, Impressions of the train split) + vectorizer settings; load
+refits the vectorizer on the same corpus (deterministic), so nothing is pickled. The corpus is
+patient text: it lives inside the adapter dir, next to weights trained on the same text.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from radgpt.runtime import sha256_bytes, write_json_atomic
+
+PARAMS = {"ngram_range": [1, 2], "min_df": 1, "sublinear_tf": True, "lowercase": True}
+
+
+class Retriever:
+    def __init__(self, ids: list[str], findings: list[str], impressions: list[str]):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        if not (len(ids) == len(findings) == len(impressions)):
+            raise ValueError("ids, findings and impressions must have the same length")
+        if not ids:
+            raise ValueError("cannot fit a retriever on zero reports")
+        self.ids, self.findings, self.impressions = list(ids), list(findings), list(impressions)
+        p = {**PARAMS, "ngram_range": tuple(PARAMS["ngram_range"])}
+        self.vec = TfidfVectorizer(**p)
+        self.matrix = self.vec.fit_transform(self.findings)  # (n_docs, vocab), L2-normalised rows
+        self._row = {rid: i for i, rid in enumerate(self.ids)}
+
+    @classmethod
+    def fit(cls, ids, findings, impressions) -> Retriever:
+        return cls(list(ids), list(findings), list(impressions))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def digest(self) -> str:
+        return sha256_bytes(json.dumps([self.ids, self.findings, self.impressions]).encode())[:16]
+
+    def query(
+        self, findings_list: list[str], k: int, exclude_ids: list[str | None] | None = None
+    ) -> list[list[tuple[str, str]]]:
+        """k most similar (findings, impression) per query, most similar first.
+
+        exclude_ids[i] (a report id) is never returned for query i: at training time a report
+        must not see itself. Ties break by corpus order (stable).
+        """
+        if k <= 0 or not findings_list:
+            return [[] for _ in findings_list]
+        sims = (self.vec.transform(findings_list) @ self.matrix.T).toarray()  # (n_query, n_docs)
+        if exclude_ids is not None:
+            for i, rid in enumerate(exclude_ids):
+                j = self._row.get(rid) if rid is not None else None
+                if j is not None:
+                    sims[i, j] = -np.inf
+        out = []
+        for row in sims:
+            order = np.argsort(-row, kind="stable")[:k]
+            out.append([(self.findings[j], self.impressions[j]) for j in order if row[j] > -np.inf])
+        return out
+
+    def save(self, d: str | Path) -> Path:
+        d = Path(d)
+        d.mkdir(parents=True, exist_ok=True)
+        corpus = {"ids": self.ids, "findings": self.findings, "impressions": self.impressions}
+        (d / "corpus.json").write_text(json.dumps(corpus))
+        write_json_atomic(
+            d / "retriever.json",
+            {"kind": "tfidf", "params": PARAMS, "n_docs": len(self), "digest": self.digest},
+        )
+        return d
+
+    @classmethod
+    def load(cls, d: str | Path) -> Retriever:
+        d = Path(d)
+        if not (d / "corpus.json").is_file():
+            raise FileNotFoundError(f"no retriever in {d} (expected corpus.json, retriever.json)")
+        meta = json.loads((d / "retriever.json").read_text())
+        if meta.get("params") != PARAMS:
+            raise ValueError(f"retriever in {d} was saved with other params: {meta.get('params')}")
+        c = json.loads((d / "corpus.json").read_text())
+        r = cls(c["ids"], c["findings"], c["impressions"])
+        if r.digest != meta["digest"]:
+            raise ValueError(f"retriever corpus in {d} does not match its digest")
+        return r
