@@ -5,12 +5,12 @@
 
 Drafts table layout (schemas/drafts.json, hive-partitioned by run_date, readable as is by
 polars / pyarrow / DuckDB / Spark):
-    <drafts>/run_date=YYYY-MM-DD/part-<run_id>.parquet   # one file per run and night
-    <drafts>/_manifests/<run_id>.json                    # written LAST: the commit record
-A commit stages the file in a sibling dir (<drafts>/../.<name>.staging/<run_id>), renames it into
-its partition (atomic on one filesystem), then writes the manifest. Rows whose draft_id is already
-committed are dropped first, so a re-run of the same night writes zero new rows. A visible file that
-no manifest names (a crash between rename and manifest) is moved out by the next commit.
+    <drafts>/run_date=YYYY-MM-DD/part-<run_id>-<n>.parquet   # one file per run and night
+    <drafts>/_manifests/<run_id>.json                          # written LAST: the commit record
+Commits reuse radgpt.table (the reports table's mechanism): stage under <drafts>/_staging-<run_id>
+(ignored by readers), rename into the partition, then write the manifest. Rows whose draft_id is
+already committed are dropped first, so a re-run of the same night writes zero new rows; files that
+no manifest names (a crashed run) are removed by the next commit's recovery.
 
 FHIR: <fhir>/<run_id>/DiagnosticReport.ndjson + Provenance.ndjson, staged then renamed as one dir.
 """
@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from radgpt import table
 from radgpt.provenance import AI_TAG, DRAFT_TAG, SYS_DRAFT, SYS_REPORT, fhir_provenance
-from radgpt.runtime import code_version, sha256_file, utcnow, write_json_atomic
+from radgpt.runtime import code_version, utcnow
 from radgpt.schema import arrow_schema, check_arrow
 
 log = logging.getLogger("radgpt.writeback")
-MANIFESTS = "_manifests"
 SOURCE_EXT = "https://radgpt.local/fhir/StructureDefinition/derived-from-report"
 
 
@@ -48,87 +48,50 @@ def to_table(rows: list[dict] | pa.Table) -> pa.Table:
     return t
 
 
-def _staging(drafts: Path, run_id: str) -> Path:
-    return drafts.parent / f".{drafts.name}.staging" / run_id
-
-
 def manifests(drafts: str | os.PathLike) -> list[dict]:
-    mdir = Path(drafts) / MANIFESTS
-    if not mdir.is_dir():
-        return []
-    return [json.loads(p.read_text()) for p in sorted(mdir.glob("*.json"))]
+    return table.manifests(drafts)
 
 
-def committed_files(drafts: str | os.PathLike) -> list[Path]:
-    return [Path(drafts) / f["path"] for m in manifests(drafts) for f in m["files"]]
-
-
-def read_drafts(drafts: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+def read_drafts(
+    drafts: str | os.PathLike, columns: list[str] | None = None, filter=None
+) -> pa.Table:
     """Committed drafts only (files named by a manifest), schema "drafts" incl. run_date."""
-    schema = arrow_schema("drafts")
-    parts = [_read_file(Path(drafts), f["path"]) for m in manifests(drafts) for f in m["files"]]
-    t = pa.concat_tables(parts) if parts else schema.empty_table()
-    t = t.cast(schema)
-    return t.select(columns) if columns else t
+    return table.read(drafts, "drafts", columns, filter)
 
 
 def committed_ids(drafts: str | os.PathLike) -> set[str]:
     return set(read_drafts(drafts, ["draft_id"]).column("draft_id").to_pylist())
 
 
-def recover(drafts: Path) -> list[Path]:
-    """Move visible data files that no manifest names (a crashed commit) out of the table."""
-    named = {p.resolve() for p in committed_files(drafts)}
-    moved = []
-    for p in drafts.glob("run_date=*/*.parquet"):
-        if p.resolve() not in named:
-            dest = _staging(drafts, "_orphans") / p.parent.name / p.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(p, dest)
-            moved.append(dest)
-            log.warning("moved uncommitted file %s -> %s", p, dest)
-    return moved
-
-
 def commit_drafts(rows: list[dict] | pa.Table, drafts: str | os.PathLike, run_id: str) -> dict:
     """Append new drafts atomically; returns the manifest (rows = newly committed rows)."""
     drafts = Path(drafts)
     drafts.mkdir(parents=True, exist_ok=True)
-    recover(drafts)
+    table.recover(drafts)  # a crashed run's staged or unlisted files go first
     t = to_table(rows)
     n_in = len(t)
     # drop duplicates inside the batch, then against committed drafts (idempotent re-runs)
-    first = pc.equal(
-        pa.array(range(n_in), pa.int64()),
-        pa.array(_first_index(t.column("draft_id").to_pylist()), pa.int64()),
-    )
-    t = t.filter(first)
+    ids = t.column("draft_id").to_pylist()
+    first = [i for i, j in enumerate(_first_index(ids)) if i == j]
+    t = t.take(pa.array(first, pa.int64()))
     done = committed_ids(drafts)
     if done:
         t = t.filter(pc.invert(pc.is_in(t.column("draft_id"), pa.array(sorted(done)))))
-    stage = _staging(drafts, run_id)
-    files = []
+    stage = table.staging_dir(drafts, run_id)
     for run_date in sorted(set(t.column("run_date").to_pylist())):
         part = t.filter(pc.equal(t.column("run_date"), run_date)).drop_columns(["run_date"])
-        name = f"run_date={run_date}/part-{run_id}.parquet"
-        tmp = stage / name
+        tmp = stage / f"run_date={run_date}" / "part.parquet"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(part, tmp, compression="zstd")
-        sha = sha256_file(tmp)
-        (drafts / name).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, drafts / name)  # the data becomes visible here, whole
-        files.append({"path": name, "rows": len(part), "sha256": sha})
-    shutil.rmtree(stage, ignore_errors=True)
-    manifest = {
-        "run_id": run_id,
+    record = {
         "rows": len(t),
         "rows_in": n_in,
         "duplicates": n_in - len(t),
-        "files": files,
         "committed_at": utcnow().isoformat(),
         "code_version": code_version(),
     }
-    write_json_atomic(drafts / MANIFESTS / f"{run_id}.json", manifest)  # the commit record, last
+    # rename staged files into their partitions, then write the manifest: the commit, last
+    manifest = table.commit(drafts, run_id, record)
     log.info(
         "committed %d new drafts (%d duplicates skipped) run %s", len(t), n_in - len(t), run_id
     )
@@ -229,16 +192,9 @@ def run_writeback(
     for m in tqdm(todo, desc="fhir write-back", unit="run", disable=len(todo) < 2):
         if (fhir / m["run_id"]).exists() and not force:
             continue
-        t = pa.concat_tables([_read_file(drafts_dir, f["path"]) for f in m["files"]])
+        t = read_drafts(drafts_dir, filter=pc.field("run_id") == m["run_id"])
         done.append(write_fhir(t, fhir, m["run_id"], force=force))
     return done
-
-
-def _read_file(drafts: Path, rel: str) -> pa.Table:
-    schema = arrow_schema("drafts")
-    t = pq.read_table(drafts / rel, schema=schema.remove(schema.get_field_index("run_date")))
-    run_date = rel.split("/", 1)[0].split("=", 1)[1]
-    return t.append_column("run_date", pa.array([run_date] * len(t), pa.string()))
 
 
 def add_commands(sub) -> None:
