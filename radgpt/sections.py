@@ -12,8 +12,8 @@ Policy (one place, used by every source):
   An unknown ALL-CAPS name with ':' at line start (WET READ:, NOTIFICATION:) starts a snake_cased
   section too, except inside findings/impression, where ALL-CAPS labels are template subheadings
   (LUNGS: Clear.) and stay part of the text.
-- Text before the first header is "preamble" (never findings); MIMIC's "FINAL REPORT" banner is
-  dropped from it.
+- Text before the first header is "preamble" (never findings). Banner lines (MIMIC's "FINAL
+  REPORT", which may follow a WET READ section) are dropped wherever they stand.
 - CONCLUSION -> impression; SUMMARY -> impression only when the report has no impression.
 - A repeated section (two IMPRESSION blocks, IMPRESSION + CONCLUSION) is joined with a newline.
 - Section values are normalize()d; empty sections are dropped.
@@ -63,7 +63,7 @@ KNOWN = {
     "impression/findings": "findings_impression",
 }
 BODY = {"findings", "impression", "findings_impression", "summary"}  # keep ALL-CAPS subheadings
-BANNERS = {"final report", "preliminary report", "report"}  # dropped from the preamble
+BANNERS = {"final report", "preliminary report", "wet read report"}  # banner lines, dropped
 IMPRESSION_LIKE = ("impression", "conclusion", "summary")  # pick() order
 
 # "NAME: rest" at line start; NAME is letters/spaces/()/&'- up to 40 chars
@@ -117,8 +117,7 @@ def parse(text: str | None) -> dict[str, str]:
             blocks.append((h[0], [h[1]]))
     out: dict[str, str] = {}
     for name, body in blocks:
-        if name == "preamble":
-            body = [ln for ln in body if " ".join(ln.lower().split()) not in BANNERS]
+        body = [ln for ln in body if " ".join(ln.lower().split()) not in BANNERS]
         val = normalize("\n".join(body))
         if val:
             out[name] = f"{out[name]}\n{val}" if name in out else val
