@@ -1,0 +1,170 @@
+"""`radgpt evaluate`: join drafts with reference Impressions, add baselines, score, write the report.
+
+    radgpt evaluate --drafts var/drafts --data var/table --split test \
+        --baselines constant,nn,zero-shot --out var/eval/latest
+
+Reads committed rows only (radgpt.table.read_reports, radgpt.writeback.read_drafts). Drafts are
+grouped into one system per adapter_id ("draft" when there is one; "draft:<adapter_id>" else; the
+base model without adapter is "draft:base"); for each (adapter, report) the latest draft counts.
+Every system is scored on the reports that all draft systems cover, so comparisons are paired.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from radgpt.runtime import code_version, new_run_id, sha256_bytes, utcnow
+
+log = logging.getLogger("radgpt.evaluate")
+REF_COLS = ["report_id", "source", "split", "findings", "impression", "eligible", "pair_sha256"]
+DRAFT_COLS = ["report_id", "draft", "adapter_id", "run_id", "base_model", "base_model_sha256",
+              "prompt_name", "prompt_version", "generation", "code_version", "generated_at"]  # fmt: skip
+
+
+def select_refs(t: pa.Table, splits: list[str] | None) -> pd.DataFrame:
+    """Eligible reports of the given splits (None = all) with a reference Impression."""
+    df = t.select(REF_COLS).to_pandas()
+    df = df[df["eligible"] & df["impression"].notna() & df["findings"].notna()]
+    if splits:
+        df = df[df["split"].isin(splits)]
+    return df.rename(columns={"impression": "reference"}).reset_index(drop=True)
+
+
+def select_drafts(
+    t: pa.Table, run_ids: list[str] | None = None, adapter_id: str | None = None
+) -> pd.DataFrame:
+    """Latest draft per (adapter, report) after the optional run/adapter filters; adds `system`."""
+    df = t.select(DRAFT_COLS).to_pandas()
+    if run_ids:
+        df = df[df["run_id"].isin(run_ids)]
+    if adapter_id:
+        df = df[df["adapter_id"] == adapter_id]
+    df = df.assign(adapter=df["adapter_id"].fillna("base"))
+    df = df.sort_values("generated_at").drop_duplicates(["adapter", "report_id"], keep="last")
+    adapters = sorted(df["adapter"].unique())
+    name = {a: "draft" if len(adapters) == 1 else f"draft:{a}" for a in adapters}
+    return df.assign(system=df["adapter"].map(name)).reset_index(drop=True)
+
+
+def join(refs: pd.DataFrame, drafts: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One row per report covered by every draft system; one column per draft system."""
+    wide = drafts.pivot(index="report_id", columns="system", values="draft")
+    systems = sorted(wide.columns)
+    wide = wide.dropna().reset_index()
+    frame = refs.merge(wide, on="report_id", how="inner").sort_values("report_id")
+    return frame.reset_index(drop=True), systems
+
+
+def provenance(
+    drafts: pd.DataFrame, frame: pd.DataFrame, data_root: Path, drafts_root: Path
+) -> dict:
+    """What was evaluated: drafts runs/adapters/prompts and a snapshot id of the references."""
+    from radgpt.table import manifests
+
+    used = drafts[drafts["report_id"].isin(frame["report_id"])]
+    snap = "\n".join(
+        f"{r}\t{p}" for r, p in sorted(zip(frame["report_id"], frame["pair_sha256"], strict=True))
+    )
+    return {
+        "drafts": {
+            "path": str(drafts_root),
+            "run_ids": {k: int(v) for k, v in used["run_id"].value_counts().sort_index().items()},
+            "adapter_ids": sorted(used["adapter"].unique().tolist()),
+            "base_models": sorted(used["base_model"].unique().tolist()),
+            "base_model_sha256": sorted(used["base_model_sha256"].unique().tolist()),
+            "prompts": sorted(
+                {
+                    f"{a}@{b}"
+                    for a, b in zip(used["prompt_name"], used["prompt_version"], strict=True)
+                }
+            ),
+            "generation": sorted(used["generation"].unique().tolist()),
+            "code_versions": sorted(used["code_version"].unique().tolist()),
+        },
+        "data": {
+            "path": str(data_root),
+            "ingest_runs": [m.get("run_id") for m in manifests(data_root)],
+            "snapshot_sha256": sha256_bytes(snap.encode()),
+            "reports": int(len(frame)),
+        },
+    }
+
+
+def run_evaluate(
+    cfg,
+    drafts: str | Path | None = None,
+    data: str | Path | None = None,
+    split: str | None = "test",
+    baselines: list[str] | None = None,
+    out: str | Path | None = None,
+    run_ids: list[str] | None = None,
+    adapter_id: str | None = None,
+) -> dict:
+    """Evaluate committed drafts (and baselines) on the reference table; write the report to out."""
+    from radgpt.evaluation import report
+    from radgpt.evaluation.baselines import run_baselines
+    from radgpt.evaluation.score import score
+    from radgpt.table import read_reports
+    from radgpt.writeback import read_drafts
+
+    t0 = time.time()
+    data_root = Path(data) if data else cfg.path("table")
+    drafts_root = Path(drafts) if drafts else cfg.path("drafts")
+    eval_id = new_run_id("eval")
+    out = Path(out) if out else cfg.path("runs") / eval_id
+    splits = None if split in (None, "all") else [s.strip() for s in split.split(",")]
+    baselines = list(cfg.eval.baselines if baselines is None else baselines)
+
+    all_refs = read_reports(data_root, columns=REF_COLS)
+    refs = select_refs(all_refs, splits)
+    d = select_drafts(read_drafts(drafts_root, DRAFT_COLS), run_ids, adapter_id)
+    if refs.empty:
+        raise ValueError(f"no eligible reports with an Impression in {data_root} (split={split})")
+    if d.empty:
+        raise ValueError(
+            f"no committed drafts in {drafts_root} (run_ids={run_ids}, adapter={adapter_id})"
+        )
+    frame, draft_systems = join(refs, d)
+    if frame.empty:
+        raise ValueError(
+            f"none of the {len(d)} drafts match an eligible {split} report in {data_root}"
+        )
+    log.info("evaluating %d reports (%d references, %d drafts, systems %s)",
+             len(frame), len(refs), len(d), draft_systems)  # fmt: skip
+
+    if baselines:
+        train = select_refs(all_refs, ["train"])
+        preds = run_baselines(
+            baselines, train["findings"].tolist(), train["reference"].tolist(),
+            frame["findings"].tolist(), cfg,
+        )  # fmt: skip
+        for name, p in preds.items():
+            frame[name] = p
+    systems = draft_systems + baselines
+    m = score(frame, systems, cfg.eval.bootstrap, cfg.eval.seed, compare=draft_systems)
+    m.update(
+        eval_run_id=eval_id,
+        created_at=utcnow().isoformat(),
+        code_version=code_version(),
+        config_hash=cfg.hash(),
+        split=split,
+        draft_systems=draft_systems,
+        baselines=baselines,
+        coverage={
+            "references": int(len(refs)),
+            "evaluated": int(len(frame)),
+            "references_without_draft": int(len(refs) - len(frame)),
+            "drafts_outside_references": int((~d["report_id"].isin(refs["report_id"])).sum()),
+        },
+        evaluated=provenance(d, frame, data_root, drafts_root),
+        bootstrap={"resamples": cfg.eval.bootstrap, "seed": cfg.eval.seed, "ci": 0.95},
+        seconds=round(time.time() - t0, 2),
+    )
+    report.write(out, m)
+    log.info("evaluation %s: %d reports -> %s (%.1f s)", eval_id, len(frame), out, time.time() - t0)
+    return m

@@ -1,0 +1,137 @@
+"""The rule labeler on a table of tricky sentences (docs/labeler.md), and finding agreement.
+
+.venv/bin/pytest tests/test_labeler.py -q
+"""
+
+import pytest
+
+from radgpt.evaluation.labeler import ABSENT, NEG, OBSERVATIONS, POS, UNC, agreement, clauses, label
+
+# (sentence, {observation: expected status}); observations not named must be absent,
+# and "No Finding" is checked only where named.
+CASES = [
+    ("No pneumothorax.", {"Pneumothorax": NEG, "No Finding": POS}),
+    ("No pleural effusion or pneumothorax.", {"Pleural Effusion": NEG, "Pneumothorax": NEG}),
+    ("Without effusion.", {"Pleural Effusion": NEG}),
+    ("Negative for pneumonia.", {"Pneumonia": NEG}),
+    ("Lungs are free of consolidation.", {"Consolidation": NEG}),
+    ("Resolved left pleural effusion.", {"Pleural Effusion": NEG, "No Finding": POS}),
+    ("Interval resolution of the right lower lobe pneumonia.", {"Pneumonia": NEG}),
+    ("Effusion has resolved.", {"Pleural Effusion": NEG}),
+    ("Cannot exclude pneumonia.", {"Pneumonia": UNC, "No Finding": ABSENT}),
+    ("Pneumonia cannot be excluded.", {"Pneumonia": UNC}),
+    ("Findings may represent atelectasis.", {"Atelectasis": UNC}),
+    ("Possible small right effusion.", {"Pleural Effusion": UNC}),
+    ("Questionable nodule in the right upper lobe.", {"Lung Lesion": UNC}),
+    ("Atelectasis versus pneumonia.", {"Atelectasis": UNC, "Pneumonia": UNC}),
+    ("Borderline cardiomegaly.", {"Cardiomegaly": UNC}),
+    # scope ends at "but", ";", sentence ends, "there is", and a comma before a new finding
+    ("No pneumothorax, but small left effusion.", {"Pneumothorax": NEG, "Pleural Effusion": POS}),
+    ("No pneumothorax; small left effusion.", {"Pneumothorax": NEG, "Pleural Effusion": POS}),
+    ("No effusion. Mild cardiomegaly.", {"Pleural Effusion": NEG, "Cardiomegaly": POS}),
+    (
+        "No focal consolidation, small left effusion.",
+        {"Consolidation": NEG, "Pleural Effusion": POS},
+    ),
+    (
+        "No pneumothorax and there is a small effusion.",
+        {"Pneumothorax": NEG, "Pleural Effusion": POS},
+    ),
+    ("Possible atelectasis, no pneumothorax.", {"Atelectasis": UNC, "Pneumothorax": NEG}),
+    ("Bibasilar atelectasis and no pneumothorax.", {"Atelectasis": POS, "Pneumothorax": NEG}),
+    (
+        "No displaced rib fractures, pneumothorax, or pleural effusion identified.",
+        {"Fracture": NEG, "Pneumothorax": NEG, "Pleural Effusion": NEG, "No Finding": POS},
+    ),
+    ("Pneumothorax and effusion are not seen.", {"Pneumothorax": NEG, "Pleural Effusion": NEG}),
+    ("Mild cardiomegaly, pneumothorax is not seen.", {"Cardiomegaly": POS, "Pneumothorax": NEG}),
+    # pseudo-negation: "no change" still asserts the finding
+    ("No change in mild cardiomegaly.", {"Cardiomegaly": POS, "No Finding": ABSENT}),
+    ("Stable cardiomegaly without edema.", {"Cardiomegaly": POS, "Edema": NEG}),
+    # phrasings of the heart and mediastinum
+    ("Heart is not enlarged.", {"Cardiomegaly": NEG}),
+    ("The heart is mildly enlarged.", {"Cardiomegaly": POS}),
+    ("Heart size is normal.", {"Cardiomegaly": NEG, "No Finding": POS}),
+    ("Widened mediastinum.", {"Enlarged Cardiomediastinum": POS}),
+    ("Mediastinum is not widened.", {"Enlarged Cardiomediastinum": NEG}),
+    (
+        "The cardiac silhouette and mediastinum size are within normal limits.",
+        {"Enlarged Cardiomediastinum": NEG},
+    ),
+    # lexicon edges
+    ("Small pericardial effusion.", {}),
+    ("Kerley B lines consistent with CHF.", {"Edema": POS}),
+    (
+        "Right PICC line tip in the SVC. No acute disease.",
+        {"Support Devices": POS, "No Finding": POS},
+    ),
+    ("Interval removal of the endotracheal tube.", {"Support Devices": NEG}),
+    ("Left rib fractures.", {"Fracture": POS}),
+    ("Right upper lobe opacity.", {"Lung Opacity": POS}),
+    ("Right lower lobe consolidation.", {"Consolidation": POS}),
+    ("Bilateral pleural thickening.", {"Pleural Other": POS}),
+    ("Normal chest x-XXXX.", {"No Finding": POS}),
+    ("No acute cardiopulmonary abnormality.", {"No Finding": POS}),
+    # sentence without a space after the period
+    ("Small left effusion.No pneumothorax.", {"Pleural Effusion": POS, "Pneumothorax": NEG}),
+]
+
+
+@pytest.mark.parametrize("text,want", CASES, ids=[c[0][:40] for c in CASES])
+def test_tricky_sentences(text, want):
+    got = label(text)
+    assert set(got) == set(OBSERVATIONS)
+    for obs in OBSERVATIONS:
+        if obs in want:
+            assert got[obs] == want[obs], f"{obs}: {got[obs]} != {want[obs]}"
+        elif obs != "No Finding":
+            assert got[obs] == ABSENT, f"{obs} should be absent, got {got[obs]}"
+
+
+def test_no_finding_rules():
+    assert label("")["No Finding"] == POS  # nothing stated: normal
+    assert label("Large right pneumothorax.")["No Finding"] == ABSENT
+    assert label("Possible pneumonia.")["No Finding"] == ABSENT  # uncertain is not normal
+    assert label("Endotracheal tube in place.")["No Finding"] == POS  # devices do not count
+
+
+def test_mentions_aggregate_positive_over_uncertain_over_negative():
+    assert label("No effusion on the left. Small right effusion.")["Pleural Effusion"] == POS
+    assert label("No effusion. Possible effusion.")["Pleural Effusion"] == UNC
+
+
+def test_clauses_split_at_sentence_and_scope_ends():
+    assert clauses("No effusion; 1.5 cm nodule, but no mass.") == [
+        "no effusion",
+        "1.5 cm nodule",
+        "but no mass",
+    ]
+
+
+def test_agreement_f1_and_dangerous_misses():
+    refs = [
+        label(t)
+        for t in ["Small left effusion.", "Cardiomegaly. Small effusion.", "No acute disease."]
+    ]
+    hyps = [label(t) for t in ["No acute disease.", "Cardiomegaly.", "Small effusion."]]
+    a = agreement(refs, hyps)
+    eff, card = a["per_observation"]["Pleural Effusion"], a["per_observation"]["Cardiomegaly"]
+    assert (eff["tp"], eff["fp"], eff["fn"]) == (0, 1, 2)
+    assert (card["tp"], card["fp"], card["fn"]) == (1, 0, 0) and card["f1"] == 1.0
+    nf = a["per_observation"]["No Finding"]
+    assert (nf["tp"], nf["fp"], nf["fn"]) == (0, 1, 1)
+    # micro over all pairs: TP=1, FP=2, FN=3 -> 2/(2+2+3)
+    assert a["micro_f1"] == pytest.approx(2 / 7)
+    # macro over the 3 defined observations: (0 + 1 + 0) / 3
+    assert a["macro_f1"] == pytest.approx(1 / 3)
+    assert a["per_observation"]["Fracture"]["f1"] is None
+    # report 1: reference effusion, draft reads normal -> one dangerous miss; report 2 is not normal
+    assert a["dangerous_miss_reports"] == 1 and a["dangerous_miss_findings"] == 1
+    # perfect agreement
+    p = agreement(refs, refs)
+    assert p["micro_f1"] == 1.0 and p["dangerous_miss_reports"] == 0
+    # uncertain as positive turns an uncertain draft into a hit
+    u = agreement([label("Pneumonia.")], [label("Possible pneumonia.")], uncertain_as_positive=True)
+    assert u["per_observation"]["Pneumonia"]["tp"] == 1
+    with pytest.raises(ValueError):
+        agreement(refs, hyps[:1])
