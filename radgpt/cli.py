@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name == name:  # concern not built yet
                 continue
             raise
-        mod.add_commands(sub)
+        if hasattr(mod, "add_commands"):
+            mod.add_commands(sub)
     return p
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -85,6 +86,8 @@ def spark_session(cfg, app_name: str | None = None):
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    # local executors must run this interpreter (the venv), not whatever `python3` is on PATH
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     b = SparkSession.builder.appName(app_name or cfg.spark.app_name)
     # under spark-submit the JVM starts Python with PYSPARK_GATEWAY_PORT set: its --master wins
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
