@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import gzip
+import pickle
 from collections import Counter
 
 import pytest
@@ -75,6 +76,7 @@ def test_mimic_dir_with_split_file(tmp_path):
     assert detect(root) == "mimic"
     us, rs = read_all(mimic, root, cfg)
     assert len(us) == 5 and all(u.member and u.extra for u in us)  # one unit per report file
+    assert pickle.loads(pickle.dumps(us)) == us  # units travel to Spark executors
     assert len(rs) == 5
     _check_mimic(rs)
 
@@ -227,6 +229,14 @@ def test_csv_bad_rows_encoding_and_gz(tmp_path):
     ]
     assert [r.member for r in rs] == ["0", "1", "2", "3", "4"]
     assert "Caf" not in rs[1].detail and "findings" in rs[1].detail
+
+
+def test_csv_unclosed_quote_runs_to_eof_as_one_bad_row(tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_text(HEADER + '1,a,b,c,d,e,f,g\n2,a,b,c,d,e,"open,g\n3,a,b,c,d,e,f,g\n')
+    us, rs = read_all(csvx, p, IngestCfg())
+    assert us[0].stop == 2  # the driver's count and read() agree: rows 2 and 3 are one record
+    assert [getattr(r, "reason", "ok") for r in rs] == ["ok", "bad_csv"]
 
 
 def test_csv_missing_column_error_and_text_column(tmp_path):
