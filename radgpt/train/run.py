@@ -1,0 +1,177 @@
+"""`radgpt train`: the eligible train split of the canonical table -> a PEFT adapter + record.
+
+    radgpt train [--config FILE] [--data DIR] [--base-model DIR] [--out DIR] [--resume] [--max-steps N]
+
+Driver side: reads the table through Ray Data, fits the retriever (train.retrieval_k > 0), starts a
+Ray Train TorchTrainer (radgpt/train/loop.py) with checkpoints under
+<paths.checkpoints>/<run_id>/, then copies the final checkpoint's adapter to --out (default
+<paths.models>/adapters/<run_id>) and writes adapter_record.json next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from radgpt.runtime import init_ray, new_run_id, utcnow, write_json_atomic
+from radgpt.train import data, record
+from radgpt.train.loop import STATE, train_loop
+
+log = logging.getLogger(__name__)
+RUN = "run.json"
+FAIL_ENV = "RADGPT_TRAIN_FAIL_AT_STEP"  # tests: crash after this optimizer step (post-checkpoint)
+
+
+def latest_run(ckpt_root: Path) -> Path | None:
+    runs = sorted(p for p in ckpt_root.glob("train-*") if (p / RUN).is_file())
+    return runs[-1] if runs else None
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint with the highest step (our own train_state.json, not Ray's bookkeeping)."""
+    best, best_step = None, -1
+    for st in run_dir.glob(f"checkpoint_*/{STATE}"):
+        s = json.loads(st.read_text())["step"]
+        if s > best_step:
+            best, best_step = st.parent, s
+    return best
+
+
+def _rows(ds, cols: list[str]) -> list[dict]:
+    return ds.select_columns(cols).take_all()
+
+
+def run_train(
+    cfg,
+    data_dir: str | os.PathLike | None = None,
+    base: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool | str = False,
+    max_steps: int | None = None,
+) -> dict:
+    """Train and return the adapter record. resume=True: latest run; resume="<run_id>": that one."""
+    import ray.train
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from radgpt.config import Config
+    from radgpt.model import base_sha256, ensure_default_model, require_dir
+    from radgpt.retrieval import Retriever
+
+    ckpt_root = cfg.path("checkpoints")
+    run_dir = None
+    if resume:
+        run_dir = ckpt_root / resume if isinstance(resume, str) else latest_run(ckpt_root)
+        if run_dir is None or not (run_dir / RUN).is_file():
+            raise FileNotFoundError(f"--resume: no training run to resume under {ckpt_root}")
+        saved = json.loads((run_dir / RUN).read_text())
+        cfg = Config.from_json(json.dumps(saved["config"]))  # same config => same data order
+        data_dir, base, out = saved["data"], saved["base"], out or saved["out"]
+    cfg = cfg.model_copy(deep=True)
+    if max_steps is not None:
+        cfg.train.max_steps = max_steps
+    base = require_dir(base) if base else ensure_default_model(cfg)
+    root = Path(data_dir) if data_dir else cfg.path("table")
+    run_id = run_dir.name if run_dir else new_run_id("train")
+    run_dir = ckpt_root / run_id
+    out = Path(out) if out else cfg.path("models") / "adapters" / run_id
+    t0 = time.time()
+
+    init_ray(cfg)
+    files = data.table_files(root)
+    ds = {s: data.read_split(root, s, files).materialize() for s in ("train", "validate")}
+    rows = {s: _rows(d, ["report_id", "pair_sha256"]) for s, d in ds.items()}
+    if not rows["train"]:
+        raise ValueError(f"no eligible train rows in {root}")
+    snap = data.snapshot(root, files, rows)
+    log.info("train run %s: %s rows, data sha %s", run_id, snap["rows"], snap["sha256"][:12])
+
+    retr_dir = None
+    if cfg.train.retrieval_k > 0:
+        retr_dir = run_dir / "retrieval"
+        if not (retr_dir / "corpus.json").is_file():
+            r = _rows(ds["train"], ["report_id", "findings", "impression"])
+            r = sorted(r, key=lambda x: x["report_id"])
+            Retriever.fit(
+                [x["report_id"] for x in r],
+                [x["findings"] for x in r],
+                [x["impression"] for x in r],
+            ).save(retr_dir)
+    if not (run_dir / RUN).is_file():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            run_dir / RUN,
+            {
+                "run_id": run_id,
+                "config": json.loads(cfg.to_json()),
+                "data": str(root),
+                "base": str(base),
+                "out": str(out),
+                "started_at": utcnow().isoformat(),
+            },
+        )
+    start_ck = latest_checkpoint(run_dir)
+    if start_ck:
+        log.info("resuming %s from %s", run_id, start_ck.name)
+    t = cfg.train
+    res = {"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "cfg": cfg.to_json(),
+            "base": str(base),
+            "metrics": str(run_dir / "metrics.jsonl"),
+            "retrieval": str(retr_dir) if retr_dir else None,
+            "fail_at": os.environ.get(FAIL_ENV),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=res
+        ),
+        torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=run_id,
+            storage_path=str(ckpt_root),
+            failure_config=FailureConfig(max_failures=0),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+        datasets=ds,
+        resume_from_checkpoint=ray.train.Checkpoint(str(start_ck)) if start_ck else None,
+    )
+    result = trainer.fit()
+    final = latest_checkpoint(run_dir)
+    if final is None:
+        raise RuntimeError(f"training run {run_id} finished without a checkpoint ({result})")
+    state = json.loads((final / STATE).read_text())
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for p in final.iterdir():
+        if p.suffix in (".json", ".safetensors") and p.name != STATE:
+            shutil.copy2(p, tmp / p.name)
+    if t.method == "full":  # a full fine-tune is a whole model dir: ship the tokenizer too
+        from radgpt.model import load_tokenizer
+
+        load_tokenizer(base).save_pretrained(tmp)
+    if retr_dir:
+        shutil.copytree(retr_dir, tmp / "retrieval")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    run = {
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "checkpoint": str(final),
+        "metrics": str(run_dir / "metrics.jsonl"),
+        "started_at": json.loads((run_dir / RUN).read_text())["started_at"],
+        "finished_at": utcnow().isoformat(),
+        "wall_s": round(time.time() - t0, 1),
+        "resumed": bool(start_ck),
+    }
+    rec = record.build(cfg, out, base, base_sha256(base), snap, run, state)
+    write_json_atomic(out / "adapter_record.json", rec)
+    log.info("adapter %s -> %s (%d steps)", rec["adapter_id"], out, state["step"])
+    return {**rec, "adapter_dir": str(out)}
