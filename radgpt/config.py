@@ -87,7 +87,7 @@ class IngestCfg(_Cfg):
     min_findings_words: int = Field(default=10, ge=0)
     min_impression_words: int = Field(default=2, ge=0)
     max_member_bytes: int = Field(default=5_000_000, ge=1)  # larger members are quarantined
-    csv_rows_per_unit: int = Field(default=2000, ge=1)  # CSV/NDJSON rows per Spark work unit
+    csv_rows_per_unit: int = Field(default=2000, ge=1)  # rows/lines/members per Spark work unit
     csv: CsvMapCfg = Field(default_factory=CsvMapCfg)
 
 

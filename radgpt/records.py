@@ -37,8 +37,8 @@ def pair_hash(findings: str | None, impression: str | None) -> str:
 
 def report_row(unit: Unit, raw: Raw, cfg: IngestCfg) -> dict:
     """One canonical row, without split/run fields (cohort and ingest fill those)."""
-    if raw.sections is not None:
-        secs = {k: sections.normalize(v) for k, v in raw.sections.items() if v and v.strip()}
+    if raw.sections is not None:  # explicit sections win over sections parsed from free text
+        secs = sections.merge(raw.text, raw.sections)
     else:
         secs = sections.parse(raw.text or "")
     secs = {k: v for k, v in secs.items() if v}

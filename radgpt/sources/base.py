@@ -52,7 +52,7 @@ class Bad:
     """An input that could not be parsed: becomes a quarantine row."""
 
     member: str | None
-    reason: str  # bad_xml | bad_json | invalid_fhir | bad_hl7 | bad_encoding | too_large | bad_csv | unreadable | no_text
+    reason: str  # bad_xml | bad_json | invalid_fhir | bad_hl7 | bad_encoding | too_large | bad_csv | unreadable | no_text | skipped_resource
     detail: str  # parser message; never report text
     sha256: str | None = None
     size: int | None = None

@@ -1,0 +1,145 @@
+"""End to end ingest on a real local SparkSession over all five formats, with the quarantine,
+increments, atomic commits and the real IU CSV (skipped when ../shared is absent)."""
+
+import csv
+import json
+import shutil
+
+import pyarrow.compute as pc
+import pytest
+
+from radgpt import table
+from radgpt.config import load_config
+from radgpt.ingest import quarantine_root, run_ingest
+from radgpt.sources import FORMATS
+
+N = 30  # reports per format
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    from radgpt.sample import write_sample
+
+    out = tmp_path_factory.mktemp("sample")
+    manifest = write_sample(out, n=N, seed=3, bad=True)
+    return out, manifest
+
+
+def cfg_for(tmp_path, **sets):
+    return load_config(None, [("paths.root", str(tmp_path)), *sets.items()], env={})
+
+
+def committed_quarantine(cfg):
+    return table.read(quarantine_root(cfg), "quarantine")
+
+
+def test_all_formats_end_to_end(spark, sample, tmp_path):
+    src, manifest = sample
+    cfg = cfg_for(tmp_path)
+    m = run_ingest(cfg, [str(src)], spark=spark)
+    t = table.read_reports(cfg)
+    assert set(t.column("source").to_pylist()) == set(FORMATS)
+    # every report id is unique, every row follows the contract, splits are the three names
+    assert len(set(t.column("report_id").to_pylist())) == t.num_rows
+    assert set(t.column("split").to_pylist()) <= {"train", "validate", "test"}
+    # eligible <=> no exclusion reason; excluded rows carry the first failed rule
+    elig = t.column("eligible").to_pylist()
+    reasons = t.column("exclusion_reason").to_pylist()
+    assert all((e and r is None) or (not e and r) for e, r in zip(elig, reasons, strict=True))
+    # the deliberately bad inputs are quarantined with reasons, nothing else is
+    q = committed_quarantine(cfg)
+    qreasons = set(q.column("reason").to_pylist())
+    assert {"bad_xml", "bad_json", "invalid_fhir", "bad_hl7", "bad_encoding"} <= qreasons
+    # counts reconcile: rows in table + quarantine == what the manifest says
+    tot = m["counts"]["totals"]
+    assert tot["new"] == t.num_rows and tot["quarantined"] == q.num_rows
+    assert tot["eligible"] + tot["excluded"] == tot["new"]
+    assert sum(m["counts"]["new_by_rule"].values()) == tot["new"]
+    # MIMIC official split came from the split file
+    mim = t.filter(pc.equal(t.column("source"), "mimic"))
+    assert set(mim.column("split_origin").to_pylist()) <= {"official", "duplicate"}
+    # report text never reaches the manifest (it holds counts, hashes and paths only)
+    text = json.dumps(m)
+    some = t.filter(t.column("eligible")).column("findings")[0].as_py()
+    assert some not in text
+
+
+def test_rerun_adds_nothing_and_new_files_add_only_new(spark, sample, tmp_path):
+    src, _ = sample
+    cfg = cfg_for(tmp_path)
+    run_ingest(cfg, [str(src / "csv")], spark=spark)
+    first = table.read_reports(cfg).num_rows
+    m2 = run_ingest(cfg, [str(src / "csv")], spark=spark)
+    assert m2["counts"]["totals"]["new"] == 0
+    assert m2["counts"]["totals"]["already_ingested"] == first
+    assert table.read_reports(cfg).num_rows == first
+    m3 = run_ingest(cfg, [str(src / "csv"), str(src / "hl7")], spark=spark)
+    hl7 = table.read_reports(cfg).filter(pc.equal(table.read_reports(cfg).column("source"), "hl7"))
+    assert m3["counts"]["totals"]["new"] == hl7.num_rows > 0
+
+
+def test_failed_commit_leaves_last_good_table(spark, sample, tmp_path, monkeypatch):
+    src, _ = sample
+    cfg = cfg_for(tmp_path)
+    run_ingest(cfg, [str(src / "csv")], spark=spark)
+    good = table.read_reports(cfg).num_rows
+    real_commit = table.commit
+
+    def crash(root, run_id, record):  # move the files, then die before the manifest
+        if record.get("kind") == "ingest":
+            st = table.staging_dir(root, run_id)
+            for p in st.rglob("*.parquet"):
+                dest = root / p.parent.relative_to(st) / f"part-{run_id}-crash.parquet"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(p, dest)
+            raise OSError("disk went away")
+        return real_commit(root, run_id, record)
+
+    monkeypatch.setattr(table, "commit", crash)
+    with pytest.raises(OSError):
+        run_ingest(cfg, [str(src / "hl7")], spark=spark)
+    assert table.read_reports(cfg).num_rows == good  # readers of committed data see the old table
+    monkeypatch.setattr(table, "commit", real_commit)
+    m = run_ingest(cfg, [str(src / "hl7")], spark=spark)  # recovery, then a clean run
+    on_disk = spark.read.parquet(str(cfg.path("table"))).count()  # a plain Spark reader
+    assert on_disk == table.read_reports(cfg).num_rows == good + m["counts"]["totals"]["new"]
+
+
+def test_unknown_files_and_oversized_members_are_quarantined(spark, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "notes.bin").write_bytes(b"\x00\x01 nothing we can read")
+    with open(d / "big.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["uid", "MeSH", "Problems", "image", "indication", "comparison", "findings", "impression"])
+        w.writerow(["1", "", "", "", "", "", "word " * 40, "No acute disease."])
+    cfg = cfg_for(tmp_path, **{"ingest.max_member_bytes": 100})
+    m = run_ingest(cfg, [str(d)], spark=spark)
+    q = committed_quarantine(cfg)
+    assert "unknown_format" in q.column("reason").to_pylist()
+    assert m["counts"]["totals"]["quarantined"] == q.num_rows >= 1
+
+
+@pytest.mark.data
+def test_iu_csv_counts_match_an_independent_count(spark, iu_csv, tmp_path):
+    """The Spark job's per-rule counts on the real IU CSV equal a plain-Python recount."""
+    cfg = cfg_for(tmp_path)
+    m = run_ingest(cfg, [str(iu_csv)], spark=spark)
+    with open(iu_csv, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    no_f = sum(not (r["findings"] or "").strip() for r in rows)
+    no_i = sum(bool((r["findings"] or "").strip()) and not (r["impression"] or "").strip() for r in rows)
+    by_rule = m["counts"]["new_by_rule"]
+    assert m["counts"]["totals"]["new"] == len(rows) == 3251
+    assert by_rule["no_findings"] == no_f and by_rule["no_impression"] == no_i
+    t = table.read_reports(cfg)
+    el = t.filter(t.column("eligible"))
+    assert min(el.column("findings_words").to_pylist()) >= 10
+    assert min(el.column("impression_words").to_pylist()) >= 2
+    # exact duplicate (findings, impression) pairs never straddle splits
+    pairs = {}
+    for r in t.select(["pair_sha256", "split", "findings", "impression"]).to_pylist():
+        if r["findings"] and r["impression"]:
+            pairs.setdefault(r["pair_sha256"], set()).add(r["split"])
+    assert sum(len(s) for s in pairs.values()) < el.num_rows  # the IU data has duplicates
+    assert all(len(s) == 1 for s in pairs.values())
