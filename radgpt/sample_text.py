@@ -386,7 +386,7 @@ def deid(text: str, r: random.Random, mark: str | None) -> str:
 
     def fill(m: re.Match) -> str:
         slot = m.group(1)
-        if mark is not None:
+        if mark is not None and (mark == "XXXX" or not slot.startswith("x:")):
             return mark
         if slot == "date":
             return f"{r.randint(1, 12):02d}/{r.randint(1, 28):02d}/{r.randint(2012, 2022)}"
@@ -396,7 +396,7 @@ def deid(text: str, r: random.Random, mark: str | None) -> str:
             return pick(r, SURNAMES)
         if slot == "time":
             return f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}"
-        return slot.split(":", 1)[1]  # [[x:word]]: the word the mark hides
+        return slot.split(":", 1)[1]  # [[x:word]]: a word only IU's XXXX hides
 
     return re.sub(r"\[\[([a-z]+(?::[a-z-]+)?)\]\]", fill, text)
 
@@ -432,13 +432,10 @@ def draw_case(r: random.Random, mark: str | None, defect: str | None = None) -> 
     sex = r.choice("FM")
     reason = pick(r, REASONS[next((k for k in sorted(kinds) if k in REASONS), "")])
     who, adj = ("woman", "female") if sex == "F" else ("man", "male")
-    indication = r.choice(
-        (
-            f"[[age]] year old {who} with {reason}  // {pick(r, QUESTIONS)}",
-            f"[[age]]-year-old {adj} with {reason}.",
-            f"{cap(reason)}.",
-        )
-    )
+    styles = [f"[[age]]-year-old {adj} with {reason}.", f"{cap(reason)}."]
+    if mark == "___":  # MIMIC's "<history>  // <question>" indications
+        styles.append(f"___ year old {who} with {reason}  // {pick(r, QUESTIONS)}")
+    indication = r.choice(styles)
     comparison = pick(r, COMPARISONS)
     if portable:
         technique, exam = "Portable AP upright view of the chest.", "CHEST (PORTABLE AP)"
