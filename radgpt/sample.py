@@ -68,12 +68,19 @@ def _gzip(data: bytes) -> bytes:
 def _stats(cases: list[Case]) -> dict:
     """Per-format counts of the cases: normal/abnormal, defects per cohort rule, duplicates."""
     d = Counter(c.defect for c in cases)
+    # exact repeats among eligible pairs (whitespace-normalized): injected + chance repeats
+    pairs = Counter(
+        (" ".join(c.findings.split()), " ".join(c.impression.split()))
+        for c in cases
+        if c.defect in (None, "duplicate") and c.findings and c.impression
+    )
     return {
         "reports": len(cases),
         "normal": sum(not c.positives for c in cases),
         "abnormal": sum(bool(c.positives) for c in cases),
         "ineligible": {k: d[k] for k in DEFECTS},
-        "duplicates": d["duplicate"],
+        "duplicates": sum(v - 1 for v in pairs.values()),
+        "duplicates_injected": d["duplicate"],
     }
 
 
@@ -145,7 +152,6 @@ def write_mimic(d: Path, n: int, seed: int, bad: bool) -> dict:
         else:  # bad: latin-1 bytes (degree sign, e-acute, plus-minus) are not valid UTF-8
             c = draw_case(r, mark="___")
             c.indication = "___ year old woman, temp 38.9°C, café worker  // r/o pneumonia"
-            c.findings = f"{c.findings} Heart size stable ± 1 cm."
             text = mimic_text(c, r).encode("latin-1")
         docs.append((subj, study, text))
         for _ in range(r.choice((1, 1, 2, 2, 3))):  # 1-3 images (dicoms) per study

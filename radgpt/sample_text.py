@@ -381,13 +381,11 @@ class Case:
         return ";".join(dict.fromkeys(f.mesh.split("/")[0] for f in self.positives)) or "normal"
 
 
-def deid(text: str, r: random.Random, mark: str | None) -> str:
-    """Fill [[slot]] placeholders with the de-identification mark, or with synthetic values."""
+def deid(text: str, r: random.Random, mark: str | None, memo: dict[str, str]) -> str:
+    """Fill [[slot]] placeholders with the de-identification mark, or with synthetic values
+    (one value per slot and case, kept in `memo`: the prior-study date is the same everywhere)."""
 
-    def fill(m: re.Match) -> str:
-        slot = m.group(1)
-        if mark is not None and (mark == "XXXX" or not slot.startswith("x:")):
-            return mark
+    def value(slot: str) -> str:
         if slot == "date":
             return f"{r.randint(1, 12):02d}/{r.randint(1, 28):02d}/{r.randint(2012, 2022)}"
         if slot == "age":
@@ -397,6 +395,14 @@ def deid(text: str, r: random.Random, mark: str | None) -> str:
         if slot == "time":
             return f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}"
         return slot.split(":", 1)[1]  # [[x:word]]: a word only IU's XXXX hides
+
+    def fill(m: re.Match) -> str:
+        slot = m.group(1)
+        if mark is not None and (mark == "XXXX" or not slot.startswith("x:")):
+            return mark
+        if slot not in memo:
+            memo[slot] = value(slot)
+        return memo[slot]
 
     return re.sub(r"\[\[([a-z]+(?::[a-z-]+)?)\]\]", fill, text)
 
@@ -410,8 +416,6 @@ def draw_case(r: random.Random, mark: str | None, defect: str | None = None) -> 
     kinds = {f.kind for f in pos} | set(groups)
     body = sorted([(f.slot, f.f) for f in pos] + negations(r, kinds), key=lambda t: t[0])
     findings = " ".join(s for _, s in body)
-    if r.random() < 0.1:
-        findings = "Comparison is made with the prior study dated [[date]]. " + findings
     if not pos:
         impression = pick(r, NORMAL_IMPRESSIONS)
     else:
@@ -437,6 +441,9 @@ def draw_case(r: random.Random, mark: str | None, defect: str | None = None) -> 
         styles.append(f"___ year old {who} with {reason}  // {pick(r, QUESTIONS)}")
     indication = r.choice(styles)
     comparison = pick(r, COMPARISONS)
+    # IU style: the prior study named in Findings too (never lengthens a too-short Findings)
+    if "[[date]]" in comparison and defect != "findings_lt_10_words" and r.random() < 0.3:
+        findings = "Comparison is made with the prior study dated [[date]]. " + findings
     if portable:
         technique, exam = "Portable AP upright view of the chest.", "CHEST (PORTABLE AP)"
     else:
@@ -445,9 +452,10 @@ def draw_case(r: random.Random, mark: str | None, defect: str | None = None) -> 
     comparison = None if comparison == "-" else comparison
     c = Case(findings, impression, indication, comparison, technique, exam, portable, sex, pos)
     c.defect = defect
+    memo: dict[str, str] = {}
     for name in ("findings", "impression", "indication", "comparison"):
         v = getattr(c, name)
-        setattr(c, name, None if v is None else deid(v, r, mark))
+        setattr(c, name, None if v is None else deid(v, r, mark, memo))
     if defect == "no_findings":
         c.findings = None
     elif defect == "no_impression":
