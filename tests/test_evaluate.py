@@ -199,3 +199,16 @@ def test_evaluate_all_splits_and_errors(tables, tmp_path):
         run_evaluate(cfg, drafts=drafts, data=data, split="validate", out=tmp_path / "e4")
     with pytest.raises(ValueError, match="unknown baseline"):
         run_evaluate(cfg, drafts=drafts, data=data, baselines=["oracle"], out=tmp_path / "e5")
+
+
+def test_evaluate_with_zero_shot_baseline(tables, tmp_path, tiny_model_dir):
+    data, drafts, _ = tables
+    out = tmp_path / "zs"
+    rc = main(["evaluate", "--drafts", str(drafts), "--data", str(data), "--baselines", "zero-shot",
+               "--out", str(out), "--set", f"model.base={tiny_model_dir}",
+               "--set", "draft.max_new_tokens=4", "--set", "eval.bootstrap=50"])  # fmt: skip
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["systems"]) == {"draft", "zero-shot"} and m["baselines"] == ["zero-shot"]
+    zs = m["systems"]["zero-shot"]
+    assert zs["rouge"]["rouge1"]["n"] == 6 and zs["length"]["n"] == 6
