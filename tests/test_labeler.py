@@ -67,6 +67,8 @@ CASES = [
     ),
     ("Interval removal of the endotracheal tube.", {"Support Devices": NEG}),
     ("Left rib fractures.", {"Fracture": POS}),
+    ("Moderate right hemopneumothorax.", {"Pneumothorax": POS}),
+    ("Almost completely resolved apical pleural air collection.", {"Pneumothorax": NEG}),
     ("Right upper lobe opacity.", {"Lung Opacity": POS}),
     ("Right lower lobe consolidation.", {"Consolidation": POS}),
     ("Bilateral pleural thickening.", {"Pleural Other": POS}),
@@ -135,3 +137,26 @@ def test_agreement_f1_and_dangerous_misses():
     assert u["per_observation"]["Pneumonia"]["tp"] == 1
     with pytest.raises(ValueError):
         agreement(refs, hyps[:1])
+
+
+@pytest.mark.data
+def test_labels_agree_with_iu_mesh_tags(iu_csv):
+    """On the real IU X-ray Impressions, labels agree with the indexers' independent MeSH tags."""
+    import time
+
+    import pandas as pd
+
+    df = pd.read_csv(iu_csv).dropna(subset=["impression"])
+    t0 = time.time()
+    labs = [label(t) for t in df["impression"]]
+    assert time.time() - t0 < 30  # ~3,000 Impressions in seconds
+    df["nf"] = [x["No Finding"] for x in labs]
+    normal = df[df["MeSH"] == "normal"]
+    assert len(normal) > 1000 and (normal["nf"] == POS).mean() > 0.98
+    for mesh, obs, floor in [("Pleural Effusion", "Pleural Effusion", 0.85),
+                             ("Cardiomegaly", "Cardiomegaly", 0.65),
+                             ("Atelectasis", "Atelectasis", 0.65)]:  # fmt: skip
+        tagged = df["MeSH"].str.contains(mesh, regex=False).to_numpy()
+        found = pd.Series([x[obs] in (POS, UNC) for x in labs])
+        assert found[tagged].mean() > floor, mesh  # tags also come from Findings: not 100%
+        assert found[(df["MeSH"] == "normal").to_numpy()].mean() < 0.005, mesh

@@ -77,7 +77,11 @@ MENTIONS: dict[str, list[str]] = {
         r"\binfecti(?:on|ons|ous)(?: process)?\b",
     ],
     "Atelectasis": [r"\batelecta\w*", r"\bcollapse[d]?\b"],
-    "Pneumothorax": [r"\bpneumothora(?:x|ces)\b", r"\bptx\b"],
+    "Pneumothorax": [
+        r"\b(?:hemo|hydro)?pneumothora(?:x|ces)\b",
+        r"\bptx\b",
+        r"\bpleural air\b",
+    ],
     "Pleural Effusion": [
         r"\b(?<!pericardial )(?:pleural )?effusions?\b",
         r"\bpleural fluid\b",
