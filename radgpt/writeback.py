@@ -137,8 +137,9 @@ def diagnostic_report(row: dict) -> dict:
             "text": "AI-generated draft impression (requires radiologist review)",
         },
         "issued": _instant(row["generated_at"]),
-        "conclusion": row["draft"],
     }
+    if row["draft"].strip():  # FHIR strings cannot be empty: an empty draft has only its flags
+        res["conclusion"] = row["draft"]
     if row.get("patient_id"):
         res["subject"] = {"reference": f"Patient/{row['patient_id']}"}
     if row.get("study_id"):

@@ -1,0 +1,405 @@
+"""Batch drafting on Ray Data: select reports -> actor pool of Drafters -> drafts table commit.
+
+    radgpt draft --config conf/local.yaml [--data DIR] [--adapter DIR] [--split NAME] [--limit N] [--out DIR]
+
+    from radgpt.infer import generate, run_draft
+    generate(cfg, ["The heart is normal ..."], adapter=None)   # in-process greedy drafts
+    run_draft(cfg, split="test")                                # Ray Data + commit, returns a summary
+
+Each actor loads the model once (base + LoRA merged, radgpt.model.load) and drafts length-sorted,
+left-padded batches: greedy by default, at most draft.max_new_tokens, stop at EOS. Prompts are
+built exactly as in training (radgpt.prompts Template.fit with the adapter's template, task,
+cutoff_len and retrieved neighbours when its record says retrieval_k > 0).
+Fault tolerance: a dead actor is restarted and its batch retried (draft.max_retries); drafts are
+keyed by a deterministic draft_id, so the commit keeps every selected report exactly once.
+Test hook: env RADGPT_FAULT_ONCE=<marker file> makes one actor os._exit() on its first batch once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from radgpt.config import Config, ConfigError
+from radgpt.flags import review_flags
+from radgpt.provenance import draft_id, generation_json, model_key, text_sha256
+from radgpt.runtime import code_version, new_run_id, utcnow, write_json_atomic
+from radgpt.schema import arrow_schema
+
+log = logging.getLogger("radgpt.infer")
+KEEP = ["report_id", "source", "patient_id", "study_id", "findings", "source_sha256"]
+
+
+def model_spec(cfg: Config, adapter_dir: str | os.PathLike | None) -> dict:
+    """Run-level constants: which weights, prompt and generation settings draft (and their ids)."""
+    from radgpt import model, prompts
+
+    base = model.require_dir(cfg.model_path(cfg.model.base))
+    rec = model.read_adapter_record(adapter_dir) if adapter_dir else {}
+    tpl = prompts.get(rec.get("template") or cfg.model.template)
+    sha = model.base_sha256(base)
+    adapter_id = (rec.get("adapter_id") or Path(adapter_dir).name) if adapter_dir else None
+    want = rec.get("base_sha256") or rec.get("base_model_sha256")
+    if want and want != sha:
+        raise ValueError(f"adapter {adapter_dir} was trained on base {want[:12]}, not {base}")
+    return {
+        "base_dir": str(base),
+        "adapter_dir": str(adapter_dir) if adapter_dir else None,
+        "base_model": str(base),
+        "base_model_sha256": sha,
+        "adapter_id": adapter_id,
+        "prompt_name": tpl.name,
+        "prompt_version": str(tpl.version),
+        "generation": generation_json(cfg),
+        "task": rec.get("task") or cfg.train.task,
+        "retrieval_k": int(rec.get("retrieval_k") or 0),
+        "cutoff_len": int(rec.get("cutoff_len") or cfg.train.cutoff_len),
+        "model_key": model_key(adapter_id, sha),
+    }
+
+
+def adapter_dir(cfg: Config, adapter: str | bool | None = True) -> Path | None:
+    """True: cfg.model.adapter; None/False: base model only; a str: that adapter dir."""
+    raw = cfg.model.adapter if adapter is True else (adapter or None)
+    return cfg.model_path(raw) if raw else None
+
+
+class Drafter:
+    """Model + tokenizer + template (+ retriever), loaded once; a Ray Data callable class."""
+
+    def __init__(self, cfg_json: str, spec: dict, run: dict | None = None, fault_marker=None):
+        import torch
+
+        from radgpt import model, prompts
+
+        self.cfg, self.spec, self.run = Config.from_json(cfg_json), spec, run or {}
+        self.fault_marker = fault_marker
+        d = self.cfg.draft
+        if d.engine == "vllm":
+            try:
+                import vllm  # noqa: F401
+            except ImportError:
+                raise RuntimeError(
+                    "draft.engine=vllm needs the vllm extra: pip install 'radgpt[vllm]' "
+                    "(on a GPU machine), or set draft.engine=transformers"
+                ) from None
+            raise NotImplementedError("draft.engine=vllm is reserved; use transformers")
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if run and self.device == "cpu":  # a Ray actor: keep torch within its CPU share
+            torch.set_num_threads(max(1, int(d.cpus_per_actor)))
+        self.model, self.tok = model.load(
+            spec["base_dir"],
+            spec["adapter_dir"],
+            merge=d.merge_adapter,
+            dtype=self.cfg.model.dtype,
+            device=self.device,
+        )
+        self.tpl = prompts.get(spec["prompt_name"])
+        self.instruction = prompts.instruction(spec["task"])
+        self.retriever = None
+        if spec["retrieval_k"] > 0:
+            from radgpt.retrieval import Retriever
+
+            self.retriever = Retriever.load(Path(spec["adapter_dir"]) / "retrieval")
+        eos = {self.tok.eos_token_id}
+        g = self.model.generation_config.eos_token_id
+        eos |= set(g if isinstance(g, list) else [g] if g is not None else [])
+        self.eos = sorted(e for e in eos if e is not None)
+        self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.eos[0]
+        self.host = socket.gethostname()
+
+    def prompts(self, findings: list[str], report_ids: list[str | None]) -> list[list[int]]:
+        """Token ids per report, truncated like training (budget leaves room for the output)."""
+        k = self.spec["retrieval_k"]
+        ex = (
+            self.retriever.query(findings, k, exclude_ids=report_ids)
+            if self.retriever
+            else [()] * len(findings)
+        )
+        budget = max(16, self.spec["cutoff_len"] - self.cfg.draft.max_new_tokens)
+        t = self.spec["task"]
+        return [
+            self.tpl.fit(self.tok, t, f, e, budget)[0] for f, e in zip(findings, ex, strict=True)
+        ]
+
+    def generate(
+        self, findings: list[str], report_ids: list[str | None] | None = None
+    ) -> list[dict]:
+        """Drafts in input order: {draft, prompt_tokens, output_tokens, truncated, latency_ms}."""
+        import torch
+
+        d = self.cfg.draft
+        ids = self.prompts(findings, report_ids or [None] * len(findings))
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # length-sorted batches
+        out: list[dict] = [{}] * len(ids)
+        sampling = {"temperature": d.temperature, "top_p": d.top_p} if d.do_sample else {}
+        for s in range(0, len(order), d.batch_size):
+            idx = order[s : s + d.batch_size]
+            width = max(len(ids[i]) for i in idx)
+            # left padding: every prompt ends at column `width`, where generation starts
+            x = torch.tensor([[self.pad] * (width - len(ids[i])) + ids[i] for i in idx])
+            mask = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in idx])
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                y = self.model.generate(
+                    input_ids=x.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    max_new_tokens=d.max_new_tokens,
+                    do_sample=d.do_sample,
+                    eos_token_id=self.eos,
+                    pad_token_id=self.pad,
+                    **sampling,
+                )
+            ms = (time.perf_counter() - t0) * 1000 / len(idx)  # per-report share of the batch
+            for row, i in zip(y[:, width:].tolist(), idx, strict=True):
+                stop = next((j for j, v in enumerate(row) if v in self.eos), None)
+                toks = row if stop is None else row[:stop]
+                out[i] = {
+                    "draft": self.tok.decode(toks, skip_special_tokens=True).strip(),
+                    "prompt_tokens": len(ids[i]),
+                    "output_tokens": len(toks) + (stop is not None),
+                    "truncated": stop is None and len(row) >= d.max_new_tokens,
+                    "latency_ms": ms,
+                }
+        return out
+
+    def flags(self, findings: str, o: dict) -> list[str]:
+        return review_flags(
+            findings, o["draft"], truncated=o["truncated"], instruction=self.instruction
+        )
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if self.fault_marker and not os.path.exists(self.fault_marker):
+            Path(self.fault_marker).write_text(str(os.getpid()))
+            os._exit(1)  # test hook: die mid-run once; Ray restarts the actor, retries the batch
+        rows = batch.to_pylist()
+        outs = self.generate([r["findings"] for r in rows], [r["report_id"] for r in rows])
+        now, s = utcnow(), self.spec
+        res = []
+        for r, o in zip(rows, outs, strict=True):
+            res.append(
+                {
+                    **{k: r[k] for k in ("draft_id", "report_id", "source")},
+                    **{k: r[k] for k in ("patient_id", "study_id", "source_sha256")},
+                    "draft": o["draft"],
+                    "flags": self.flags(r["findings"], o),
+                    **{k: s[k] for k in ("base_model", "base_model_sha256", "adapter_id")},
+                    **{k: s[k] for k in ("prompt_name", "prompt_version", "generation")},
+                    "findings_sha256": text_sha256(r["findings"]),
+                    "run_id": self.run["run_id"],
+                    "code_version": code_version(),
+                    "worker_host": self.host,
+                    "generated_at": now,
+                    "prompt_tokens": o["prompt_tokens"],
+                    "output_tokens": o["output_tokens"],
+                    "latency_ms": o["latency_ms"],
+                    "run_date": self.run["run_date"],
+                }
+            )
+        return pa.Table.from_pylist(res, schema=arrow_schema("drafts"))
+
+
+_CACHED: dict = {}
+
+
+def generate(cfg: Config, findings: list[str], adapter: str | None | bool = True) -> list[str]:
+    """In-process greedy drafts (no Ray) for a list of Findings, in order."""
+    a = adapter_dir(cfg, adapter)
+    key = (cfg.hash(), str(a))
+    if key not in _CACHED:
+        _CACHED.clear()  # one model in memory at a time
+        _CACHED[key] = Drafter(cfg.to_json(), model_spec(cfg, a))
+    return [o["draft"] for o in _CACHED[key].generate(list(findings))]
+
+
+def _blank(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col.fill_null(""))), 0)
+
+
+def select(reports: pa.Table, cfg: Config, spec: dict, done: set[str] = frozenset()) -> pa.Table:
+    """Reports to draft per draft.selection, with their draft_id, sorted by Findings length.
+
+    new: eligible or impression-less reports without a committed draft for this draft_id;
+    missing: no Impression but Findings; split: draft.split; all: every report with Findings.
+    """
+    mode = cfg.draft.selection
+    has_f = pc.invert(_blank(reports.column("findings")))
+    if mode == "missing":
+        mask = pc.and_(has_f, _blank(reports.column("impression")))
+    elif mode == "split":
+        if not cfg.draft.split:
+            raise ConfigError("draft.split: required when draft.selection=split")
+        mask = pc.and_(has_f, pc.equal(reports.column("split"), cfg.draft.split))
+    elif mode == "new":
+        mask = pc.and_(
+            has_f, pc.or_(reports.column("eligible"), _blank(reports.column("impression")))
+        )
+    else:
+        mask = has_f
+    t = reports.filter(mask).select(KEEP)
+    s = spec
+    ids = [
+        draft_id(r, s["model_key"], s["prompt_name"], s["prompt_version"], s["generation"])
+        for r in t.column("report_id").to_pylist()
+    ]
+    t = t.append_column("draft_id", pa.array(ids, pa.string()))
+    if mode == "new" and done:
+        t = t.filter(pc.invert(pc.is_in(t.column("draft_id"), pa.array(sorted(done)))))
+    t = t.sort_by("report_id")
+    if cfg.draft.limit:
+        t = t.slice(0, cfg.draft.limit)
+    n = pc.utf8_length(t.column("findings"))
+    return t.append_column("_len", n).sort_by([("_len", "ascending")]).drop_columns(["_len"])
+
+
+def _check_cpus(cfg: Config, ray) -> None:
+    d = cfg.draft
+    total = ray.cluster_resources().get("CPU", 0)
+    if d.num_actors * d.cpus_per_actor >= total and not d.gpus_per_actor:
+        raise ConfigError(
+            f"draft.num_actors x draft.cpus_per_actor = {d.num_actors * d.cpus_per_actor:g} takes "
+            f"every CPU of the Ray cluster ({total:g}): Ray Data read tasks would starve; lower it"
+        )
+
+
+def _map(ds, ray, cfg: Config, spec: dict, run_id: str, run_date: str):
+    d = cfg.draft
+    return ds.map_batches(
+        Drafter,
+        fn_constructor_kwargs={
+            "cfg_json": cfg.to_json(),
+            "spec": spec,
+            "run": {"run_id": run_id, "run_date": run_date},
+            "fault_marker": os.environ.get("RADGPT_FAULT_ONCE"),
+        },
+        compute=ray.data.ActorPoolStrategy(size=d.num_actors),
+        num_cpus=d.cpus_per_actor,
+        num_gpus=d.gpus_per_actor,
+        batch_size=d.batch_size,
+        batch_format="pyarrow",
+        max_restarts=d.max_retries,
+        max_task_retries=d.max_retries,
+    )
+
+
+def run_draft(cfg: Config, data=None, adapter=None, split=None, limit=None, out=None) -> dict:
+    """Draft the selected reports on Ray Data and commit them to the drafts table; a summary."""
+    from tqdm import tqdm
+
+    from radgpt.runtime import init_ray
+    from radgpt.table import read_reports
+    from radgpt.writeback import commit_drafts, committed_ids
+
+    cfg = Config.from_json(cfg.to_json())  # a private copy for the overrides below
+    if split:
+        cfg.draft.selection, cfg.draft.split = "split", split
+    if limit:
+        cfg.draft.limit = limit
+    t0, run_id = time.perf_counter(), new_run_id("draft")
+    run_date = utcnow().strftime("%Y-%m-%d")
+    drafts = Path(out) if out else cfg.path("drafts")
+    spec = model_spec(cfg, adapter_dir(cfg, adapter or True))
+    reports = read_reports(Path(data) if data else cfg)
+    done = committed_ids(drafts) if cfg.draft.selection == "new" else set()
+    sel = select(reports, cfg, spec, done)
+    summary = {
+        "run_id": run_id,
+        "run_date": run_date,
+        "selection": cfg.draft.selection,
+        "reports": len(reports),
+        "selected": len(sel),
+        **{k: spec[k] for k in ("adapter_id", "prompt_name", "prompt_version", "generation")},
+        "drafts_dir": str(drafts),
+    }
+    log.info(
+        "run %s: %d of %d reports selected (%s)",
+        run_id,
+        len(sel),
+        len(reports),
+        summary["selection"],
+    )
+    if not len(sel):
+        return summary | {"drafted": 0, "committed": 0, "flags": {}, "seconds": 0.0}
+    stage = cfg.path("runs") / run_id
+    stage.mkdir(parents=True, exist_ok=True)
+    d = cfg.draft
+    try:
+        pq.write_table(sel, stage / "selection.parquet", row_group_size=d.batch_size)
+        ray = init_ray(cfg)
+        _check_cpus(cfg, ray)
+        blocks = max(1, min(math.ceil(len(sel) / d.batch_size), 4 * d.num_actors))
+        ds = ray.data.read_parquet(str(stage / "selection.parquet"), override_num_blocks=blocks)
+        with warnings.catch_warnings():  # max_restarts/max_task_retries have no named parameter yet
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = _map(ds, ray, cfg, spec, run_id, run_date)
+
+        parts = []
+        t_draft = time.perf_counter()
+        with tqdm(total=len(sel), desc="drafting", unit="report") as bar:
+            for b in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                parts.append(b)
+                bar.update(len(b))
+        seconds = time.perf_counter() - t_draft
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # the selection holds report text: not kept
+    res = pa.concat_tables(parts).cast(arrow_schema("drafts"))
+    got = set(res.column("draft_id").to_pylist())
+    missing = set(sel.column("draft_id").to_pylist()) - got
+    if missing:  # never commit a partial night
+        raise RuntimeError(
+            f"run {run_id}: {len(missing)} selected reports came back without a draft"
+        )
+    manifest = commit_drafts(res, drafts, run_id)
+    flags: dict[str, int] = {}
+    for fl in res.column("flags").to_pylist():
+        for f in fl:
+            flags[f] = flags.get(f, 0) + 1
+    out_tokens = int(pc.sum(res.column("output_tokens")).as_py())
+    return summary | {
+        "drafted": len(got),
+        "retried_duplicates": len(res) - len(got),
+        "committed": manifest["rows"],
+        "duplicates": manifest["duplicates"],
+        "flags": flags,
+        "flagged": sum(1 for fl in res.column("flags").to_pylist() if fl),
+        "output_tokens": out_tokens,
+        "seconds": round(seconds, 3),
+        "reports_per_s": round(len(got) / seconds, 3),
+        "tokens_per_s": round(out_tokens / seconds, 2),
+        "total_seconds": round(time.perf_counter() - t0, 3),
+        "manifest": manifest["files"],
+    }
+
+
+def add_commands(sub) -> None:
+    from radgpt.cli import add_config_args
+
+    p = sub.add_parser("draft", help="draft Impressions on Ray Data and commit them (drafts table)")
+    add_config_args(p)
+    p.add_argument("--data", help="reports table dir (default: paths.table)")
+    p.add_argument("--adapter", help="PEFT adapter dir (default: model.adapter)")
+    p.add_argument("--split", help="draft one split (sets draft.selection=split)")
+    p.add_argument("--limit", type=int, help="at most N reports")
+    p.add_argument("--out", help="drafts table dir (default: paths.drafts)")
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    from radgpt.cli import config_from_args
+
+    cfg = config_from_args(args)
+    s = run_draft(cfg, args.data, args.adapter, args.split, args.limit, args.out)
+    write_json_atomic(cfg.path("runs") / f"{s['run_id']}.json", s)
+    print(json.dumps(s, indent=2, default=str))
+    return 0
