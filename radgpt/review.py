@@ -374,6 +374,19 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _guard(fn):
+    """CLI wrapper: a ValueError (bad packet, bad ratings) is a clear message and exit 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except ValueError as e:
+            log.error("%s", e)
+            return 2
+
+    return run
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from radgpt.cli import add_config_args
 
@@ -402,9 +415,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--key", help="unblinding key file (default: <out>.key.json, outside the packet)"
     )
-    e.set_defaults(func=_export)
+    e.set_defaults(func=_guard(_export))
     i = rs.add_parser("import", help="unblind raters' files: mean/SD per metric and system, kappa")
     i.add_argument("--key", required=True, help="the packet's key file")
     i.add_argument("files", nargs="+", help="ratings CSV/JSON files, one or more per rater")
     i.add_argument("--out", required=True, help="results dir")
-    i.set_defaults(func=_import)
+    i.set_defaults(func=_guard(_import))

@@ -193,8 +193,14 @@ def test_evaluate_all_splits_and_errors(tables, tmp_path):
     from radgpt.evaluation.run import run_evaluate
 
     cfg = load_config(overrides={"eval.bootstrap": 50})
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no committed drafts"):
+        run_evaluate(cfg, drafts=tmp_path / "empty", data=data, out=tmp_path / "e3")
+    with pytest.raises(FileNotFoundError, match="radgpt draft"):
         run_evaluate(cfg, drafts=tmp_path / "none", data=data, out=tmp_path / "e3")
+    # the CLI turns bad input into a message and exit code 2
+    assert main(["evaluate", "--drafts", str(drafts), "--data", str(data), "--split", "validate",
+                 "--out", str(tmp_path / "e6")]) == 2  # fmt: skip
     with pytest.raises(ValueError, match="none of the 6 drafts"):
         run_evaluate(cfg, drafts=drafts, data=data, split="validate", out=tmp_path / "e4")
     with pytest.raises(ValueError, match="unknown baseline"):

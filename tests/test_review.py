@@ -132,6 +132,10 @@ def test_import_rejects_bad_files(packet, tmp_path):
     with pytest.raises(ValueError, match="not a ratings file"):
         read_ratings([out / "packet.html"])
     assert summarize(unblind(ok, key))["kappa"]["relevance"]["mean"] is None
+    assert (
+        main(["review", "import", "--key", str(key_path), str(bad), "--out", str(tmp_path / "r")])
+        == 2
+    )
 
 
 # ---- the HTML packet in a real browser -------------------------------------------------------

@@ -12,6 +12,7 @@ Heavy imports stay inside functions so that `radgpt --help` is fast.
 from __future__ import annotations
 
 import argparse
+import logging
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -24,16 +25,20 @@ def _main(args: argparse.Namespace) -> int:
         baselines = [
             b.strip() for b in args.baselines.split(",") if b.strip() and b.strip() != "none"
         ]
-    m = run_evaluate(
-        cfg,
-        drafts=args.drafts,
-        data=args.data,
-        split=args.split,
-        baselines=baselines,
-        out=args.out,
-        run_ids=args.run_id or None,
-        adapter_id=args.adapter_id,
-    )
+    try:
+        m = run_evaluate(
+            cfg,
+            drafts=args.drafts,
+            data=args.data,
+            split=args.split,
+            baselines=baselines,
+            out=args.out,
+            run_ids=args.run_id or None,
+            adapter_id=args.adapter_id,
+        )
+    except ValueError as e:  # bad selection or inputs: a clear message, exit 2
+        logging.getLogger("radgpt.evaluate").error("%s", e)
+        return 2
     for s, v in m["systems"].items():
         r = v["rouge"]["rouge1"]
         print(f"{s:>16}  ROUGE-1 {r['mean']:.4f} [{r['lo']:.4f}, {r['hi']:.4f}]  "

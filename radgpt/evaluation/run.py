@@ -120,6 +120,14 @@ def run_evaluate(
     splits = None if split in (None, "all") else [s.strip() for s in split.split(",")]
     baselines = list(cfg.eval.baselines if baselines is None else baselines)
 
+    if not data_root.is_dir():
+        raise FileNotFoundError(
+            f"reports table {data_root} not found: run `radgpt ingest` or pass --data"
+        )
+    if not drafts_root.is_dir():
+        raise FileNotFoundError(
+            f"drafts table {drafts_root} not found: run `radgpt draft` or pass --drafts"
+        )
     all_refs = read_reports(data_root, columns=REF_COLS)
     refs = select_refs(all_refs, splits)
     d = select_drafts(read_drafts(drafts_root, DRAFT_COLS), run_ids, adapter_id)
