@@ -33,47 +33,58 @@ def random_split(cfg: IngestCfg):
     return F.when(u < a / n, "train").when(u < (a + b) / n, "validate").otherwise("test")
 
 
-def drop_seen(parsed: DataFrame, existing: DataFrame | None) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Split parsed rows into (new, already ingested, duplicate ids within this run)."""
+def mark(parsed: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFrame:
+    """Add _state (new | seen | dup_id), split and split_origin to every parsed row.
+
+    The rules run on a narrow key table (ids, hashes, official split: ~100 bytes a row) and are
+    joined back once, so report text is shuffled once at most (AQE broadcasts small key tables).
+    """
+    keys = parsed.select("report_id", "source_uri", "source_member", "pair_sha256", "official_split",
+                         (F.col("findings").isNotNull() & F.col("impression").isNotNull()).alias("_pair"))  # fmt: skip
     w = Window.partitionBy("report_id").orderBy("source_uri", "source_member")
-    ranked = parsed.withColumn("_rank", F.row_number().over(w))
-    first = ranked.filter("_rank = 1").drop("_rank")
-    dup_ids = ranked.filter("_rank > 1").drop("_rank")
-    if existing is None:
-        return first, first.limit(0), dup_ids
-    ids = existing.select("report_id").distinct()
-    return first.join(ids, "report_id", "left_anti"), first.join(ids, "report_id", "left_semi"), dup_ids
-
-
-def assign_splits(new: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFrame:
-    """Add split and split_origin to new rows (see module docstring)."""
-    df = new.withColumn(
-        "_own_split", F.coalesce(F.col("official_split"), random_split(cfg))
-    ).withColumn(
+    keys = keys.withColumn("_rank", F.row_number().over(w))
+    if existing is not None:
+        seen = existing.select("report_id").distinct().withColumn("_seen", F.lit(True))
+        keys = keys.join(seen, "report_id", "left")
+    else:
+        keys = keys.withColumn("_seen", F.lit(None).cast("boolean"))
+    keys = keys.withColumn(
+        "_state",
+        F.when(F.col("_rank") > 1, "dup_id").when(F.col("_seen"), "seen").otherwise("new"),
+    )
+    keys = keys.withColumn("_own_split", F.coalesce("official_split", random_split(cfg))).withColumn(
         "_own_origin", F.when(F.col("official_split").isNotNull(), "official").otherwise("random")
     )
-    has_pair = F.col("findings").isNotNull() & F.col("impression").isNotNull()
-    w = Window.partitionBy("pair_sha256").orderBy(
+    # first occurrence of each (findings, impression) pair among this run's new rows
+    new_pairs = keys.filter((F.col("_state") == "new") & F.col("_pair"))
+    pw = Window.partitionBy("pair_sha256").orderBy(
         F.when(F.col("_own_origin") == "official", 0).otherwise(1), "report_id"
     )
-    df = df.withColumn(
-        "_group_split", F.when(has_pair, F.first("_own_split").over(w)).otherwise(F.col("_own_split"))
+    group = (
+        new_pairs.withColumn("_n", F.row_number().over(pw))
+        .filter("_n = 1")
+        .select("pair_sha256", F.col("_own_split").alias("_group_split"))
     )
-    if existing is not None:
+    keys = keys.join(group, "pair_sha256", "left")
+    if existing is not None:  # earlier runs win
         prior = (
             existing.filter(F.col("findings").isNotNull() & F.col("impression").isNotNull())
             .groupBy("pair_sha256")
             .agg(F.min("split").alias("_prior_split"))
         )
-        df = df.join(prior, "pair_sha256", "left")
+        keys = keys.join(prior, "pair_sha256", "left")
     else:
-        df = df.withColumn("_prior_split", F.lit(None).cast("string"))
-    split = F.when(has_pair, F.coalesce("_prior_split", "_group_split")).otherwise(F.col("_own_split"))
-    df = df.withColumn("split", split).withColumn(
+        keys = keys.withColumn("_prior_split", F.lit(None).cast("string"))
+    split = F.when(F.col("_pair"), F.coalesce("_prior_split", "_group_split", "_own_split"))
+    keys = keys.withColumn("split", split.otherwise(F.col("_own_split"))).withColumn(
         "split_origin",
         F.when(F.col("split") != F.col("_own_split"), "duplicate").otherwise(F.col("_own_origin")),
     )
-    return df.drop("_own_split", "_own_origin", "_group_split", "_prior_split")
+    keys = keys.select("report_id", "source_uri", "source_member", "_state", "split", "split_origin")
+    on = ["report_id", "source_uri", "source_member"]
+    # null-safe on source_member (NULL for single-report files)
+    cond = [parsed[c].eqNullSafe(keys[c]) for c in on]
+    return parsed.join(keys, cond, "inner").select(parsed["*"], "_state", "split", "split_origin")
 
 
 def finalize(df: DataFrame, run_id: str, now: dt.datetime) -> DataFrame:
@@ -92,12 +103,18 @@ def transform(
     run_id: str,
     now: dt.datetime,
 ) -> dict[str, DataFrame]:
-    """parsed report rows (+ existing committed table) -> {'new', 'seen', 'dup_ids'} DataFrames.
+    """parsed report rows (+ existing committed table) -> {'marked', 'new', 'seen', 'dup_ids'}.
 
-    'new' follows the reports contract; 'seen' are rows already in the table (re-runs add
-    nothing); 'dup_ids' are extra rows with a report_id seen twice in this run (quarantined).
+    'marked' is every parsed row with its status; 'new' follows the reports contract; 'seen'
+    are rows already in the table (re-runs add nothing); 'dup_ids' are extra rows with a
+    report_id seen twice in this run (quarantined). Cache 'marked' when using several views.
     """
-    new, seen, dup_ids = drop_seen(parsed, existing)
-    new = finalize(assign_splits(new, existing, cfg), run_id, now)
+    marked = mark(parsed, existing, cfg)
+    new = finalize(marked.filter("_state = 'new'"), run_id, now)
     assert new.columns == field_names("reports")
-    return {"new": new, "seen": seen, "dup_ids": dup_ids}
+    return {
+        "marked": marked,
+        "new": new,
+        "seen": marked.filter("_state = 'seen'"),
+        "dup_ids": marked.filter("_state = 'dup_id'"),
+    }

@@ -170,7 +170,6 @@ def quarantine_df(bad, dup_ids, unknown_rows, spark, run_id, now):
 def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) -> dict:
     """Ingest `inputs` (default cfg.ingest.inputs) incrementally; returns the run manifest."""
     from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
     from radgpt.cohort import transform
     from radgpt.runtime import spark_session
@@ -203,20 +202,14 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         existing = spark.read.option("basePath", str(root)).parquet(*files) if files else None
         reports = parsed.filter("kind = 'report'").drop(*[n for n, _ in PARSE_EXTRA if n != "official_split"])
         out = transform(reports, existing, cfg.ingest, run_id, now)
-        new = out["new"].persist(StorageLevel.MEMORY_AND_DISK)
-        bad = parsed.filter("kind = 'bad'")
-        quarantine = quarantine_df(bad, out["dup_ids"], unknown_rows, spark, run_id, now)
-
-        counts = _count(new, out["seen"], out["dup_ids"], quarantine)
+        out["marked"].persist(StorageLevel.MEMORY_AND_DISK)
+        quarantine = quarantine_df(parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now)
+        counts = _count(out["marked"], quarantine)
         _reconcile(kinds, counts)
-        new.repartition("source", "split").write.partitionBy("source", "split").parquet(
-            str(table.staging_dir(root, run_id))
-        )
-        quarantine.repartition("source").write.partitionBy("source").parquet(
-            str(table.staging_dir(qroot, run_id))
-        )
+        out["new"].write.partitionBy("source", "split").parquet(str(table.staging_dir(root, run_id)))
+        quarantine.write.partitionBy("source").parquet(str(table.staging_dir(qroot, run_id)))
         parsed.unpersist()
-        new.unpersist()
+        out["marked"].unpersist()
 
     record = {
         "kind": "ingest",
@@ -235,13 +228,15 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
     return manifest
 
 
-def _count(new, seen, dup_ids, quarantine) -> dict:
-    """Aggregates only (never rows) to the driver."""
-    from pyspark.sql import functions as F
-
-    rows = new.groupBy("source", "split", "eligible", "exclusion_reason").count().collect()
-    by_reason, by_split, by_source = {}, {}, {}
+def _count(marked, quarantine) -> dict:
+    """Two small aggregates (never rows) to the driver."""
+    rows = marked.groupBy("_state", "source", "split", "split_origin", "eligible", "exclusion_reason").count().collect()
+    state = {"new": 0, "seen": 0, "dup_id": 0}
+    by_reason, by_split, by_source, moved = {}, {}, {}, 0
     for r in rows:
+        state[r["_state"]] += r["count"]
+        if r["_state"] != "new":
+            continue
         key = "eligible" if r["eligible"] else r["exclusion_reason"]
         by_reason[key] = by_reason.get(key, 0) + r["count"]
         if r["eligible"]:
@@ -249,27 +244,24 @@ def _count(new, seen, dup_ids, quarantine) -> dict:
         s = by_source.setdefault(r["source"], {"new": 0, "eligible": 0})
         s["new"] += r["count"]
         s["eligible"] += r["count"] if r["eligible"] else 0
+        moved += r["count"] if r["split_origin"] == "duplicate" else 0
     qrows = quarantine.groupBy("source", "reason").count().collect()
     quarantined = {}
     for r in qrows:
         quarantined.setdefault(r["source"], {})[r["reason"]] = r["count"]
-    n_new = sum(by_reason.values())
-    n_seen = seen.count()
-    n_dup = dup_ids.count()
-    n_q = sum(r["count"] for r in qrows)
     return {
         "new_by_rule": dict(sorted(by_reason.items())),
         "eligible_by_split": dict(sorted(by_split.items())),
         "by_source": by_source,
         "quarantined": quarantined,
-        "duplicate_pairs_moved": new.filter(F.col("split_origin") == "duplicate").count(),
+        "duplicate_pairs_moved": moved,
         "totals": {
-            "new": n_new,
+            "new": state["new"],
             "eligible": by_reason.get("eligible", 0),
-            "excluded": n_new - by_reason.get("eligible", 0),
-            "already_ingested": n_seen,
-            "duplicate_ids": n_dup,
-            "quarantined": n_q,
+            "excluded": state["new"] - by_reason.get("eligible", 0),
+            "already_ingested": state["seen"],
+            "duplicate_ids": state["dup_id"],
+            "quarantined": sum(r["count"] for r in qrows),
         },
     }
 

@@ -192,3 +192,18 @@ def test_hl7_newline_separators_and_bad_messages(tmp_path):
     # detection by content: a file starting with MSH| without the .hl7 suffix
     (tmp_path / "msg.txt").write_bytes("\r".join(good).encode())
     assert detect(tmp_path / "msg.txt") == "hl7"
+
+
+def test_hl7_cr_segments_newline_messages_headerless_message_is_quarantined(tmp_path):
+    """\\r between segments, \\n between messages: a message missing its MSH is its own bad
+    message, not glued onto the report before it."""
+    a = hl7_message("A", "FA", [("TX", "FINDINGS: Clear lungs."), ("TX", "IMPRESSION: Normal chest.")])
+    headless = hl7_message("B", "FB", [("TX", "FINDINGS: Right effusion.")])[1:]  # no MSH
+    c = hl7_message("C", "FC", [("TX", "IMPRESSION: No acute disease.")])
+    p = tmp_path / "batch.hl7"
+    p.write_bytes("\n".join("\r".join(m) + "\r" for m in (a, headless, c)).encode() + b"\n")
+    _, rs = read_all(hl7, p, IngestCfg())
+    assert [(r.member, getattr(r, "reason", "ok")) for r in rs] == [
+        ("0", "ok"), ("1", "bad_hl7"), ("2", "ok"),
+    ]  # fmt: skip
+    assert "effusion" not in rs[0].text

@@ -61,17 +61,25 @@ def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
 
 
 def split_messages(data: bytes) -> list[bytes]:
-    """Raw bytes of each message: segments grouped from one MSH to the next, joined by \\r.
-    Segments before the first MSH form a message of their own (it will fail: no MSH)."""
+    """Raw bytes of each message: segments grouped from one MSH to the next, joined by \r.
+    Segments before the first MSH form a message of their own (it will fail: no MSH).
+    When segments are \r-separated and the file also has newlines, a newline ends a message
+    (the usual one-message-per-line batch layout): a line without MSH is then its own bad
+    message instead of being glued to the previous report."""
     data = data.replace(b"\x0b", b"").replace(b"\x1c", b"")
+    cr_lines = re.search(rb"\r(?!\n)", data) is not None and b"\n" in data
+    chunks = re.split(rb"\r?\n", data) if cr_lines else [data]
     msgs: list[list[bytes]] = []
-    for m in _SEG.finditer(data):
-        seg = m.group().strip(b" \t")
-        if not seg:
-            continue
-        if seg.startswith(b"MSH") or not msgs:
-            msgs.append([])
-        msgs[-1].append(seg)
+    for chunk in chunks:
+        first = True
+        for m in _SEG.finditer(chunk):
+            seg = m.group().strip(b" \t")
+            if not seg:
+                continue
+            if seg.startswith(b"MSH") or not msgs or (cr_lines and first):
+                msgs.append([])
+            first = False
+            msgs[-1].append(seg)
     return [b"\r".join(s) for s in msgs]
 
 
