@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 # cohort-rule violations injected on purpose (names = the ingest's exclusion reasons)
-DEFECTS = ("no_findings", "no_impression", "findings_lt_10_words", "impression_lt_2_words")
+DEFECTS = ("no_findings", "no_impression", "findings_too_short", "impression_too_short")
 LOBES = "right upper lobe|right middle lobe|right lower lobe|left upper lobe|left lower lobe"
 ADVERB = {
     "mild": "mildly",
@@ -409,7 +409,7 @@ def deid(text: str, r: random.Random, mark: str | None, memo: dict[str, str]) ->
 
 def draw_case(r: random.Random, mark: str | None, defect: str | None = None) -> Case:
     """One coherent report; a `defect` forces that cohort-rule violation."""
-    normal = defect in ("findings_lt_10_words", "impression_lt_2_words") or r.random() < 0.4
+    normal = defect in ("findings_too_short", "impression_too_short") or r.random() < 0.4
     groups = [] if normal else r.choices(list(KINDS), [w for _, w in KINDS.values()], k=3)
     groups = list(dict.fromkeys(groups))[: r.choice((1, 1, 1, 2, 2, 3))]
     pos = [f for g in groups for f in KINDS[g][0](r)]
@@ -426,11 +426,11 @@ def draw_case(r: random.Random, mark: str | None, defect: str | None = None) -> 
             impression = "\n".join(f"{k}. {s}" for k, s in enumerate(items, 1))
         else:
             impression = " ".join(items)
-    if defect == "findings_lt_10_words":
+    if defect == "findings_too_short":
         findings = pick(
             r, "Lungs clear. No effusion.|Heart normal. Lungs are clear.|No acute findings."
         )
-    elif defect == "impression_lt_2_words":
+    elif defect == "impression_too_short":
         impression = pick(r, "Normal.|Negative.|Unremarkable.")
     portable = "devices" in groups or r.random() < 0.15
     sex = r.choice("FM")
@@ -442,7 +442,7 @@ def draw_case(r: random.Random, mark: str | None, defect: str | None = None) -> 
     indication = r.choice(styles)
     comparison = pick(r, COMPARISONS)
     # IU style: the prior study named in Findings too (never lengthens a too-short Findings)
-    if "[[date]]" in comparison and defect != "findings_lt_10_words" and r.random() < 0.3:
+    if "[[date]]" in comparison and defect != "findings_too_short" and r.random() < 0.3:
         findings = "Comparison is made with the prior study dated [[date]]. " + findings
     if portable:
         technique, exam = "Portable AP upright view of the chest.", "CHEST (PORTABLE AP)"

@@ -225,9 +225,9 @@ def test_csv_counts(sample):
     ine = fm["ineligible"]
     assert sum(not r["findings"] for r in rows) == ine["no_findings"] == 1
     assert sum(bool(r["findings"]) and not r["impression"] for r in rows) == ine["no_impression"]
-    assert sum(words(r["findings"]) < 10 for r in has) == ine["findings_lt_10_words"]
+    assert sum(words(r["findings"]) < 10 for r in has) == ine["findings_too_short"]
     ok = [r for r in has if words(r["findings"]) >= 10]
-    assert sum(words(r["impression"]) < 2 for r in ok) == ine["impression_lt_2_words"]
+    assert sum(words(r["impression"]) < 2 for r in ok) == ine["impression_too_short"]
     pairs = [(r["findings"], r["impression"]) for r in ok if words(r["impression"]) >= 2]
     assert len(pairs) - len(set(pairs)) == fm["duplicates"] >= fm["duplicates_injected"] == 1
     assert sum(r["MeSH"] == "normal" for r in rows) == fm["normal"]
