@@ -174,8 +174,9 @@ RAY_SCHEMA = {
                        "serveService": "k8s:V1Service"},
     "RayClusterSpec": {"rayVersion!": "str", "headGroupSpec!": "HeadGroupSpec",
                        "workerGroupSpecs": "list:WorkerGroupSpec", "enableInTreeAutoscaling": "bool",
-                       "autoscalerOptions": "map", "headServiceAnnotations": "map", "suspend": "bool",
+                       "autoscalerOptions": "map", "authOptions": "AuthOptions", "headServiceAnnotations": "map", "suspend": "bool",
                        "gcsFaultToleranceOptions": "map"},
+    "AuthOptions": {"mode": "enum:token,disabled", "secretName": "str", "enableK8sTokenAuth": "bool"},
     "HeadGroupSpec": {"rayStartParams!": "map", "template!": POD, "serviceType": "str",
                       "headService": "k8s:V1Service", "enableIngress": "bool"},
     "WorkerGroupSpec": {"groupName!": "str", "replicas": "int", "minReplicas": "int",
@@ -435,6 +436,17 @@ def test_secrets_by_reference_only_and_references_resolve(rendered):
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
     (sa,) = by_kind(docs, "ServiceAccount")
     assert sa["imagePullSecrets"] == [{"name": "radgpt-registry"}]
+    # the Ray token: the Ray clusters and the nightly Ray client name the same Secret and key
+    ray = by_kind(docs, "RayJob") + by_kind(docs, "RayService")
+    secrets = {
+        (d["spec"].get("rayClusterSpec") or d["spec"]["rayClusterConfig"])["authOptions"][
+            "secretName"
+        ]
+        for d in ray
+    }
+    refs = [e["valueFrom"]["secretKeyRef"] for d in docs for _, p in pod_specs(d) for c in containers(p)
+            for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]  # fmt: skip
+    assert secrets == {r["name"] for r in refs} and {r["key"] for r in refs} == {"auth_token"}
     specs = [s for d in docs for _, s in pod_specs(d)]
     app = by_kind(docs, "SparkApplication")[0]["spec"]
     specs.append({"volumes": app["volumes"], "serviceAccountName": app["driver"]["serviceAccount"]})
