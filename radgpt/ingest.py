@@ -56,32 +56,40 @@ def parse_schema():
 
 
 def resolve_inputs(cfg: Config, inputs: list[str], fmt: str) -> tuple[list[tuple[str, Path]], list[dict]]:
-    """[(format, path)] for every input; a directory of mixed inputs is expanded one level.
+    """[(format, path)] for every input. With format auto, a MIMIC-CXR tree is one input and any
+    other directory is expanded (up to 3 levels) into its files and subdirectories.
 
     Returns also quarantine rows for files whose format cannot be detected (never dropped).
     """
+    from radgpt.sources import mimic
+
     out, unknown = [], []
+
+    def walk(p: Path, depth: int) -> None:
+        if p.is_dir() and (mimic.detect(p) or depth == 0):
+            try:
+                out.append((detect(p), p))
+            except ValueError:
+                unknown.append(p)
+            return
+        if p.is_file():
+            try:
+                out.append((detect(p), p))
+            except ValueError:
+                unknown.append(p)
+            return
+        for child in sorted(p.iterdir()):
+            if not any(fnmatch.fnmatch(child.name, pat) for pat in cfg.ingest.ignore):
+                walk(child.resolve(), depth - 1)
+
     for raw in inputs:
         p = Path(raw.format(root=cfg.paths.root)).expanduser().resolve()
         if not p.exists():
             raise FileNotFoundError(f"ingest input does not exist: {p}")
         if fmt != "auto":
             out.append((fmt, p))
-            continue
-        try:
-            out.append((detect(p), p))
-            continue
-        except ValueError:
-            if not p.is_dir():
-                unknown.append(p)
-                continue
-        for child in sorted(p.iterdir()):
-            if any(fnmatch.fnmatch(child.name, pat) for pat in cfg.ingest.ignore):
-                continue
-            try:
-                out.append((detect(child), child.resolve()))
-            except ValueError:
-                unknown.append(child.resolve())
+        else:
+            walk(p, 3)
     bad = [
         {"source": "unknown", "source_uri": str(u), "source_member": None, "source_sha256": None,
          "reason": "unknown_format", "detail": "no reader recognises this input; pass --format",
