@@ -1,0 +1,52 @@
+"""TF-IDF retriever: neighbours, self-exclusion, save/load round trip.
+
+.venv/bin/pytest tests/test_retrieval.py -q
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from radgpt.retrieval import Retriever
+
+IDS = ["a", "b", "c", "d"]
+F = [
+    "Right lower lobe consolidation with small effusion.",
+    "The lungs are clear. Normal heart size.",
+    "Left upper lobe nodule measuring 1 cm.",
+    "Clear lungs, heart size normal, no effusion.",
+]
+I = ["Pneumonia.", "Normal chest.", "Pulmonary nodule.", "No acute disease."]
+
+
+def test_query_ranks_by_similarity_and_excludes_self():
+    r = Retriever.fit(IDS, F, I)
+    top = r.query(["The lungs are clear. Heart size is normal."], k=2)[0]
+    assert [i for _, i in top] == ["Normal chest.", "No acute disease."]
+    own = r.query([F[1]], k=2, exclude_ids=["b"])[0]
+    assert ("The lungs are clear. Normal heart size.", "Normal chest.") not in own
+    assert own[0] == (F[3], I[3])
+    assert r.query([F[0]], k=0) == [[]]
+
+
+def test_save_load_round_trip(tmp_path):
+    r = Retriever.fit(IDS, F, I)
+    r.save(tmp_path / "retrieval")
+    r2 = Retriever.load(tmp_path / "retrieval")
+    q = ["nodule in the lobe", "effusion"]
+    assert r2.query(q, 3) == r.query(q, 3) and r2.digest == r.digest
+
+
+def test_tampered_corpus_and_bad_input_are_errors(tmp_path):
+    d = Retriever.fit(IDS, F, I).save(tmp_path / "r")
+    c = json.loads((d / "corpus.json").read_text())
+    c["impressions"][0] = "changed"
+    (d / "corpus.json").write_text(json.dumps(c))
+    with pytest.raises(ValueError, match="digest"):
+        Retriever.load(d)
+    with pytest.raises(FileNotFoundError):
+        Retriever.load(tmp_path / "missing")
+    with pytest.raises(ValueError):
+        Retriever.fit(["x"], [], [])
