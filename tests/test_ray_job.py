@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -122,20 +123,18 @@ def test_train_lora_as_ray_job(tmp_path, tiny_model_dir, spark):
     head = None
     try:
         head, url = start_head(env, temp_dir)
+        sid = f"radgpt-test-{os.getpid()}"
         sub = [str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", ".",
-               "--submission-id", f"radgpt-test-{os.getpid()}", "--",
+               "--submission-id", sid, "--",
                "python", "training/train_lora.py", "--config", str(conf_file),
                "--max-steps", "1", "--out", str(out)]  # fmt: skip
         run = subprocess.run(sub, cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
-        status = subprocess.run(
-            [str(BIN / "ray"), "job", "status", "--address", url, f"radgpt-test-{os.getpid()}"],
-            env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        assert "SUCCEEDED" in status.stdout + status.stderr, status.stdout + run.stdout[-3000:]
+        log = run.stdout + run.stderr
+        assert run.returncode == 0 and f"Job '{sid}' succeeded" in log, log[-4000:]
     finally:
         if head is not None:
             stop_head(head)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     rec = read_adapter_record(out)  # the adapter the job wrote to the shared path
     assert (out / "adapter_config.json").is_file()
-    assert rec["adapter_id"] and rec["template"] == cfg.model.template
+    assert rec["adapter_id"] and rec["template"]["name"] == cfg.model.template
