@@ -40,6 +40,8 @@ format: setup
 
 bench: setup
 	$(PY) bench/ingest.py
+	$(PY) bench/train.py
+	$(PY) bench/infer.py
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache
