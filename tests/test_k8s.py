@@ -14,6 +14,7 @@ Ray Serve's own ServeDeploySchema. No docker engine runs here: the Dockerfile is
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -287,8 +288,7 @@ def commands(doc: dict) -> list[list[str]]:
 
 def help_argv(argv: list[str]) -> list[str]:
     if argv[0] == "radgpt":
-        subs = [a for a in argv[1:] if not a.startswith("-")][:2]
-        subs = subs[: next((i for i, a in enumerate(argv[1:]) if a.startswith("-")), len(subs))]
+        subs = list(itertools.takewhile(lambda a: not a.startswith("-"), argv[1:]))
         return [str(VENV_BIN / "radgpt"), *subs, "--help"]
     return [sys.executable, argv[1], "--help"]  # python SCRIPT / spark-submit SCRIPT
 
