@@ -18,21 +18,21 @@ F = [
     "Left upper lobe nodule measuring 1 cm.",
     "Clear lungs, heart size normal, no effusion.",
 ]
-I = ["Pneumonia.", "Normal chest.", "Pulmonary nodule.", "No acute disease."]
+IMP = ["Pneumonia.", "Normal chest.", "Pulmonary nodule.", "No acute disease."]
 
 
 def test_query_ranks_by_similarity_and_excludes_self():
-    r = Retriever.fit(IDS, F, I)
+    r = Retriever.fit(IDS, F, IMP)
     top = r.query(["The lungs are clear. Heart size is normal."], k=2)[0]
     assert [i for _, i in top] == ["Normal chest.", "No acute disease."]
     own = r.query([F[1]], k=2, exclude_ids=["b"])[0]
     assert ("The lungs are clear. Normal heart size.", "Normal chest.") not in own
-    assert own[0] == (F[3], I[3])
+    assert own[0] == (F[3], IMP[3])
     assert r.query([F[0]], k=0) == [[]]
 
 
 def test_save_load_round_trip(tmp_path):
-    r = Retriever.fit(IDS, F, I)
+    r = Retriever.fit(IDS, F, IMP)
     r.save(tmp_path / "retrieval")
     r2 = Retriever.load(tmp_path / "retrieval")
     q = ["nodule in the lobe", "effusion"]
@@ -40,7 +40,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_tampered_corpus_and_bad_input_are_errors(tmp_path):
-    d = Retriever.fit(IDS, F, I).save(tmp_path / "r")
+    d = Retriever.fit(IDS, F, IMP).save(tmp_path / "r")
     c = json.loads((d / "corpus.json").read_text())
     c["impressions"][0] = "changed"
     (d / "corpus.json").write_text(json.dumps(c))

@@ -215,7 +215,10 @@ def train_loop(config: dict) -> None:
     opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.lr_schedule, warmup, total))
     step = 0
+    # Ray's own restore (same run name) or our latest checkpoint of the run being resumed
     ckpt = ray.train.get_checkpoint()
+    if ckpt is None and config.get("resume_from"):
+        ckpt = ray.train.Checkpoint(config["resume_from"])
     if ckpt:
         with ckpt.as_directory() as d:
             step = _restore(Path(d), model, opt, sched, t.method)["step"]

@@ -54,7 +54,6 @@ def run_train(
     max_steps: int | None = None,
 ) -> dict:
     """Train and return the adapter record. resume=True: latest run; resume="<run_id>": that one."""
-    import ray.train
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -127,6 +126,7 @@ def run_train(
             "metrics": str(run_dir / "metrics.jsonl"),
             "retrieval": str(retr_dir) if retr_dir else None,
             "fail_at": os.environ.get(FAIL_ENV),
+            "resume_from": str(start_ck) if start_ck else None,
         },
         scaling_config=ScalingConfig(
             num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=res
@@ -139,7 +139,6 @@ def run_train(
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
         datasets=ds,
-        resume_from_checkpoint=ray.train.Checkpoint(str(start_ck)) if start_ck else None,
     )
     result = trainer.fit()
     final = latest_checkpoint(run_dir)
