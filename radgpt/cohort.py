@@ -80,11 +80,11 @@ def mark(parsed: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataF
         "split_origin",
         F.when(F.col("split") != F.col("_own_split"), "duplicate").otherwise(F.col("_own_origin")),
     )
-    keys = keys.select("report_id", "source_uri", "source_member", "_state", "split", "split_origin")
     on = ["report_id", "source_uri", "source_member"]
-    # null-safe on source_member (NULL for single-report files)
-    cond = [parsed[c].eqNullSafe(keys[c]) for c in on]
-    return parsed.join(keys, cond, "inner").select(parsed["*"], "_state", "split", "split_origin")
+    keys = keys.select(*[F.col(c).alias(f"_k_{c}") for c in on], "_state", "split", "split_origin")
+    # null-safe: source_member is NULL for single-report files
+    cond = [F.col(c).eqNullSafe(F.col(f"_k_{c}")) for c in on]
+    return parsed.join(keys, cond, "inner").drop(*[f"_k_{c}" for c in on])
 
 
 def finalize(df: DataFrame, run_id: str, now: dt.datetime) -> DataFrame:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -196,8 +195,10 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
     pairs, unknown_rows = resolve_inputs(cfg, inputs, fmt)
     log.info("run %s: %d inputs (%s)", run_id, len(pairs), ", ".join(sorted({f for f, _ in pairs})))
 
-    with tempfile.TemporaryDirectory(prefix="radgpt-units-") as tmp:
-        units_file = Path(tmp) / "units.jsonl"
+    # the unit list lives beside the table (shared storage on a cluster: executors read it)
+    units_file = root / f"_units-{run_id}.jsonl"
+    root.mkdir(parents=True, exist_ok=True)
+    try:
         n_units = write_units(cfg, pairs, units_file)
         parts = cfg.spark.partitions or 2 * spark.sparkContext.defaultParallelism
         log.info("%d work units over %d partitions", n_units, parts)
@@ -218,6 +219,8 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         quarantine.write.partitionBy("source").parquet(str(table.staging_dir(qroot, run_id)))
         parsed.unpersist()
         out["marked"].unpersist()
+    finally:
+        units_file.unlink(missing_ok=True)
 
     record = {
         "kind": "ingest",

@@ -109,17 +109,30 @@ class Impressions:
         return JSONResponse(out)
 
 
+def _app(cfg: Config, adapter=True):
+    """The bound Serve application: one deployment sized like a drafting actor."""
+    from radgpt.infer import adapter_dir, model_spec
+
+    spec = model_spec(cfg, adapter_dir(cfg, adapter))
+    opts = {"num_cpus": cfg.draft.cpus_per_actor, "num_gpus": cfg.draft.gpus_per_actor}
+    return Impressions.options(ray_actor_options=opts).bind(cfg.to_json(), spec), spec
+
+
+def build_app(args: dict):
+    """Ray Serve application builder for KubeRay RayService / `serve run radgpt.serve:build_app config=PATH`."""
+    from radgpt.config import load_config
+
+    return _app(load_config(args.get("config")))[0]
+
+
 def start(cfg: Config, port: int | None = None, host: str | None = None, adapter=True) -> str:
     """Deploy on the configured Ray (local by default); returns the base URL."""
-    from radgpt.infer import adapter_dir, model_spec
     from radgpt.runtime import init_ray
 
     init_ray(cfg)
-    spec = model_spec(cfg, adapter_dir(cfg, adapter))
+    app, spec = _app(cfg, adapter)
     host, port = host or cfg.serve.host, port or cfg.serve.port
     serve.start(http_options={"host": host, "port": port})
-    opts = {"num_cpus": cfg.draft.cpus_per_actor, "num_gpus": cfg.draft.gpus_per_actor}
-    app = Impressions.options(ray_actor_options=opts).bind(cfg.to_json(), spec)
     serve.run(app, name="radgpt", route_prefix="/")
     url = f"http://{host}:{port}"
     log.info("serving %s (adapter %s)", url, spec["adapter_id"])

@@ -55,6 +55,9 @@ def recover(root: str | os.PathLike) -> int:
     for st in root.glob("_staging-*"):
         shutil.rmtree(st, ignore_errors=True)
         removed += 1
+    for units in root.glob("_units-*.jsonl"):  # a crashed ingest's work-unit list
+        units.unlink()
+        removed += 1
     keep = {p.resolve() for p in committed_files(root)}
     for p in root.rglob("*.parquet"):
         if p.parent.name.startswith("_") or any(x.startswith("_") for x in p.relative_to(root).parts):
