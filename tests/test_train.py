@@ -188,6 +188,7 @@ def learnable_model_dir(tiny_model_dir, tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, tmp_path):
     import torch
     from peft import PeftModel
@@ -286,3 +287,28 @@ def test_killed_run_resumes_to_the_same_result(ray_local, tiny_model_dir, tmp_pa
     a = load_file(Path(clean["adapter_dir"]) / "adapter_model.safetensors")
     b = load_file(Path(resumed["adapter_dir"]) / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
+
+
+@pytest.mark.slow
+def test_cli_trains_a_few_steps_on_the_embedded_smollm2(ray_local, tmp_path):
+    """`radgpt train` on the real default: imports SmolLM2 from the wheel, 2 steps, PEFT adapter."""
+    from radgpt.cli import main
+    from radgpt.model import read_adapter_record
+
+    root = make_table(tmp_path / "table", n_train=4, n_val=2)
+    out = tmp_path / "adapter"
+    sets = ["paths.root=" + str(tmp_path / "var"), "train.effective_batch=2", "train.micro_batch=1"]
+    sets += ["train.cutoff_len=128", "train.checkpoint_every=1"]
+    argv = ["train", "--data", str(root), "--out", str(out), "--max-steps", "2"]
+    assert main(argv + [x for kv in sets for x in ("--set", kv)]) == 0
+    rec = read_adapter_record(out)
+    assert (
+        rec["base_model"]["path"].endswith("smollm2-135m-instruct")
+        and rec["train_state"]["step"] == 2
+    )
+    assert (out / "adapter_model.safetensors").is_file() and rec["metrics"]["val_loss"]
+    # SmolLM2 q_proj 576->576, v_proj 576->192, 30 layers, r=8
+    assert rec["train_state"]["trainable_params"] == 30 * 8 * ((576 + 576) + (576 + 192))
+    assert (
+        rec["metrics"]["first_loss"] < 6
+    )  # a real model already knows English: far below ln(49152)
