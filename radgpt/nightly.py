@@ -63,14 +63,14 @@ def run_nightly(cfg: Config, spark=None) -> dict:
 
     def ingest():
         own = spark is None
-        from radgpt.runtime import spark_session
+        from radgpt.runtime import spark_session, stop_spark
 
         sp = spark or spark_session(cfg)
         try:
             m = run_ingest(cfg, spark=sp)
         finally:
             if own:  # free the JVM's memory before drafting (2 cores, shared machine)
-                sp.stop()
+                stop_spark(sp)
         return {"ingest_run_id": m["run_id"], "counts": m.get("counts", {}).get("totals")}
 
     def draft():
