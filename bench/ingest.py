@@ -1,0 +1,127 @@
+"""Ingest benchmark: Spark job vs a plain single-process parse of the same MIMIC-format files.
+
+    .venv/bin/python bench/ingest.py                    # 20,000 reports, local[2]
+    .venv/bin/python bench/ingest.py --sizes 20000,100000
+
+Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample), then
+- baseline: one Python process lists and parses every file (radgpt.records.parse_units), no Spark;
+- Spark: a child process (so its peak memory is its own) starts a session and runs the full ingest
+  twice into fresh tables: the first run is end to end (session start-up included), the second is
+  steady state (session warm). Both runs do the whole job: parse, rules, splits, dedup, write.
+Prints reports/s of each and the ratio Spark steady / baseline, plus the driver's peak memory:
+the Python driver's max RSS and the JVM's sampled peak RSS (in local mode the JVM also hosts the
+executors, so it is an upper bound of the driver's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def baseline(src: Path) -> dict:
+    from radgpt.config import IngestCfg
+    from radgpt.records import parse_units
+    from radgpt.sources import mimic
+
+    cfg = IngestCfg()
+    t = time.perf_counter()
+    n = sum(1 for kind, _ in parse_units(mimic.units(src, cfg), cfg) if kind == "report")
+    dt = time.perf_counter() - t
+    return {"reports": n, "seconds": round(dt, 2), "reports_per_s": round(n / dt, 1)}
+
+
+def _jvm_peak(stop: threading.Event, out: dict) -> None:
+    import psutil
+
+    me = psutil.Process()
+    while not stop.is_set():
+        for c in me.children(recursive=True):
+            try:
+                if "java" in c.name():
+                    out["jvm_peak_mb"] = max(out.get("jvm_peak_mb", 0), c.memory_info().rss / 2**20)
+            except psutil.Error:
+                pass
+        stop.wait(0.2)
+
+
+def spark_child(src: Path, work: Path, master: str) -> dict:
+    from radgpt.config import load_config
+    from radgpt.ingest import run_ingest
+    from radgpt.runtime import setup_logging, spark_session
+
+    setup_logging("WARNING")
+    mem: dict = {}
+    stop = threading.Event()
+    threading.Thread(target=_jvm_peak, args=(stop, mem), daemon=True).start()
+    t0 = time.perf_counter()
+    out = {}
+    for i, name in enumerate(("end_to_end", "steady_state")):
+        cfg = load_config(None, [("paths.root", str(work / name)), ("spark.master", master)], env={})
+        t = time.perf_counter()
+        spark = spark_session(cfg)
+        m = run_ingest(cfg, [str(src)], spark=spark)
+        dt = time.perf_counter() - (t0 if i == 0 else t)
+        n = m["counts"]["totals"]["new"]
+        out[name] = {"reports": n, "seconds": round(dt, 2), "reports_per_s": round(n / dt, 1)}
+    stop.set()
+    out["driver_python_peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out["jvm_peak_mb"] = round(mem.get("jvm_peak_mb", 0), 1)
+    return out
+
+
+def run_size(n: int, master: str) -> dict:
+    from radgpt.sample import write_mimic
+
+    with tempfile.TemporaryDirectory(prefix="radgpt-bench-") as tmp:
+        src = Path(tmp) / "mimic"
+        write_mimic(src, n, seed=11, bad=False)
+        base = baseline(src)
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", str(src), str(Path(tmp) / "work"), "--master", master],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if child.returncode:
+            raise SystemExit(f"spark child failed:\n{child.stderr[-3000:]}")
+        sp = json.loads(child.stdout.strip().splitlines()[-1])
+    ratio = sp["steady_state"]["reports_per_s"] / base["reports_per_s"]
+    return {"n": n, "baseline": base, "spark": sp, "ratio_steady_vs_baseline": round(ratio, 2)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="20000", help="comma-separated report counts")
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--child", nargs=2, metavar=("SRC", "WORK"), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if a.child:
+        print(json.dumps(spark_child(Path(a.child[0]), Path(a.child[1]), a.master)))
+        return
+    print(f"cores={os.cpu_count()} master={a.master}")
+    for n in (int(s) for s in a.sizes.split(",")):
+        r = run_size(n, a.master)
+        b, s = r["baseline"], r["spark"]
+        print(
+            f"N={n}: single-process {b['reports_per_s']}/s | spark end-to-end "
+            f"{s['end_to_end']['reports_per_s']}/s ({s['end_to_end']['seconds']} s) | spark steady "
+            f"{s['steady_state']['reports_per_s']}/s ({s['steady_state']['seconds']} s) | "
+            f"ratio steady/single {r['ratio_steady_vs_baseline']}x | driver python peak "
+            f"{s['driver_python_peak_mb']} MB, JVM peak {s['jvm_peak_mb']} MB"
+        )
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
