@@ -52,7 +52,11 @@ def from_table(root: str, n: int) -> list[tuple[str, str]]:
 
     from radgpt.table import read_reports
 
-    t = read_reports(root, ["findings", "impression"], filter=(pc.field("split") == "train") & pc.field("eligible"))
+    t = read_reports(
+        root,
+        ["findings", "impression"],
+        filter=(pc.field("split") == "train") & pc.field("eligible"),
+    )
     rows = t.slice(0, n).to_pylist()
     return [(r["findings"], r["impression"]) for r in rows]
 
@@ -78,7 +82,11 @@ def measure(model, ex, order, micro, accum, steps, pad_id) -> dict:
         if s:
             t_total += time.perf_counter() - t0
             tokens, slots = tokens + n_tok, slots + n_slot
-    return {"tokens_per_s": tokens / t_total, "pad_fraction": 1 - tokens / slots, "s_per_step": t_total / steps}
+    return {
+        "tokens_per_s": tokens / t_total,
+        "pad_fraction": 1 - tokens / slots,
+        "s_per_step": t_total / steps,
+    }
 
 
 def main() -> int:

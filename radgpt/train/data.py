@@ -48,8 +48,8 @@ def read_split(root: str | Path, split: str, files: list[Path] | None = None):
 
     files = files or table_files(root)
     mine = [p for p in files if f"split={split}" in p.relative_to(root).parts]  # partition pruning
-    if not mine:
-        return ray.data.from_items([]) if split != "train" else ray.data.from_items([])
+    if not mine:  # e.g. no validate split in this table
+        return ray.data.from_items([])
     ds = ray.data.read_parquet(
         [str(p) for p in mine],
         partitioning=Partitioning("hive", base_dir=str(root)),

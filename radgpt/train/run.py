@@ -42,7 +42,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def _rows(ds, cols: list[str]) -> list[dict]:
-    return ds.select_columns(cols).take_all()
+    return ds.select_columns(cols).take_all() if ds.count() else []
 
 
 def run_train(
@@ -172,5 +172,13 @@ def run_train(
     }
     rec = record.build(cfg, out, base, base_sha256(base), snap, run, state)
     write_json_atomic(out / "adapter_record.json", rec)
-    log.info("adapter %s -> %s (%d steps)", rec["adapter_id"], out, state["step"])
+    log.info(
+        "adapter %s -> %s: %d steps, %d examples (%d truncated to cutoff_len, %d dropped)",
+        rec["adapter_id"],
+        out,
+        state["step"],
+        state["examples"],
+        state["truncated"],
+        state["dropped"],
+    )
     return {**rec, "adapter_dir": str(out)}
