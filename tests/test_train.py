@@ -214,10 +214,9 @@ def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, 
         "train": 8,
         "validate": 4,
     }
-    assert (
-        rec["template"] == {"name": "chat-v1", "version": 1}
-        and rec["config"]["train"]["max_steps"] == 30
-    )
+    assert (rec["template"], rec["template_version"]) == ("chat-v1", 1) and rec["config"]["train"][
+        "max_steps"
+    ] == 30
     lines = (Path(rec["run"]["metrics"])).read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == list(range(1, 31))
     # a standard PEFT dir: PeftModel loads it, and the merged model generates
@@ -302,10 +301,7 @@ def test_cli_trains_a_few_steps_on_the_embedded_smollm2(ray_local, tmp_path):
     argv = ["train", "--data", str(root), "--out", str(out), "--max-steps", "2"]
     assert main(argv + [x for kv in sets for x in ("--set", kv)]) == 0
     rec = read_adapter_record(out)
-    assert (
-        rec["base_model"]["path"].endswith("smollm2-135m-instruct")
-        and rec["train_state"]["step"] == 2
-    )
+    assert rec["base_model"].endswith("smollm2-135m-instruct") and rec["train_state"]["step"] == 2
     assert (out / "adapter_model.safetensors").is_file() and rec["metrics"]["val_loss"]
     # SmolLM2 q_proj 576->576, v_proj 576->192, 30 layers, r=8
     assert rec["train_state"]["trainable_params"] == 30 * 8 * ((576 + 576) + (576 + 192))

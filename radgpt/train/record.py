@@ -77,11 +77,13 @@ def build(
     return {
         "adapter_id": adapter_id(out),
         "method": cfg.train.method,
-        "base_model": {"path": str(base.resolve()), "sha256": base_sha},
+        "base_model": str(base.resolve()),
+        "base_sha256": base_sha,
         "dataset": dataset,
         "task": cfg.train.task,
         "instruction": prompts.instruction(cfg.train.task),
-        "template": {"name": tpl.name, "version": tpl.version},
+        "template": tpl.name,  # prompts.get(record["template"]) at drafting time
+        "template_version": tpl.version,
         "retrieval_k": cfg.train.retrieval_k,
         "retrieval": "retrieval" if cfg.train.retrieval_k > 0 else None,
         "cutoff_len": cfg.train.cutoff_len,
