@@ -94,7 +94,7 @@ class IngestCfg(_Cfg):
 class ModelCfg(_Cfg):
     base: str = "{models}/smollm2-135m-instruct"  # local HF dir; never fetched from a hub
     adapter: str | None = None  # PEFT adapter dir; None = base model only
-    template: str = "chat-v1"  # prompt template name (prompts/<name>.json)
+    template: str = "chat-v1"  # prompt template name (radgpt/templates/<name>.json)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 

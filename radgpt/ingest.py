@@ -19,6 +19,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -196,16 +198,27 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
     log.info("run %s: %d inputs (%s)", run_id, len(pairs), ", ".join(sorted({f for f, _ in pairs})))
 
     # the unit list lives beside the table (shared storage on a cluster: executors read it)
-    units_file = root / f"_units-{run_id}.jsonl"
-    root.mkdir(parents=True, exist_ok=True)
+    # (Spark skips files whose own name starts with '_' or '.', so only the folder is hidden)
+    units_file = root / f"_units-{run_id}" / "units.jsonl"
+    units_file.parent.mkdir(parents=True, exist_ok=True)
+    marks = [time.perf_counter()]
+
+    def lap() -> float:  # seconds since the previous lap
+        marks.append(time.perf_counter())
+        return marks[-1] - marks[-2]
+
     try:
         n_units = write_units(cfg, pairs, units_file)
         parts = cfg.spark.partitions or 2 * spark.sparkContext.defaultParallelism
-        log.info("%d work units over %d partitions", n_units, parts)
+        log.info("%d work units over %d partitions (%.1fs)", n_units, parts, lap())
+        timings = {"list_units_s": marks[-1] - marks[-2]}
         units = spark.read.text(str(units_file)).repartition(parts)
+        if n_units and units.count() != n_units:  # every unit must reach the executors
+            raise RuntimeError(f"{n_units} work units written but Spark read {units.count()}")
         parsed = units.mapInArrow(parse_fn(cfg), parse_schema()).persist(StorageLevel.MEMORY_AND_DISK)
         kinds = {r["kind"]: r["count"] for r in parsed.groupBy("kind").count().collect()}
-        log.info("parsed: %d reports, %d quarantined", kinds.get("report", 0), kinds.get("bad", 0))
+        timings["parse_s"] = lap()
+        log.info("parsed: %d reports, %d quarantined (%.1fs)", kinds.get("report", 0), kinds.get("bad", 0), timings["parse_s"])
 
         files = [str(p) for p in table.committed_files(root)]
         existing = spark.read.option("basePath", str(root)).parquet(*files) if files else None
@@ -215,12 +228,16 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         quarantine = quarantine_df(parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now)
         counts = _count(out["marked"], quarantine)
         _reconcile(kinds, counts)
+        timings["cohort_s"] = lap()
+        log.info("cohort rules and counts (%.1fs)", timings["cohort_s"])
         out["new"].write.partitionBy("source", "split").parquet(str(table.staging_dir(root, run_id)))
         quarantine.write.partitionBy("source").parquet(str(table.staging_dir(qroot, run_id)))
+        timings["write_s"] = lap()
+        log.info("staged Parquet (%.1fs)", timings["write_s"])
         parsed.unpersist()
         out["marked"].unpersist()
     finally:
-        units_file.unlink(missing_ok=True)
+        shutil.rmtree(units_file.parent, ignore_errors=True)
 
     record = {
         "kind": "ingest",
@@ -229,6 +246,7 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         "inputs": [{"format": f, "path": str(p), "sha256": input_hash(p)} for f, p in pairs],
         "work_units": n_units,
         "counts": counts,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
         "config_hash": cfg.hash(),
         "code_version": code_version(),
     }
