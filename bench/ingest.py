@@ -9,7 +9,7 @@ Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample), then
   twice into fresh tables: the first run is end to end (session start-up included), the second is
   steady state (session warm). Both runs do the whole job: parse, rules, splits, dedup, write.
 Prints reports/s of each and the ratio Spark steady / baseline, plus the driver's peak memory:
-the Python driver's max RSS and the JVM's sampled peak RSS (in local mode the JVM also hosts the
+the sampled peak RSS of the Python driver and of the JVM (in local mode the JVM also hosts the
 executors, so it is an upper bound of the driver's).
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,10 +42,12 @@ def baseline(src: Path) -> dict:
 
 
 def _jvm_peak(stop: threading.Event, out: dict) -> None:
+    """Sample RSS of this driver process and of its JVM every 0.2 s; keep the peaks (MB)."""
     import psutil
 
     me = psutil.Process()
     while not stop.is_set():
+        out["py_peak_mb"] = max(out.get("py_peak_mb", 0), me.memory_info().rss / 2**20)
         for c in me.children(recursive=True):
             try:
                 if "java" in c.name():
@@ -68,7 +69,9 @@ def spark_child(src: Path, work: Path, master: str) -> dict:
     t0 = time.perf_counter()
     out = {}
     for i, name in enumerate(("end_to_end", "steady_state")):
-        cfg = load_config(None, [("paths.root", str(work / name)), ("spark.master", master)], env={})
+        cfg = load_config(
+            None, [("paths.root", str(work / name)), ("spark.master", master)], env={}
+        )
         t = time.perf_counter()
         spark = spark_session(cfg)
         m = run_ingest(cfg, [str(src)], spark=spark)
@@ -78,7 +81,7 @@ def spark_child(src: Path, work: Path, master: str) -> dict:
         out[name] = {"reports": n, "seconds": round(dt, 2), "reports_per_s": round(n / dt, 1),
                      "parse_stage_reports_per_s": round(n / parse, 1), "timings": m["timings"]}  # fmt: skip
     stop.set()
-    out["driver_python_peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out["driver_python_peak_mb"] = round(mem.get("py_peak_mb", 0), 1)
     out["jvm_peak_mb"] = round(mem.get("jvm_peak_mb", 0), 1)
     return out
 
@@ -104,7 +107,9 @@ def run_size(n: int, master: str) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--sizes", default="20000", help="comma-separated report counts")
     p.add_argument("--master", default="local[2]")
     p.add_argument("--child", nargs=2, metavar=("SRC", "WORK"), help=argparse.SUPPRESS)

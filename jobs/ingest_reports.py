@@ -23,9 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     from radgpt.ingest import add_arguments, print_summary, run_ingest
     from radgpt.runtime import setup_logging
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--conf-file", help="radgpt YAML config (conf/cluster.yaml on a cluster)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+    )
     add_arguments(p)
     args = p.parse_args(argv)
     setup_logging()

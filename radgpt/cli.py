@@ -72,17 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="radgpt",
         description="Draft radiology impressions from findings, locally: ingest, train, draft, write back, evaluate.",
     )
-    p.add_argument("--log-level", default="INFO", help="DEBUG|INFO|WARNING (report text is never logged at INFO)")
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        help="DEBUG|INFO|WARNING (report text is never logged at INFO)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # concern not built yet
-                continue
-            raise
-        if hasattr(mod, "add_commands"):
-            mod.add_commands(sub)
+        importlib.import_module(name).add_commands(sub)
     return p
 
 

@@ -52,7 +52,9 @@ def mark(parsed: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataF
         "_state",
         F.when(F.col("_rank") > 1, "dup_id").when(F.col("_seen"), "seen").otherwise("new"),
     )
-    keys = keys.withColumn("_own_split", F.coalesce("official_split", random_split(cfg))).withColumn(
+    keys = keys.withColumn(
+        "_own_split", F.coalesce("official_split", random_split(cfg))
+    ).withColumn(
         "_own_origin", F.when(F.col("official_split").isNotNull(), "official").otherwise("random")
     )
     # first occurrence of each (findings, impression) pair among this run's new rows

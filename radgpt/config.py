@@ -225,7 +225,8 @@ def _validate(tree: dict, origin: str) -> Config:
         return Config.model_validate(tree)
     except ValidationError as e:
         lines = [
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in e.errors()
         ]
         raise ConfigError(f"invalid config ({origin}):\n  " + "\n  ".join(lines)) from None
 

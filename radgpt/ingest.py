@@ -56,7 +56,9 @@ def parse_schema():
     return T.StructType(base + [T.StructField(n, types[t], True) for n, t in PARSE_EXTRA])
 
 
-def resolve_inputs(cfg: Config, inputs: list[str], fmt: str) -> tuple[list[tuple[str, Path]], list[dict]]:
+def resolve_inputs(
+    cfg: Config, inputs: list[str], fmt: str
+) -> tuple[list[tuple[str, Path]], list[dict]]:
     """[(format, path)] for every input. With format auto, a MIMIC-CXR tree is one input and any
     other directory is expanded (up to 3 levels) into its files and subdirectories.
 
@@ -184,7 +186,9 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
     from radgpt.runtime import spark_session
 
     if split_file:
-        cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"split_file": split_file})})
+        cfg = cfg.model_copy(
+            update={"ingest": cfg.ingest.model_copy(update={"split_file": split_file})}
+        )
     inputs = list(inputs or cfg.ingest.inputs)
     if not inputs:
         raise ConfigError("ingest.inputs: no inputs given (pass INPUT paths or set ingest.inputs)")
@@ -215,22 +219,35 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         units = spark.read.text(str(units_file)).repartition(parts)
         if n_units and units.count() != n_units:  # every unit must reach the executors
             raise RuntimeError(f"{n_units} work units written but Spark read {units.count()}")
-        parsed = units.mapInArrow(parse_fn(cfg), parse_schema()).persist(StorageLevel.MEMORY_AND_DISK)
+        parsed = units.mapInArrow(parse_fn(cfg), parse_schema()).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         kinds = {r["kind"]: r["count"] for r in parsed.groupBy("kind").count().collect()}
         timings["parse_s"] = lap()
-        log.info("parsed: %d reports, %d quarantined (%.1fs)", kinds.get("report", 0), kinds.get("bad", 0), timings["parse_s"])
+        log.info(
+            "parsed: %d reports, %d quarantined (%.1fs)",
+            kinds.get("report", 0),
+            kinds.get("bad", 0),
+            timings["parse_s"],
+        )
 
         files = [str(p) for p in table.committed_files(root)]
         existing = spark.read.option("basePath", str(root)).parquet(*files) if files else None
-        reports = parsed.filter("kind = 'report'").drop(*[n for n, _ in PARSE_EXTRA if n != "official_split"])
+        reports = parsed.filter("kind = 'report'").drop(
+            *[n for n, _ in PARSE_EXTRA if n != "official_split"]
+        )
         out = transform(reports, existing, cfg.ingest, run_id, now)
         out["marked"].persist(StorageLevel.MEMORY_AND_DISK)
-        quarantine = quarantine_df(parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now)
+        quarantine = quarantine_df(
+            parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now
+        )
         counts = _count(out["marked"], quarantine)
         _reconcile(kinds, counts)
         timings["cohort_s"] = lap()
         log.info("cohort rules and counts (%.1fs)", timings["cohort_s"])
-        out["new"].write.partitionBy("source", "split").parquet(str(table.staging_dir(root, run_id)))
+        out["new"].write.partitionBy("source", "split").parquet(
+            str(table.staging_dir(root, run_id))
+        )
         quarantine.write.partitionBy("source").parquet(str(table.staging_dir(qroot, run_id)))
         timings["write_s"] = lap()
         log.info("staged Parquet (%.1fs)", timings["write_s"])
@@ -259,7 +276,11 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
 
 def _count(marked, quarantine) -> dict:
     """Two small aggregates (never rows) to the driver."""
-    rows = marked.groupBy("_state", "source", "split", "split_origin", "eligible", "exclusion_reason").count().collect()
+    rows = (
+        marked.groupBy("_state", "source", "split", "split_origin", "eligible", "exclusion_reason")
+        .count()
+        .collect()
+    )
     state = {"new": 0, "seen": 0, "dup_id": 0}
     by_reason, by_split, by_source, moved = {}, {}, {}, 0
     for r in rows:
@@ -315,9 +336,15 @@ def print_summary(m: dict) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by `radgpt ingest` and jobs/ingest_reports.py."""
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="files or dirs (default: ingest.inputs)")
-    p.add_argument("--out", help="table root (overrides paths.table); quarantine goes to OUT/_quarantine")
-    p.add_argument("--format", choices=("auto", *FORMATS), help="input format (default: detect per input)")
+    p.add_argument(
+        "inputs", nargs="*", metavar="INPUT", help="files or dirs (default: ingest.inputs)"
+    )
+    p.add_argument(
+        "--out", help="table root (overrides paths.table); quarantine goes to OUT/_quarantine"
+    )
+    p.add_argument(
+        "--format", choices=("auto", *FORMATS), help="input format (default: detect per input)"
+    )
     p.add_argument("--split-file", help="mimic-cxr-2.0.0-split.csv(.gz): official MIMIC-CXR split")
 
 

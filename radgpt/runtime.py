@@ -113,7 +113,13 @@ def init_ray(cfg):
     if ray.is_initialized():
         return ray
     addr = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    env = {"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}}
+    env = {
+        "env_vars": {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    }
     if addr:
         ray.init(address=addr, namespace=cfg.ray.namespace, runtime_env=env, log_to_driver=True)
     else:

@@ -1,7 +1,7 @@
 """The data contract: `schemas/*.json` -> pyarrow schema and Spark StructType (one source of truth).
 
-    from radgpt.schema import arrow_schema, spark_schema, check_arrow
-    arrow_schema("reports"); spark_schema("drafts")
+from radgpt.schema import arrow_schema, spark_schema, check_arrow
+arrow_schema("reports"); spark_schema("drafts")
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMA_DIR = Path(os.environ.get("RADGPT_SCHEMAS", Path(__file__).resolve().parent.parent / "schemas"))
+SCHEMA_DIR = Path(
+    os.environ.get("RADGPT_SCHEMAS", Path(__file__).resolve().parent.parent / "schemas")
+)
 
 
 class ContractError(ValueError):
@@ -79,9 +81,13 @@ def check_arrow(table: pa.Table, name: str) -> None:
             problems.append(f"missing column {f.name}")
             continue
         got = table.schema.field(f.name).type
-        if not got.equals(f.type) and not (pa.types.is_timestamp(got) and pa.types.is_timestamp(f.type)):
+        if not got.equals(f.type) and not (
+            pa.types.is_timestamp(got) and pa.types.is_timestamp(f.type)
+        ):
             problems.append(f"{f.name}: type {got} != {f.type}")
         if not f.nullable and table.column(f.name).null_count:
-            problems.append(f"{f.name}: {table.column(f.name).null_count} nulls in a non-null field")
+            problems.append(
+                f"{f.name}: {table.column(f.name).null_count} nulls in a non-null field"
+            )
     if problems:
         raise ContractError(f"{name} contract broken: " + "; ".join(problems))

@@ -60,7 +60,9 @@ def recover(root: str | os.PathLike) -> int:
         removed += 1
     keep = {p.resolve() for p in committed_files(root)}
     for p in root.rglob("*.parquet"):
-        if p.parent.name.startswith("_") or any(x.startswith("_") for x in p.relative_to(root).parts):
+        if p.parent.name.startswith("_") or any(
+            x.startswith("_") for x in p.relative_to(root).parts
+        ):
             continue
         if p.resolve() not in keep:
             p.unlink()
@@ -87,7 +89,9 @@ def commit(root: str | os.PathLike, run_id: str, record: dict) -> dict:
     return manifest
 
 
-def read(root: str | os.PathLike, name: str, columns: list[str] | None = None, filter=None) -> pa.Table:
+def read(
+    root: str | os.PathLike, name: str, columns: list[str] | None = None, filter=None
+) -> pa.Table:
     """Committed rows of a table as pyarrow, cast to the contract `name` (schemas/<name>.json)."""
     schema = arrow_schema(name)
     files = [str(p) for p in committed_files(root)]

@@ -16,7 +16,9 @@ def test_local_yaml_loads_with_paper_recipe():
     assert cfg.lora.target_modules == ["q_proj", "v_proj"]
     assert cfg.train.lr == 3e-4 and cfg.train.effective_batch == 128
     assert cfg.train.grad_accum * cfg.train.micro_batch * cfg.train.num_workers == 128
-    assert cfg.path("table") == (REPO / "var" / "table").resolve() or cfg.path("table").name == "table"
+    assert (
+        cfg.path("table") == (REPO / "var" / "table").resolve() or cfg.path("table").name == "table"
+    )
 
 
 def test_json_round_trip_keeps_version_and_values():

@@ -111,7 +111,18 @@ def test_unknown_files_and_oversized_members_are_quarantined(spark, tmp_path):
     (d / "notes.bin").write_bytes(b"\x00\x01 nothing we can read")
     with open(d / "big.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["uid", "MeSH", "Problems", "image", "indication", "comparison", "findings", "impression"])
+        w.writerow(
+            [
+                "uid",
+                "MeSH",
+                "Problems",
+                "image",
+                "indication",
+                "comparison",
+                "findings",
+                "impression",
+            ]
+        )
         w.writerow(["1", "", "", "", "", "", "word " * 40, "No acute disease."])
     cfg = cfg_for(tmp_path, **{"ingest.max_member_bytes": 100})
     m = run_ingest(cfg, [str(d)], spark=spark)
@@ -128,7 +139,9 @@ def test_iu_csv_counts_match_an_independent_count(spark, iu_csv, tmp_path):
     with open(iu_csv, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     no_f = sum(not (r["findings"] or "").strip() for r in rows)
-    no_i = sum(bool((r["findings"] or "").strip()) and not (r["impression"] or "").strip() for r in rows)
+    no_i = sum(
+        bool((r["findings"] or "").strip()) and not (r["impression"] or "").strip() for r in rows
+    )
     by_rule = m["counts"]["new_by_rule"]
     assert m["counts"]["totals"]["new"] == len(rows) == 3251
     assert by_rule["no_findings"] == no_f and by_rule["no_impression"] == no_i

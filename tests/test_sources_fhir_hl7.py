@@ -197,7 +197,9 @@ def test_hl7_newline_separators_and_bad_messages(tmp_path):
 def test_hl7_cr_segments_newline_messages_headerless_message_is_quarantined(tmp_path):
     """\\r between segments, \\n between messages: a message missing its MSH is its own bad
     message, not glued onto the report before it."""
-    a = hl7_message("A", "FA", [("TX", "FINDINGS: Clear lungs."), ("TX", "IMPRESSION: Normal chest.")])
+    a = hl7_message(
+        "A", "FA", [("TX", "FINDINGS: Clear lungs."), ("TX", "IMPRESSION: Normal chest.")]
+    )
     headless = hl7_message("B", "FB", [("TX", "FINDINGS: Right effusion.")])[1:]  # no MSH
     c = hl7_message("C", "FC", [("TX", "IMPRESSION: No acute disease.")])
     p = tmp_path / "batch.hl7"
