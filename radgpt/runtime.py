@@ -99,6 +99,12 @@ def spark_session(cfg, app_name: str | None = None):
         "spark.sql.shuffle.partitions": "8",
         "spark.driver.memory": "2g",
     }
+    # Python workers import radgpt by name with their cwd first on sys.path: a `radgpt/` folder
+    # there (a data root, say) would shadow an editable install as a namespace package. Putting
+    # the package's parent on the workers' PYTHONPATH makes the import find the real package.
+    pkg_parent = str(Path(__file__).resolve().parent.parent)
+    paths = [pkg_parent, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    defaults["spark.executorEnv.PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     for k, v in {**defaults, **cfg.spark.conf}.items():
         b = b.config(k, v)
     spark = b.getOrCreate()
