@@ -13,15 +13,16 @@ Bad requests get a 4xx JSON {"error": ...}. Findings text is never logged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
-
-from ray import serve
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from typing import TYPE_CHECKING
 
 from radgpt.config import Config
+
+if TYPE_CHECKING:
+    from starlette.responses import JSONResponse
 
 log = logging.getLogger("radgpt.serve")
 MAX_CHARS = 20_000  # longer Findings are a client error, not a silent truncation
@@ -29,6 +30,8 @@ ROUTE = "/v1/impressions"
 
 
 def error(status: int, msg: str) -> JSONResponse:
+    from starlette.responses import JSONResponse
+
     return JSONResponse({"error": msg}, status_code=status)
 
 
@@ -48,65 +51,78 @@ def parse(body: bytes) -> str | JSONResponse:
     return f
 
 
-@serve.deployment(name="impressions")
-class Impressions:
-    def __init__(self, cfg_json: str, spec: dict):
-        from radgpt.infer import Drafter
-        from radgpt.runtime import new_run_id, utcnow
+@functools.cache
+def deployment():
+    """The Serve deployment class, built on first use (ray.serve and starlette load only then)."""
+    from ray import serve
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
 
-        cfg = Config.from_json(cfg_json)
-        run = {"run_id": new_run_id("serve"), "run_date": utcnow().strftime("%Y-%m-%d")}
-        self.drafter, self.spec, self.run = Drafter(cfg_json, spec, run), spec, run
-        self.draft_batch.set_max_batch_size(cfg.serve.max_batch_size)
-        self.draft_batch.set_batch_wait_timeout_s(cfg.serve.batch_wait_timeout_s)
+    @serve.deployment(name="impressions")
+    class Impressions:
+        def __init__(self, cfg_json: str, spec: dict):
+            from radgpt.infer import Drafter
+            from radgpt.runtime import new_run_id, utcnow
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
-    async def draft_batch(self, findings: list[str]) -> list[dict]:
-        from radgpt.provenance import draft_id, provenance_fields, text_sha256
-        from radgpt.runtime import code_version, utcnow
+            cfg = Config.from_json(cfg_json)
+            run = {"run_id": new_run_id("serve"), "run_date": utcnow().strftime("%Y-%m-%d")}
+            self.drafter, self.spec, self.run = Drafter(cfg_json, spec, run), spec, run
+            self.draft_batch.set_max_batch_size(cfg.serve.max_batch_size)
+            self.draft_batch.set_batch_wait_timeout_s(cfg.serve.batch_wait_timeout_s)
 
-        outs = await asyncio.to_thread(self.drafter.generate, findings)  # keeps /healthz live
-        now, s = utcnow(), self.spec
-        res = []
-        for f, o in zip(findings, outs, strict=True):
-            sha = text_sha256(f)
-            row = {
-                **s,
-                **o,
-                "draft_id": draft_id(
-                    f"findings:{sha}",
-                    s["model_key"],
-                    s["prompt_name"],
-                    s["prompt_version"],
-                    s["generation"],
-                ),
-                "findings_sha256": sha,
-                "run_id": self.run["run_id"],
-                "code_version": code_version(),
-                "worker_host": self.drafter.host,
-                "generated_at": now,
-            }
-            prov = provenance_fields(row) | {"batch_size": len(findings)}
-            res.append(
-                {"impression": o["draft"], "flags": self.drafter.flags(f, o), "provenance": prov}
-            )
-        return res
+        @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+        async def draft_batch(self, findings: list[str]) -> list[dict]:
+            from radgpt.provenance import draft_id, provenance_fields, text_sha256
+            from radgpt.runtime import code_version, utcnow
 
-    async def __call__(self, request: Request) -> JSONResponse:
-        path = request.url.path.rstrip("/") or "/"
-        if path == "/healthz":
-            return JSONResponse({"status": "ok", "adapter_id": self.spec["adapter_id"]})
-        if path != ROUTE:
-            return error(404, f"no route {path}; use POST {ROUTE} or GET /healthz")
-        if request.method != "POST":
-            return error(405, f"{ROUTE} takes POST with a JSON body")
-        f = parse(await request.body())
-        if isinstance(f, JSONResponse):
-            return f
-        t0 = time.perf_counter()
-        out = await self.draft_batch(f)
-        log.info("drafted 1 request in %.0f ms", (time.perf_counter() - t0) * 1000)
-        return JSONResponse(out)
+            outs = await asyncio.to_thread(self.drafter.generate, findings)  # keeps /healthz live
+            now, s = utcnow(), self.spec
+            res = []
+            for f, o in zip(findings, outs, strict=True):
+                sha = text_sha256(f)
+                row = {
+                    **s,
+                    **o,
+                    "draft_id": draft_id(
+                        f"findings:{sha}",
+                        s["model_key"],
+                        s["prompt_name"],
+                        s["prompt_version"],
+                        s["generation"],
+                    ),
+                    "findings_sha256": sha,
+                    "run_id": self.run["run_id"],
+                    "code_version": code_version(),
+                    "worker_host": self.drafter.host,
+                    "generated_at": now,
+                }
+                prov = provenance_fields(row) | {"batch_size": len(findings)}
+                res.append(
+                    {
+                        "impression": o["draft"],
+                        "flags": self.drafter.flags(f, o),
+                        "provenance": prov,
+                    }
+                )
+            return res
+
+        async def __call__(self, request: Request) -> JSONResponse:
+            path = request.url.path.rstrip("/") or "/"
+            if path == "/healthz":
+                return JSONResponse({"status": "ok", "adapter_id": self.spec["adapter_id"]})
+            if path != ROUTE:
+                return error(404, f"no route {path}; use POST {ROUTE} or GET /healthz")
+            if request.method != "POST":
+                return error(405, f"{ROUTE} takes POST with a JSON body")
+            f = parse(await request.body())
+            if isinstance(f, JSONResponse):
+                return f
+            t0 = time.perf_counter()
+            out = await self.draft_batch(f)
+            log.info("drafted 1 request in %.0f ms", (time.perf_counter() - t0) * 1000)
+            return JSONResponse(out)
+
+    return Impressions
 
 
 def _app(cfg: Config, adapter=True):
@@ -115,7 +131,7 @@ def _app(cfg: Config, adapter=True):
 
     spec = model_spec(cfg, adapter_dir(cfg, adapter))
     opts = {"num_cpus": cfg.draft.cpus_per_actor, "num_gpus": cfg.draft.gpus_per_actor}
-    return Impressions.options(ray_actor_options=opts).bind(cfg.to_json(), spec), spec
+    return deployment().options(ray_actor_options=opts).bind(cfg.to_json(), spec), spec
 
 
 def build_app(args: dict):
@@ -131,6 +147,8 @@ def start(cfg: Config, port: int | None = None, host: str | None = None, adapter
 
     init_ray(cfg)
     app, spec = _app(cfg, adapter)
+    from ray import serve
+
     host, port = host or cfg.serve.host, port or cfg.serve.port
     serve.start(http_options={"host": host, "port": port})
     serve.run(app, name="radgpt", route_prefix="/")
@@ -162,5 +180,7 @@ def _main(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        from ray import serve
+
         serve.shutdown()
     return 0

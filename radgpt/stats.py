@@ -9,14 +9,18 @@ Reads committed drafts only (radgpt.writeback.read_drafts). Never prints draft t
 from __future__ import annotations
 
 import json
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from radgpt.flags import FLAGS
+
+if TYPE_CHECKING:  # polars is imported where used: the CLI loads on machines without it
+    import polars as pl
 
 
 def summarize(df: pl.DataFrame) -> pl.DataFrame:
     """One row per (run_date, source): n, runs, flag rates, latency_ms/token percentiles, adapters."""
+    import polars as pl
+
     q = lambda c, p: pl.col(c).quantile(p, interpolation="linear").alias(f"{c}_p{int(p * 100)}")  # noqa: E731
     rates = [pl.col("flags").list.contains(f).mean().round(4).alias(f"rate_{f}") for f in FLAGS]
     return (
@@ -37,6 +41,8 @@ def summarize(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def load(drafts) -> pl.DataFrame:
+    import polars as pl
+
     from radgpt.writeback import read_drafts
 
     return pl.from_arrow(read_drafts(drafts))
@@ -53,6 +59,8 @@ def add_commands(sub) -> None:
 
 
 def _main(args) -> int:
+    import polars as pl
+
     from radgpt.cli import config_from_args
 
     drafts = args.drafts or config_from_args(args).path("drafts")
