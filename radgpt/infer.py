@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from radgpt.config import Config, ConfigError
 from radgpt.flags import review_flags
-from radgpt.provenance import draft_id, generation_json, model_key, text_sha256
+from radgpt.provenance import canonical, draft_id, generation_json, model_key, text_sha256
 from radgpt.runtime import code_version, new_run_id, utcnow, write_json_atomic
 from radgpt.schema import arrow_schema
 
@@ -41,8 +41,13 @@ log = logging.getLogger("radgpt.infer")
 KEEP = ["report_id", "source", "patient_id", "study_id", "findings", "source_sha256"]
 
 
-def model_spec(cfg: Config, adapter_dir: str | os.PathLike | None) -> dict:
-    """Run-level constants: which weights, prompt and generation settings draft (and their ids)."""
+def model_spec(cfg: Config, adapter_dir: str | os.PathLike | None, data=None) -> dict:
+    """Run-level constants: which weights, prompt and generation settings draft (and their ids).
+
+    With retrieval (the adapter record's retrieval_k > 0) the examples come from the adapter's own
+    corpus, else from the train split of `data` (default paths.table); the corpus digest joins the
+    generation settings, so it is part of every draft's id and provenance.
+    """
     from radgpt import model, prompts
 
     base = model.require_dir(cfg.model_path(cfg.model.base))
@@ -53,6 +58,14 @@ def model_spec(cfg: Config, adapter_dir: str | os.PathLike | None) -> dict:
     want = rec.get("base_sha256") or rec.get("base_model_sha256")
     if want and want != sha:
         raise ValueError(f"adapter {adapter_dir} was trained on base {want[:12]}, not {base}")
+    gen, k = generation_json(cfg), int(rec.get("retrieval_k") or 0)
+    table = str(Path(data) if data else cfg.path("table"))
+    digest = None
+    if k > 0:
+        from radgpt.retrieval import Retriever
+
+        digest = Retriever.for_adapter(adapter_dir, table).digest
+        gen = canonical({**json.loads(gen), "retrieval": {"k": k, "corpus_sha256": digest}})
     return {
         "base_dir": str(base),
         "adapter_dir": str(adapter_dir) if adapter_dir else None,
@@ -61,9 +74,11 @@ def model_spec(cfg: Config, adapter_dir: str | os.PathLike | None) -> dict:
         "adapter_id": adapter_id,
         "prompt_name": tpl.name,
         "prompt_version": str(tpl.version),
-        "generation": generation_json(cfg),
+        "generation": gen,
         "task": rec.get("task") or cfg.train.task,
-        "retrieval_k": int(rec.get("retrieval_k") or 0),
+        "retrieval_k": k,
+        "retrieval_table": table,
+        "retrieval_digest": digest,
         "cutoff_len": int(rec.get("cutoff_len") or cfg.train.cutoff_len),
         "model_key": model_key(adapter_id, sha),
     }
@@ -111,7 +126,10 @@ class Drafter:
         if spec["retrieval_k"] > 0:
             from radgpt.retrieval import Retriever
 
-            self.retriever = Retriever.load(Path(spec["adapter_dir"]) / "retrieval")
+            r = Retriever.for_adapter(spec["adapter_dir"], spec["retrieval_table"])
+            if r.digest != spec["retrieval_digest"]:  # the table changed since the run began
+                raise RuntimeError(f"retrieval corpus {r.digest} != {spec['retrieval_digest']}")
+            self.retriever = r
         eos = {self.tok.eos_token_id}
         g = self.model.generation_config.eos_token_id
         eos |= set(g if isinstance(g, list) else [g] if g is not None else [])
@@ -231,7 +249,7 @@ def select(reports: pa.Table, cfg: Config, spec: dict, done: set[str] = frozense
     """Reports to draft per draft.selection, with their draft_id, sorted by Findings length.
 
     new: eligible or impression-less reports without a committed draft for this draft_id;
-    missing: no Impression but Findings; split: draft.split; all: every report with Findings.
+    missing: no Impression but Findings; split: the comma list draft.split; all: every report with Findings.
     """
     mode = cfg.draft.selection
     has_f = pc.invert(_blank(reports.column("findings")))
@@ -240,7 +258,8 @@ def select(reports: pa.Table, cfg: Config, spec: dict, done: set[str] = frozense
     elif mode == "split":
         if not cfg.draft.split:
             raise ConfigError("draft.split: required when draft.selection=split")
-        mask = pc.and_(has_f, pc.equal(reports.column("split"), cfg.draft.split))
+        splits = pa.array([x.strip() for x in cfg.draft.split.split(",")], pa.string())
+        mask = pc.and_(has_f, pc.is_in(reports.column("split"), value_set=splits))
     elif mode == "new":
         mask = pc.and_(
             has_f, pc.or_(reports.column("eligible"), _blank(reports.column("impression")))
@@ -309,7 +328,7 @@ def run_draft(cfg: Config, data=None, adapter=None, split=None, limit=None, out=
     t0, run_id = time.perf_counter(), new_run_id("draft")
     run_date = utcnow().strftime("%Y-%m-%d")
     drafts = Path(out) if out else cfg.path("drafts")
-    spec = model_spec(cfg, adapter_dir(cfg, adapter or True))
+    spec = model_spec(cfg, adapter_dir(cfg, adapter or True), data)
     reports = read_reports(Path(data) if data else cfg)
     done = committed_ids(drafts) if cfg.draft.selection == "new" else set()
     sel = select(reports, cfg, spec, done)
@@ -389,7 +408,7 @@ def add_commands(sub) -> None:
     add_config_args(p)
     p.add_argument("--data", help="reports table dir (default: paths.table)")
     p.add_argument("--adapter", help="PEFT adapter dir (default: model.adapter)")
-    p.add_argument("--split", help="draft one split (sets draft.selection=split)")
+    p.add_argument("--split", help="draft these splits: test | validate,test (sets draft.selection=split)")
     p.add_argument("--limit", type=int, help="at most N reports")
     p.add_argument("--out", help="drafts table dir (default: paths.drafts)")
     p.set_defaults(func=_main)

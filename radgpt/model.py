@@ -67,6 +67,9 @@ def load(
     from transformers import AutoModelForCausalLM
 
     base = require_dir(base_dir)
+    if adapter_dir and not (Path(adapter_dir) / "adapter_config.json").is_file():
+        # train.method=full writes a whole model dir (weights + tokenizer): it replaces the base
+        base, adapter_dir = require_dir(adapter_dir), None
     tok = load_tokenizer(base)
     m = AutoModelForCausalLM.from_pretrained(
         base, dtype=_dtype(dtype, device), local_files_only=True

@@ -7,6 +7,10 @@
 Saved as a JSON corpus (ids, Findings, Impressions of the train split) + vectorizer settings; load
 refits the vectorizer on the same corpus (deterministic), so nothing is pickled. The corpus is
 patient text: it lives inside the adapter dir, next to weights trained on the same text.
+
+An adapter may ship without its corpus (retriever.json alone, as the default adapter in models/
+does: report text never goes into the repository). Drafting then fits the retriever on the eligible
+train split of the local reports table (`Retriever.from_table`): the hospital's own archive.
 """
 
 from __future__ import annotations
@@ -67,6 +71,32 @@ class Retriever:
             order = np.argsort(-row, kind="stable")[:k]
             out.append([(self.findings[j], self.impressions[j]) for j in order if row[j] > -np.inf])
         return out
+
+    @classmethod
+    def from_table(cls, root: str | Path) -> Retriever:
+        """Eligible train-split reports of a canonical table, sorted by report_id (as training)."""
+        import pyarrow.compute as pc
+
+        from radgpt.table import read_reports
+
+        cols = ["report_id", "split", "eligible", "findings", "impression"]
+        t = read_reports(Path(root), columns=cols)
+        t = t.filter(pc.and_(pc.equal(t["split"], "train"), pc.equal(t["eligible"], True)))
+        t = t.sort_by("report_id")
+        if not len(t):
+            raise ValueError(f"no eligible train reports in {root} to retrieve examples from")
+        return cls(*(t[c].to_pylist() for c in ("report_id", "findings", "impression")))
+
+    @classmethod
+    def for_adapter(cls, adapter_dir: str | Path, table: str | Path) -> Retriever:
+        """The adapter's own corpus when it ships one, else one fitted on `table`'s train split."""
+        d = Path(adapter_dir) / "retrieval"
+        if (d / "corpus.json").is_file():
+            return cls.load(d)
+        meta = json.loads((d / "retriever.json").read_text()) if d.is_dir() else {}
+        if meta and meta.get("params") != PARAMS:
+            raise ValueError(f"retriever in {d} was saved with other params: {meta.get('params')}")
+        return cls.from_table(table)
 
     def save(self, d: str | Path) -> Path:
         d = Path(d)

@@ -224,3 +224,41 @@ def test_adapter_with_retrieval(cfg, tmp_path):
     assert "Example 1" not in own
     out = d.generate(FINDINGS[:2], ["csv:1", "csv:2"])
     assert [o["output_tokens"] for o in out] and all(o["output_tokens"] <= 6 for o in out)
+
+
+def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path):
+    """An adapter shipped without report text (retriever.json only, as models/iu-default) takes
+    its examples from the train split of the local table; the corpus digest is in the drafts' ids."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from radgpt.infer import Drafter, model_spec
+    from radgpt.retrieval import Retriever
+
+    ad = tmp_path / "adapter"
+    m = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(cfg.model_path(cfg.model.base)),
+        LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]),
+    )
+    m.save_pretrained(ad)
+    Retriever.fit(["x:1"], ["Old corpus."], ["Old impression."]).save(ad / "retrieval")
+    (ad / "retrieval" / "corpus.json").unlink()  # ship the settings, not the text
+    rec = {"adapter_id": "lora-test-2", "template": "chat-v1", "retrieval_k": 1}
+    (ad / "adapter_record.json").write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match="no eligible train reports"):  # no table yet
+        model_spec(cfg, ad)
+    write_reports(cfg.path("table"), 10)  # train: even ids with Findings and Impression
+    spec = model_spec(cfg, ad)
+    want = Retriever.from_table(cfg.path("table"))
+    assert want.ids == ["csv:0", "csv:4"]  # eligible train rows (0..9: even, with both sections)
+    gen = json.loads(spec["generation"])
+    assert gen["retrieval"] == {"k": 1, "corpus_sha256": want.digest}
+    assert spec["retrieval_digest"] == want.digest
+    d = Drafter(cfg.to_json(), spec)
+    p = d.tok.decode(d.prompts([FINDINGS[0]], ["csv:1"])[0])
+    assert "Example 1" in p and "Case 0." in p and "Old impression." not in p
+    # another table => another corpus => other draft ids (model_key is the same adapter)
+    write_reports(cfg.path("table"), 4, run_id="ingest-2", start=20)
+    assert (
+        json.loads(model_spec(cfg, ad)["generation"])["retrieval"]["corpus_sha256"] != want.digest
+    )
