@@ -151,7 +151,10 @@ class DraftCfg(_Cfg):
     max_new_tokens: int = Field(default=96, ge=1)
     batch_size: int = Field(default=8, ge=1)
     num_actors: int = Field(default=1, ge=1)
-    cpus_per_actor: float = Field(default=1, gt=0)
+    cpus_per_actor: float = Field(default=1, gt=0)  # Ray's reservation per actor
+    # torch threads of a CPU actor; None = cpus_per_actor. More threads than reserved CPUs is fine
+    # when the actor is the only heavy work (the selection's read tasks are short).
+    threads_per_actor: int | None = Field(default=None, ge=1)
     gpus_per_actor: float = Field(default=0, ge=0)
     merge_adapter: bool = True
     do_sample: bool = False

@@ -77,6 +77,7 @@ def model_spec(cfg: Config, adapter_dir: str | os.PathLike | None, data=None) ->
         "generation": gen,
         "task": rec.get("task") or cfg.train.task,
         "retrieval_k": k,
+        "eos_token_id": rec.get("eos_token_id"),  # the response terminator seen in training
         "retrieval_table": table,
         "retrieval_digest": digest,
         "cutoff_len": int(rec.get("cutoff_len") or cfg.train.cutoff_len),
@@ -112,7 +113,7 @@ class Drafter:
             raise NotImplementedError("draft.engine=vllm is reserved; use transformers")
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if run and self.device == "cpu":  # a Ray actor: keep torch within its CPU share
-            torch.set_num_threads(max(1, int(d.cpus_per_actor)))
+            torch.set_num_threads(d.threads_per_actor or max(1, int(d.cpus_per_actor)))
         self.model, self.tok = model.load(
             spec["base_dir"],
             spec["adapter_dir"],
@@ -130,7 +131,9 @@ class Drafter:
             if r.digest != spec["retrieval_digest"]:  # the table changed since the run began
                 raise RuntimeError(f"retrieval corpus {r.digest} != {spec['retrieval_digest']}")
             self.retriever = r
-        eos = {self.tok.eos_token_id}
+        # stop on the tokenizer's EOS, the generation config's, and the one the adapter was trained
+        # to end with (tokenizers of one GGUF differ across transformers versions)
+        eos = {self.tok.eos_token_id, spec.get("eos_token_id")}
         g = self.model.generation_config.eos_token_id
         eos |= set(g if isinstance(g, list) else [g] if g is not None else [])
         self.eos = sorted(e for e in eos if e is not None)

@@ -243,7 +243,7 @@ def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path):
     m.save_pretrained(ad)
     Retriever.fit(["x:1"], ["Old corpus."], ["Old impression."]).save(ad / "retrieval")
     (ad / "retrieval" / "corpus.json").unlink()  # ship the settings, not the text
-    rec = {"adapter_id": "lora-test-2", "template": "chat-v1", "retrieval_k": 1}
+    rec = {"adapter_id": "lora-test-2", "template": "chat-v1", "retrieval_k": 1, "eos_token_id": 5}
     (ad / "adapter_record.json").write_text(json.dumps(rec))
     with pytest.raises(ValueError, match="no eligible train reports"):  # no table yet
         model_spec(cfg, ad)
@@ -255,6 +255,7 @@ def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path):
     assert gen["retrieval"] == {"k": 1, "corpus_sha256": want.digest}
     assert spec["retrieval_digest"] == want.digest
     d = Drafter(cfg.to_json(), spec)
+    assert 5 in d.eos and d.tok.eos_token_id in d.eos  # stops on the token training ended with
     p = d.tok.decode(d.prompts([FINDINGS[0]], ["csv:1"])[0])
     assert "Example 1" in p and "Case 0." in p and "Old impression." not in p
     # another table => another corpus => other draft ids (model_key is the same adapter)

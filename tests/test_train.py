@@ -226,6 +226,7 @@ def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, 
         == rec["train_state"]["trainable_params"]
     )
     model, tok = load(learnable_model_dir, out)
+    assert (rec["eos_token"], rec["eos_token_id"]) == (tok.eos_token, tok.eos_token_id)
     x = tok(
         "<|im_start|>user\nFindings: The lungs are clear.<|im_end|>\n<|im_start|>assistant\n",
         return_tensors="pt",

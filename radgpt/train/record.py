@@ -72,8 +72,10 @@ def build(
     cfg, out: Path, base: Path, base_sha: str, dataset: dict, run: dict, train_state: dict
 ) -> dict:
     from radgpt import prompts
+    from radgpt.model import load_tokenizer
 
     tpl = prompts.get(cfg.model.template)
+    tok = load_tokenizer(base)  # the token each training response ended with: drafting stops on it
     return {
         "adapter_id": adapter_id(out),
         "method": cfg.train.method,
@@ -87,6 +89,8 @@ def build(
         "retrieval_k": cfg.train.retrieval_k,
         "retrieval": "retrieval" if cfg.train.retrieval_k > 0 else None,
         "cutoff_len": cfg.train.cutoff_len,
+        "eos_token": tok.eos_token,
+        "eos_token_id": tok.eos_token_id,
         "config": json.loads(cfg.to_json()),
         "config_hash": cfg.hash(),
         "code_version": code_version(),
