@@ -53,6 +53,7 @@ def test_nightly_end_to_end(tmp_path, tiny_model_dir, spark, ray_local):
         overrides={
             "paths.root": str(tmp_path),
             "model.base": str(tiny_model_dir),
+            "model.adapter": None,  # the shipped adapter belongs to SmolLM2, not the tiny model
             "draft.max_new_tokens": 4,
             "draft.batch_size": 8,
             "draft.cpus_per_actor": 1,
