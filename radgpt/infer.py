@@ -411,7 +411,9 @@ def add_commands(sub) -> None:
     add_config_args(p)
     p.add_argument("--data", help="reports table dir (default: paths.table)")
     p.add_argument("--adapter", help="PEFT adapter dir (default: model.adapter)")
-    p.add_argument("--split", help="draft these splits: test | validate,test (sets draft.selection=split)")
+    p.add_argument(
+        "--split", help="draft these splits: test | validate,test (sets draft.selection=split)"
+    )
     p.add_argument("--limit", type=int, help="at most N reports")
     p.add_argument("--out", help="drafts table dir (default: paths.drafts)")
     p.set_defaults(func=_main)

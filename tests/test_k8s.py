@@ -561,7 +561,9 @@ def test_dockerfile_static_lint():
         assert (REPO / src).exists(), src  # every COPY source is in the repository
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "var", ".git"} <= set(ignored) and "models" not in ignored
-    assert "COPY models ./models" in text  # the shipped adapter (conf model.adapter) is in the image
+    assert (
+        "COPY models ./models" in text
+    )  # the shipped adapter (conf model.adapter) is in the image
     out = subprocess.run(
         ["bash", "-n", str(K8S / "image" / "spark-entrypoint.sh")], capture_output=True, timeout=30
     )
