@@ -58,6 +58,16 @@ def model_spec(cfg: Config, adapter_dir: str | os.PathLike | None, data=None) ->
     want = rec.get("base_sha256") or rec.get("base_model_sha256")
     if want and want != sha:
         raise ValueError(f"adapter {adapter_dir} was trained on base {want[:12]}, not {base}")
+    tok_sha = rec.get("base_tokenizer_sha256")
+    if tok_sha and tok_sha != model.tokenizer_sha256(base):
+        log.warning(
+            "adapter %s was trained with another tokenizer than %s has (same weights): drafts stop "
+            "on the record's eos_token_id %s too; re-import the base with the training's "
+            "transformers version if drafts look wrong",
+            adapter_dir,
+            base,
+            rec.get("eos_token_id"),
+        )
     gen, k = generation_json(cfg), int(rec.get("retrieval_k") or 0)
     table = str(Path(data) if data else cfg.path("table"))
     digest = None

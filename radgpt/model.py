@@ -29,6 +29,8 @@ RECORD = "radgpt_model.json"
 ADAPTER_RECORD = "adapter_record.json"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEIGHT_GLOBS = ("*.safetensors", "*.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "chat_template.jinja")  # fmt: skip
 HOW = "create it with `radgpt models import-smollm2` (the embedded default) or point model.base at a local HF dir"
 
 
@@ -109,6 +111,22 @@ def base_sha256(base_dir) -> str:
     except OSError:  # read-only model dir: fine, just not cached
         pass
     return rec["weights_sha256"]
+
+
+def tokenizer_sha256(model_dir) -> str:
+    """sha256 over the tokenizer files (name + content) present in a model dir.
+
+    transformers versions build different tokenizers from one GGUF (EOS <|im_start|> under 5.17,
+    <|im_end|> under 5.24) while the weights stay identical, so the weights hash alone misses it.
+    """
+    import hashlib
+
+    d = require_dir(model_dir)
+    h = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        if (d / name).is_file():
+            h.update(name.encode() + b"\0" + sha256_file(d / name).encode())
+    return h.hexdigest()
 
 
 def read_adapter_record(adapter_dir) -> dict:

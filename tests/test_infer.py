@@ -226,7 +226,7 @@ def test_adapter_with_retrieval(cfg, tmp_path):
     assert [o["output_tokens"] for o in out] and all(o["output_tokens"] <= 6 for o in out)
 
 
-def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path):
+def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path, caplog):
     """An adapter shipped without report text (retriever.json only, as models/iu-default) takes
     its examples from the train split of the local table; the corpus digest is in the drafts' ids."""
     from peft import LoraConfig, get_peft_model
@@ -243,12 +243,15 @@ def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path):
     m.save_pretrained(ad)
     Retriever.fit(["x:1"], ["Old corpus."], ["Old impression."]).save(ad / "retrieval")
     (ad / "retrieval" / "corpus.json").unlink()  # ship the settings, not the text
-    rec = {"adapter_id": "lora-test-2", "template": "chat-v1", "retrieval_k": 1, "eos_token_id": 5}
+    rec = {"adapter_id": "lora-test-2", "template": "chat-v1", "retrieval_k": 1, "eos_token_id": 5,
+           "base_tokenizer_sha256": "0" * 64}  # fmt: skip
     (ad / "adapter_record.json").write_text(json.dumps(rec))
     with pytest.raises(ValueError, match="no eligible train reports"):  # no table yet
         model_spec(cfg, ad)
     write_reports(cfg.path("table"), 10)  # train: even ids with Findings and Impression
-    spec = model_spec(cfg, ad)
+    with caplog.at_level("WARNING", logger="radgpt.infer"):
+        spec = model_spec(cfg, ad)
+    assert "another tokenizer" in caplog.text  # the record's tokenizer hash is not the base's
     want = Retriever.from_table(cfg.path("table"))
     assert want.ids == ["csv:0", "csv:4"]  # eligible train rows (0..9: even, with both sections)
     gen = json.loads(spec["generation"])

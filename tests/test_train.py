@@ -194,7 +194,7 @@ def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from radgpt.model import load, read_adapter_record
+    from radgpt.model import load, read_adapter_record, tokenizer_sha256
     from radgpt.train.record import adapter_id
     from radgpt.train.run import run_train
 
@@ -227,6 +227,7 @@ def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, 
     )
     model, tok = load(learnable_model_dir, out)
     assert (rec["eos_token"], rec["eos_token_id"]) == (tok.eos_token, tok.eos_token_id)
+    assert rec["base_tokenizer_sha256"] == tokenizer_sha256(learnable_model_dir)
     x = tok(
         "<|im_start|>user\nFindings: The lungs are clear.<|im_end|>\n<|im_start|>assistant\n",
         return_tensors="pt",

@@ -72,7 +72,7 @@ def build(
     cfg, out: Path, base: Path, base_sha: str, dataset: dict, run: dict, train_state: dict
 ) -> dict:
     from radgpt import prompts
-    from radgpt.model import load_tokenizer
+    from radgpt.model import load_tokenizer, tokenizer_sha256
 
     tpl = prompts.get(cfg.model.template)
     tok = load_tokenizer(base)  # the token each training response ended with: drafting stops on it
@@ -81,6 +81,7 @@ def build(
         "method": cfg.train.method,
         "base_model": str(base.resolve()),
         "base_sha256": base_sha,
+        "base_tokenizer_sha256": tokenizer_sha256(base),
         "dataset": dataset,
         "task": cfg.train.task,
         "instruction": prompts.instruction(cfg.train.task),
