@@ -33,7 +33,14 @@ import pyarrow.parquet as pq
 
 from radgpt.config import Config, ConfigError
 from radgpt.flags import review_flags
-from radgpt.provenance import canonical, draft_id, generation_json, model_key, text_sha256
+from radgpt.provenance import (
+    canonical,
+    draft_id,
+    generation_json,
+    generation_settings,
+    model_key,
+    text_sha256,
+)
 from radgpt.runtime import code_version, new_run_id, utcnow, write_json_atomic
 from radgpt.schema import arrow_schema
 
@@ -75,7 +82,9 @@ def model_spec(cfg: Config, adapter_dir: str | os.PathLike | None, data=None) ->
         from radgpt.retrieval import Retriever
 
         digest = Retriever.for_adapter(adapter_dir, table).digest
-        gen = canonical({**json.loads(gen), "retrieval": {"k": k, "corpus_sha256": digest}})
+        gen = canonical(
+            {**generation_settings(cfg), "retrieval": {"k": k, "corpus_sha256": digest}}
+        )
     return {
         "base_dir": str(base),
         "adapter_dir": str(adapter_dir) if adapter_dir else None,

@@ -15,29 +15,36 @@ train split of the local reports table (`Retriever.from_table`): the hospital's 
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from radgpt.runtime import sha256_bytes, write_json_atomic
 
+log = logging.getLogger(__name__)
 PARAMS = {"ngram_range": [1, 2], "min_df": 1, "sublinear_tf": True, "lowercase": True}
 
 
 class Retriever:
     def __init__(self, ids: list[str], findings: list[str], impressions: list[str]):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         if not (len(ids) == len(findings) == len(impressions)):
             raise ValueError("ids, findings and impressions must have the same length")
         if not ids:
             raise ValueError("cannot fit a retriever on zero reports")
         self.ids, self.findings, self.impressions = list(ids), list(findings), list(impressions)
-        p = {**PARAMS, "ngram_range": tuple(PARAMS["ngram_range"])}
-        self.vec = TfidfVectorizer(**p)
-        self.matrix = self.vec.fit_transform(self.findings)  # (n_docs, vocab), L2-normalised rows
         self._row = {rid: i for i, rid in enumerate(self.ids)}
+
+    @functools.cached_property
+    def _index(self):
+        """(vectorizer, (n_docs, vocab) L2-normalised TF-IDF rows), fitted on the first query:
+        the corpus digest (drafting's driver) needs no fit."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vec = TfidfVectorizer(**{**PARAMS, "ngram_range": tuple(PARAMS["ngram_range"])})
+        return vec, vec.fit_transform(self.findings)
 
     @classmethod
     def fit(cls, ids, findings, impressions) -> Retriever:
@@ -60,7 +67,8 @@ class Retriever:
         """
         if k <= 0 or not findings_list:
             return [[] for _ in findings_list]
-        sims = (self.vec.transform(findings_list) @ self.matrix.T).toarray()  # (n_query, n_docs)
+        vec, matrix = self._index
+        sims = (vec.transform(findings_list) @ matrix.T).toarray()  # (n_query, n_docs)
         if exclude_ids is not None:
             for i, rid in enumerate(exclude_ids):
                 j = self._row.get(rid) if rid is not None else None
@@ -96,7 +104,16 @@ class Retriever:
         meta = json.loads((d / "retriever.json").read_text()) if d.is_dir() else {}
         if meta and meta.get("params") != PARAMS:
             raise ValueError(f"retriever in {d} was saved with other params: {meta.get('params')}")
-        return cls.from_table(table)
+        r = cls.from_table(table)
+        log.info(
+            "retrieval corpus: %d train reports of %s, digest %s (%s the training corpus %s)",
+            len(r),
+            table,
+            r.digest,
+            "same as" if r.digest == meta.get("digest") else "not",
+            meta.get("digest"),
+        )
+        return r
 
     def save(self, d: str | Path) -> Path:
         d = Path(d)

@@ -8,6 +8,7 @@ Spark ingest of the IU CSV, SmolLM2 import, CPU drafting.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,8 @@ def test_shipped_adapter_carries_abnormal_findings(iu_csv, spark, tmp_path):
     ensure_default_model(cfg)
     run_ingest(cfg, [str(iu_csv)], spark=spark)
     spec = model_spec(cfg, ADAPTER)  # base weights hash = the record's; corpus = the IU train split
-    assert spec["retrieval_digest"] == "8fb471b0394f76a9"  # the same corpus as in training
+    trained = json.loads((ADAPTER / "retrieval" / "retriever.json").read_text())["digest"]
+    assert spec["retrieval_digest"] == trained == "8fb471b0394f76a9"  # the training corpus
 
     t = read_reports(cfg)
     t = t.filter(pc.and_(pc.equal(t["split"], "test"), pc.equal(t["eligible"], True)))

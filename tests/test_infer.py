@@ -257,6 +257,7 @@ def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path, caplog):
     gen = json.loads(spec["generation"])
     assert gen["retrieval"] == {"k": 1, "corpus_sha256": want.digest}
     assert spec["retrieval_digest"] == want.digest
+    assert "_index" not in want.__dict__  # the digest needs no TF-IDF fit (fitted on first query)
     d = Drafter(cfg.to_json(), spec)
     assert 5 in d.eos and d.tok.eos_token_id in d.eos  # stops on the token training ended with
     p = d.tok.decode(d.prompts([FINDINGS[0]], ["csv:1"])[0])
