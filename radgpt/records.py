@@ -49,7 +49,7 @@ def report_row(unit: Unit, raw: Raw, cfg: IngestCfg) -> dict:
     return {
         "report_id": f"{unit.format}:{raw.native_id}",
         "source": unit.format,
-        "source_uri": unit.uri,
+        "source_uri": raw.uri or unit.uri,
         "source_member": raw.member,
         "source_sha256": raw.sha256,
         "native_id": raw.native_id,
@@ -73,7 +73,7 @@ def report_row(unit: Unit, raw: Raw, cfg: IngestCfg) -> dict:
 def bad_row(unit: Unit, bad: Bad) -> dict:
     return {
         "source": unit.format,
-        "source_uri": unit.uri,
+        "source_uri": bad.uri or unit.uri,
         "source_member": bad.member,
         "source_sha256": bad.sha256,
         "reason": bad.reason,

@@ -74,10 +74,17 @@ def test_mimic_dir_with_split_file(tmp_path):
     (root / "mimic-cxr-2.0.0-split.csv.gz").write_bytes(gzip.compress(SPLIT.encode()))
     cfg = IngestCfg(max_member_bytes=1000)
     assert detect(root) == "mimic"
+    (root / "files/p10/p10000032/notes.txt").write_text("not a report")  # ignored: not s<n>.txt
     us, rs = read_all(mimic, root, cfg)
-    assert len(us) == 5 and all(u.member and u.extra for u in us)  # one unit per report file
+    # one unit per patient folder; the driver never lists or stats the report files
+    assert [u.member for u in us] == [
+        "files/p10/p10000032/", "files/p10/p10000764/", "files/p10/p10000898/",
+        "files/p10/p10000935/",
+    ]  # fmt: skip
+    assert all(u.uri == str(root.resolve()) and u.extra for u in us)
     assert pickle.loads(pickle.dumps(us)) == us  # units travel to Spark executors
     assert len(rs) == 5
+    assert {r.uri for r in rs} == {str((root / r.member).resolve()) for r in rs}  # the file
     _check_mimic(rs)
 
 

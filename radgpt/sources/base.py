@@ -45,6 +45,7 @@ class Raw:
     status: str | None = None
     split: str | None = None  # official split when the source carries one
     meta: dict[str, str] = field(default_factory=dict)  # e.g. MeSH terms
+    uri: str | None = None  # source_uri when not the unit's (a file inside a unit's folder)
 
 
 @dataclass
@@ -56,3 +57,4 @@ class Bad:
     detail: str  # parser message; never report text
     sha256: str | None = None
     size: int | None = None
+    uri: str | None = None  # source_uri when not the unit's (a file inside a unit's folder)

@@ -4,8 +4,8 @@
     units = list(mimic.units(Path("mimic-cxr-reports.zip"), cfg.ingest))  # driver
     for r in mimic.read(units[0], cfg.ingest): ...                        # executor
 
-Units: a directory gives one unit per report file (member = path relative to the input dir); a
-zip gives index ranges of cfg.csv_rows_per_unit report members (opening a 227k-member zip per
+Units: a directory gives one unit per patient folder (member = "files/pNN/p<subject>/", relative
+to the input dir; the task lists its report files, so the driver never touches them); a zip gives index ranges of cfg.csv_rows_per_unit report members (opening a 227k-member zip per
 file would re-read its central directory each time). Raw.text holds the report; the ingest job
 section-parses it. native_id = study_id = "s<study>", patient_id = "p<subject>".
 The official split (mimic-cxr-2.0.0-split.csv[.gz]: dicom_id,study_id,subject_id,split, several
@@ -32,6 +32,7 @@ from radgpt.sources.base import Bad, Raw, Unit
 
 NAME = "mimic"
 REPORT = re.compile(r"(?:^|/)p\d+/p(?P<subject>\d+)/s(?P<study>\d+)\.txt$")
+PATIENT = re.compile(r"(?:^|/)p\d+/p\d+/$")  # a patient folder: holds the s<study>.txt reports
 SPLIT_NAMES = ("mimic-cxr-2.0.0-split.csv", "mimic-cxr-2.0.0-split.csv.gz")
 SPLITS = {"train", "validate", "test"}
 
@@ -71,17 +72,25 @@ def _zip_reports(z: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     return sorted((i for i in z.infolist() if REPORT.search(i.filename)), key=lambda i: i.filename)
 
 
+def _patient_dirs(root: Path, rel: str = "") -> Iterator[str]:
+    """Relative paths ("files/p10/p10000032/") of patient folders under root, in sorted order;
+    reads directory entries only (the tasks list, size-check and read the report files)."""
+    with os.scandir(root / rel) as it:
+        subs = sorted(e.name for e in it if e.is_dir())
+    for name in subs:
+        child = f"{rel}{name}/"
+        if PATIENT.search(child):
+            yield child
+        else:
+            yield from _patient_dirs(root, child)
+
+
 def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
     path = Path(path).resolve()
-    if path.is_dir():
+    if path.is_dir():  # one unit per patient folder; the task lists its s<study>.txt files
         split = _split_ref(path, cfg)
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for f in sorted(files):
-                p = Path(root) / f
-                rel = p.relative_to(path).as_posix()
-                if REPORT.search(rel):
-                    yield Unit(NAME, str(p), rel, size=p.stat().st_size, extra=split)
+        for rel in _patient_dirs(path):
+            yield Unit(NAME, str(path), rel, extra=split)
         return
     with zipfile.ZipFile(path) as z:
         infos = _zip_reports(z)
@@ -151,14 +160,26 @@ def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         # a broken split file is a configuration problem, not bad data: fail the task loudly
         raise ValueError(f"cannot read MIMIC split file {unit.extra}: {e}") from e
-    if unit.member is not None:  # one file of a directory
-        p = Path(unit.uri)
+    if unit.member is not None:  # a patient folder of a directory tree
+        d = Path(unit.uri) / unit.member
         try:
-            size = p.stat().st_size
+            with os.scandir(d) as it:
+                files = sorted((e.name, e) for e in it if e.is_file())
         except OSError as e:
-            yield Bad(unit.member, "unreadable", f"{type(e).__name__}: {e}")
+            yield Bad(unit.member, "unreadable", f"{type(e).__name__}: {e}", uri=str(d))
             return
-        yield _one(unit.member, size, p.read_bytes, split, cfg)
+        for name, e in files:
+            rel = unit.member + name
+            if not REPORT.search(rel):
+                continue  # other files (images, notes) are not reports
+            try:
+                size = e.stat().st_size
+            except OSError as err:
+                yield Bad(rel, "unreadable", f"{type(err).__name__}: {err}", uri=e.path)
+                continue
+            item = _one(rel, size, Path(e.path).read_bytes, split, cfg)
+            item.uri = e.path  # source_uri: the report file itself
+            yield item
         return
     try:
         z = zipfile.ZipFile(unit.uri)
