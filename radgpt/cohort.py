@@ -33,66 +33,67 @@ def random_split(cfg: IngestCfg):
     return F.when(u < a / n, "train").when(u < (a + b) / n, "validate").otherwise("test")
 
 
-def mark(parsed: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFrame:
-    """Add _state (new | seen | dup_id), split and split_origin to every parsed row.
+def own_split(cfg: IngestCfg):
+    """Column: the split a row gets on its own (official if the source has one, else random)."""
+    return F.coalesce("official_split", random_split(cfg))
 
-    The rules run on a narrow key table (ids, hashes, official split: ~100 bytes a row) and are
-    joined back once, so report text is shuffled once at most (AQE broadcasts small key tables).
-    """
-    keys = parsed.select("report_id", "source_uri", "source_member", "pair_sha256", "official_split",
-                         (F.col("findings").isNotNull() & F.col("impression").isNotNull()).alias("_pair"))  # fmt: skip
-    w = Window.partitionBy("report_id").orderBy("source_uri", "source_member")
-    keys = keys.withColumn("_rank", F.row_number().over(w))
+
+def own_origin():
+    return F.when(F.col("official_split").isNotNull(), "official").otherwise("random")
+
+
+KEYS = ["_row", "report_id", "source", "source_uri", "source_member", "source_sha256",
+        "pair_sha256", "official_split", "eligible", "exclusion_reason"]  # fmt: skip
+
+
+def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFrame:
+    """Narrow key rows (KEYS + _pair: ids, hashes, rule outcome; ~150 bytes a row) -> KEYS with
+    _state (new | seen | dup_id), split, split_origin and _own_split (what the row alone gets).
+
+    Few projections on purpose: each withColumn re-analyses the plan in the driver."""
+    w = Window.partitionBy("report_id").orderBy("source_uri", "source_member", "_row")
+    keys = keys.withColumns(
+        {"_rank": F.row_number().over(w), "_own_split": own_split(cfg), "_own_origin": own_origin()}
+    )
+    seen, prior = F.lit(False), F.lit(None).cast("string")
     if existing is not None:
-        seen = existing.select("report_id").distinct().withColumn("_seen", F.lit(True))
-        keys = keys.join(seen, "report_id", "left")
-    else:
-        keys = keys.withColumn("_seen", F.lit(None).cast("boolean"))
+        ids = existing.select("report_id", F.lit(True).alias("_seen")).distinct()
+        keys, seen = keys.join(ids, "report_id", "left"), F.col("_seen")
     keys = keys.withColumn(
-        "_state",
-        F.when(F.col("_rank") > 1, "dup_id").when(F.col("_seen"), "seen").otherwise("new"),
+        "_state", F.when(F.col("_rank") > 1, "dup_id").when(seen, "seen").otherwise("new")
     )
-    keys = keys.withColumn(
-        "_own_split", F.coalesce("official_split", random_split(cfg))
-    ).withColumn(
-        "_own_origin", F.when(F.col("official_split").isNotNull(), "official").otherwise("random")
+    # the split of the first occurrence of each (findings, impression) pair among this run's new
+    # rows (official before random, then the smallest report_id): one window, no join back
+    first = F.when((F.col("_state") == "new") & F.col("_pair"), F.col("_own_split"))
+    pw = (
+        Window.partitionBy("pair_sha256")
+        .orderBy(F.when(F.col("_own_origin") == "official", 0).otherwise(1), "report_id")
+        .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     )
-    # first occurrence of each (findings, impression) pair among this run's new rows
-    new_pairs = keys.filter((F.col("_state") == "new") & F.col("_pair"))
-    pw = Window.partitionBy("pair_sha256").orderBy(
-        F.when(F.col("_own_origin") == "official", 0).otherwise(1), "report_id"
-    )
-    group = (
-        new_pairs.withColumn("_n", F.row_number().over(pw))
-        .filter("_n = 1")
-        .select("pair_sha256", F.col("_own_split").alias("_group_split"))
-    )
-    keys = keys.join(group, "pair_sha256", "left")
+    keys = keys.withColumn("_group_split", F.first(first, ignorenulls=True).over(pw))
     if existing is not None:  # earlier runs win
-        prior = (
+        earlier = (
             existing.filter(F.col("findings").isNotNull() & F.col("impression").isNotNull())
             .groupBy("pair_sha256")
             .agg(F.min("split").alias("_prior_split"))
         )
-        keys = keys.join(prior, "pair_sha256", "left")
-    else:
-        keys = keys.withColumn("_prior_split", F.lit(None).cast("string"))
-    split = F.when(F.col("_pair"), F.coalesce("_prior_split", "_group_split", "_own_split"))
-    keys = keys.withColumn("split", split.otherwise(F.col("_own_split"))).withColumn(
-        "split_origin",
-        F.when(F.col("split") != F.col("_own_split"), "duplicate").otherwise(F.col("_own_origin")),
+        keys, prior = keys.join(earlier, "pair_sha256", "left"), F.col("_prior_split")
+    split = F.when(F.col("_pair"), F.coalesce(prior, "_group_split", "_own_split")).otherwise(
+        F.col("_own_split")
     )
-    on = ["report_id", "source_uri", "source_member"]
-    keys = keys.select(*[F.col(c).alias(f"_k_{c}") for c in on], "_state", "split", "split_origin")
-    # null-safe: source_member is NULL for single-report files
-    cond = [F.col(c).eqNullSafe(F.col(f"_k_{c}")) for c in on]
-    return parsed.join(keys, cond, "inner").drop(*[f"_k_{c}" for c in on])
+    origin = F.when(split != F.col("_own_split"), "duplicate").otherwise(F.col("_own_origin"))
+    return keys.select(
+        *KEYS, "_state", split.alias("split"), origin.alias("split_origin"), "_own_split"
+    )
 
 
 def finalize(df: DataFrame, run_id: str, now: dt.datetime) -> DataFrame:
     """Add run fields and select/cast exactly the contract's columns, in order."""
-    df = df.withColumn("ingest_run_id", F.lit(run_id)).withColumn(
-        "ingested_at", F.lit(now.replace(tzinfo=None)).cast("timestamp")
+    df = df.withColumns(
+        {
+            "ingest_run_id": F.lit(run_id),
+            "ingested_at": F.lit(now.replace(tzinfo=None)).cast("timestamp"),
+        }
     )
     schema = spark_schema("reports")
     return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
@@ -105,18 +106,39 @@ def transform(
     run_id: str,
     now: dt.datetime,
 ) -> dict[str, DataFrame]:
-    """parsed report rows (+ existing committed table) -> {'marked', 'new', 'seen', 'dup_ids'}.
+    """parsed report rows (+ existing committed table) -> {'keys', 'new', 'seen', 'dup_ids'}.
 
-    'marked' is every parsed row with its status; 'new' follows the reports contract; 'seen'
-    are rows already in the table (re-runs add nothing); 'dup_ids' are extra rows with a
-    report_id seen twice in this run (quarantined). Cache 'marked' when using several views.
+    'keys' is every parsed row's key columns (KEYS) with its _state, split and split_origin;
+    'new' follows the reports contract; 'seen' are keys of rows already in the table (re-runs
+    add nothing); 'dup_ids' are keys of extra rows with a report_id seen twice in this run
+    (quarantined). Cache 'keys' when using several views (it is narrow: no report text).
+
+    The rules run on the narrow keys; only the exceptions (rows that are not new, or whose split
+    is not their own) are joined back to the full rows, so report text is not shuffled when the
+    exceptions are few (Spark broadcasts a small side; AQE decides at run time).
     """
-    marked = mark(parsed, existing, cfg)
-    new = finalize(marked.filter("_state = 'new'"), run_id, now)
+    parsed = parsed.withColumn("_row", F.monotonically_increasing_id())
+    has_pair = F.col("findings").isNotNull() & F.col("impression").isNotNull()
+    keys = mark(parsed.select(*KEYS, has_pair.alias("_pair")), existing, cfg)
+    exc = keys.filter((F.col("_state") != "new") | (F.col("split") != F.col("_own_split")))
+    exc = exc.select(
+        "_row", *[F.col(c).alias(f"_x{c}") for c in ("_state", "split", "split_origin")]
+    )
+    new = (
+        parsed.join(exc, "_row", "left")
+        .filter(F.col("_x_state").isNull() | (F.col("_x_state") == "new"))
+        .withColumns(
+            {
+                "split": F.coalesce("_xsplit", own_split(cfg)),
+                "split_origin": F.coalesce("_xsplit_origin", own_origin()),
+            }
+        )
+    )
+    new = finalize(new, run_id, now)
     assert new.columns == field_names("reports")
     return {
-        "marked": marked,
+        "keys": keys,
         "new": new,
-        "seen": marked.filter("_state = 'seen'"),
-        "dup_ids": marked.filter("_state = 'dup_id'"),
+        "seen": keys.filter("_state = 'seen'"),
+        "dup_ids": keys.filter("_state = 'dup_id'"),
     }

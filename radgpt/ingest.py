@@ -4,9 +4,10 @@
     spark-submit jobs/ingest_reports.py --conf-file conf/cluster.yaml /data/exports/2026-11-23
 
 The driver lists work units (names, sizes, row ranges: never report text) into a JSON-lines file,
-Spark distributes them, and tasks parse them with mapInArrow. New reports get the cohort rules and
-splits (radgpt.cohort), then the table and the quarantine (<table>/_quarantine) are committed
-atomically (radgpt.table). Counts reconcile or the run fails:
+each tagged with a partition; task i of spark.range(partitions).mapInArrow reads its own units and
+parses them. New reports get the cohort rules and splits (radgpt.cohort, on a narrow cached key
+table), then the table and the quarantine (<table>/_quarantine) are committed atomically
+(radgpt.table). Counts reconcile or the run fails:
     parsed = new (eligible + excluded per reason) + already ingested + duplicate ids,
     quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
 """
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 # per-row fields of the parse output that are not in the reports contract
 PARSE_EXTRA = [("official_split", "string"), ("kind", "string"), ("reason", "string"),
                ("detail", "string"), ("size_bytes", "int64")]  # fmt: skip
+UNIT_BYTES = 4096  # nominal size of a unit whose size is unknown (balancing only)
 LATER = {"split", "split_origin", "ingest_run_id", "ingested_at"}  # filled by radgpt.cohort
 
 
@@ -107,28 +109,43 @@ def input_hash(p: Path) -> str:
     if p.is_file():
         return sha256_file(p)
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(p):
-        dirnames.sort()
-        for name in sorted(filenames):
-            f = Path(dirpath) / name
-            st = f.stat()
-            h.update(f"{f.relative_to(p)}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+
+    def walk(d: str, rel: str) -> None:  # os.walk's order: a folder's files, then its subfolders
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if not e.is_dir():
+                st = e.stat()
+                h.update(f"{rel}{e.name}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+        for e in entries:
+            if e.is_dir() and not e.is_symlink():  # like os.walk: symlinked folders not entered
+                walk(e.path, f"{rel}{e.name}/")
+
+    walk(str(p), "")
     return h.hexdigest()
 
 
-def write_units(cfg: Config, pairs: list[tuple[str, Path]], path: Path) -> int:
-    """Stream every input's work units into a JSON-lines file (driver memory stays flat)."""
+def write_units(cfg: Config, pairs: list[tuple[str, Path]], path: Path, parts: int) -> int:
+    """Stream every input's work units into a JSON-lines file (driver memory stays flat).
+
+    Each line is "<partition>\t<unit json>": units go to the partition with the fewest bytes so
+    far (a unit of unknown size, e.g. a MIMIC-CXR patient folder, counts as UNIT_BYTES).
+    """
+    load = [0] * parts  # bytes assigned per partition
     n = 0
     with open(path, "w") as f:
         for fmt, p in pairs:
             for unit in reader(fmt).units(p, cfg.ingest):
-                f.write(json.dumps(asdict(unit)) + "\n")
+                i = min(range(parts), key=load.__getitem__)
+                load[i] += unit.size or UNIT_BYTES
+                f.write(f"{i}\t{json.dumps(asdict(unit))}\n")
                 n += 1
     return n
 
 
-def parse_fn(cfg: Config):
-    """The mapInArrow function: batches of unit JSON -> batches of parsed rows (inside tasks)."""
+def parse_fn(cfg: Config, units_file: str, n_units: int):
+    """The mapInArrow function over spark.range(parts): partition i reads its units from the unit
+    file (no shuffle of the unit list) and yields batches of parsed rows (inside tasks)."""
     import pyarrow as pa
 
     from radgpt.records import parse_units
@@ -136,24 +153,37 @@ def parse_fn(cfg: Config):
 
     ingest_cfg = cfg.ingest
 
+    def mine(i: int):
+        n = 0
+        with open(units_file) as f:
+            for line in f:
+                n += 1
+                part, js = line.split("\t", 1)
+                if int(part) == i:
+                    yield Unit(**json.loads(js))
+        if n != n_units:  # the file every task reads must be the one the driver wrote
+            raise RuntimeError(f"{units_file}: {n} work units, the driver wrote {n_units}")
+
     def fn(batches):
         base = arrow_schema("reports")
         fields = [base.field(n).with_nullable(True) for n in base.names if n not in LATER]
         types = {"string": pa.string(), "int64": pa.int64()}
         schema = pa.schema(fields + [pa.field(n, types[t]) for n, t in PARSE_EXTRA])
         for batch in batches:
-            units = [Unit(**json.loads(s)) for s in batch.column(0).to_pylist()]
-            rows = []
-            for kind, row in parse_units(units, ingest_cfg):
-                row["kind"] = kind
-                if "sections" in row and row["sections"] is not None:
-                    row["sections"] = list(row["sections"].items())
-                rows.append(row)
-                if len(rows) >= 512:
+            for i in batch.column(0).to_pylist():
+                rows = []
+                for kind, row in parse_units(mine(i), ingest_cfg):
+                    row["kind"] = kind
+                    if "sections" in row and row["sections"] is not None:
+                        row["sections"] = list(row["sections"].items())
+                    rows.append(row)
+                    if (
+                        len(rows) >= 2048
+                    ):  # rows per Arrow batch (~4 MB): fewer, larger batches cost the JVM less
+                        yield pa.RecordBatch.from_pylist(rows, schema=schema)
+                        rows = []
+                if rows:
                     yield pa.RecordBatch.from_pylist(rows, schema=schema)
-                    rows = []
-            if rows:
-                yield pa.RecordBatch.from_pylist(rows, schema=schema)
 
     return fn
 
@@ -212,15 +242,14 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         return marks[-1] - marks[-2]
 
     try:
-        n_units = write_units(cfg, pairs, units_file)
         parts = cfg.spark.partitions or 2 * spark.sparkContext.defaultParallelism
+        n_units = write_units(cfg, pairs, units_file, parts)
         log.info("%d work units over %d partitions (%.1fs)", n_units, parts, lap())
         timings = {"list_units_s": marks[-1] - marks[-2]}
-        units = spark.read.text(str(units_file)).repartition(parts)
-        if n_units and units.count() != n_units:  # every unit must reach the executors
-            raise RuntimeError(f"{n_units} work units written but Spark read {units.count()}")
-        parsed = units.mapInArrow(parse_fn(cfg), parse_schema()).persist(
-            StorageLevel.MEMORY_AND_DISK
+        parsed = (
+            spark.range(parts, numPartitions=parts)
+            .mapInArrow(parse_fn(cfg, str(units_file), n_units), parse_schema())
+            .persist(StorageLevel.MEMORY_AND_DISK)
         )
         kinds = {r["kind"]: r["count"] for r in parsed.groupBy("kind").count().collect()}
         timings["parse_s"] = lap()
@@ -237,11 +266,11 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
             *[n for n, _ in PARSE_EXTRA if n != "official_split"]
         )
         out = transform(reports, existing, cfg.ingest, run_id, now)
-        out["marked"].persist(StorageLevel.MEMORY_AND_DISK)
+        keys = out["keys"].persist(StorageLevel.MEMORY_AND_DISK)  # narrow: no report text
         quarantine = quarantine_df(
             parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now
         )
-        counts = _count(out["marked"], quarantine)
+        counts = _count(keys, quarantine)
         _reconcile(kinds, counts)
         timings["cohort_s"] = lap()
         log.info("cohort rules and counts (%.1fs)", timings["cohort_s"])
@@ -252,7 +281,7 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         timings["write_s"] = lap()
         log.info("staged Parquet (%.1fs)", timings["write_s"])
         parsed.unpersist()
-        out["marked"].unpersist()
+        keys.unpersist()
     finally:
         shutil.rmtree(units_file.parent, ignore_errors=True)
 
@@ -274,10 +303,10 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
     return manifest
 
 
-def _count(marked, quarantine) -> dict:
+def _count(keys, quarantine) -> dict:
     """Two small aggregates (never rows) to the driver."""
     rows = (
-        marked.groupBy("_state", "source", "split", "split_origin", "eligible", "exclusion_reason")
+        keys.groupBy("_state", "source", "split", "split_origin", "eligible", "exclusion_reason")
         .count()
         .collect()
     )

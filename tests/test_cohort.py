@@ -108,3 +108,20 @@ def test_duplicate_ids_in_one_run_are_split_off(spark):
     out = run(spark, data)
     assert out["new"].count() == 10 and out["dup_ids"].count() == 1
     assert out["dup_ids"].collect()[0]["source_uri"] == "/other"
+
+
+def test_duplicate_pair_takes_the_first_occurrence_split(spark):
+    same = pair_hash(LONG, "No acute disease.")
+    csv = [dict(r, findings=LONG, pair_sha256=same) for r in rows(40)]
+    alone = run(spark, [csv[0]])["new"].collect()[0]["split"]  # csv:0 is the smallest report_id
+    out = {r["report_id"]: r for r in run(spark, csv)["new"].collect()}
+    assert {r["split"] for r in out.values()} == {alone}
+    moved = [r for r in out.values() if r["split_origin"] == "duplicate"]
+    assert 0 < len(moved) < 40 and out["csv:0"]["split_origin"] == "random"
+    # an official split wins over random ones, whatever the report_ids
+    official = dict(
+        rows(1, source="mimic", official="validate")[0], findings=LONG, pair_sha256=same
+    )
+    out = run(spark, csv + [official])["new"].collect()
+    assert {r["split"] for r in out} == {"validate"} and len(out) == 41
+    assert {r["split_origin"] for r in out if r["source"] == "mimic"} == {"official"}
