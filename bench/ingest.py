@@ -5,9 +5,11 @@
 
 Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample), then
 - baseline: one Python process lists and parses every file (radgpt.records.parse_units), no Spark;
+  run --repeat times, the median is reported;
 - Spark: a child process (so its peak memory is its own) starts a session and runs the full ingest
-  twice into fresh tables: the first run is end to end (session start-up included), the second is
-  steady state (session warm). Both runs do the whole job: parse, rules, splits, dedup, write.
+  1 + --repeat times into fresh tables: the first run is end to end (session start-up included),
+  the others are steady state (session warm; the median run is reported, and the first warm run
+  too, as `first_warm`). Every run does the whole job: parse, rules, splits, dedup, write.
 Prints reports/s of each and the ratio Spark steady / baseline, plus the driver's peak memory:
 the sampled peak RSS of the Python driver and of the JVM (in local mode the JVM also hosts the
 executors, so it is an upper bound of the driver's).
@@ -18,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,16 +33,20 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def baseline(src: Path) -> dict:
+def baseline(src: Path, repeat: int) -> dict:
     from radgpt.config import IngestCfg
     from radgpt.records import parse_units
     from radgpt.sources import mimic
 
     cfg = IngestCfg()
-    t = time.perf_counter()
-    n = sum(1 for kind, _ in parse_units(mimic.units(src, cfg), cfg) if kind == "report")
-    dt = time.perf_counter() - t
-    return {"reports": n, "seconds": round(dt, 2), "reports_per_s": round(n / dt, 1)}
+    runs = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        n = sum(1 for kind, _ in parse_units(mimic.units(src, cfg), cfg) if kind == "report")
+        runs.append(time.perf_counter() - t)
+    dt = statistics.median(runs)
+    return {"reports": n, "seconds": round(dt, 2), "reports_per_s": round(n / dt, 1),
+            "runs_s": [round(r, 2) for r in runs]}  # fmt: skip
 
 
 def _jvm_peak(stop: threading.Event, out: dict) -> None:
@@ -57,7 +65,7 @@ def _jvm_peak(stop: threading.Event, out: dict) -> None:
         stop.wait(0.2)
 
 
-def spark_child(src: Path, work: Path, master: str) -> dict:
+def spark_child(src: Path, work: Path, master: str, repeat: int) -> dict:
     from radgpt.config import load_config
     from radgpt.ingest import run_ingest
     from radgpt.runtime import setup_logging, spark_session
@@ -67,10 +75,10 @@ def spark_child(src: Path, work: Path, master: str) -> dict:
     stop = threading.Event()
     threading.Thread(target=_jvm_peak, args=(stop, mem), daemon=True).start()
     t0 = time.perf_counter()
-    out = {}
-    for i, name in enumerate(("end_to_end", "steady_state")):
+    runs = []
+    for i in range(1 + repeat):
         cfg = load_config(
-            None, [("paths.root", str(work / name)), ("spark.master", master)], env={}
+            None, [("paths.root", str(work / f"run{i}")), ("spark.master", master)], env={}
         )
         t = time.perf_counter()
         spark = spark_session(cfg)
@@ -78,23 +86,28 @@ def spark_child(src: Path, work: Path, master: str) -> dict:
         dt = time.perf_counter() - (t0 if i == 0 else t)
         n = m["counts"]["totals"]["new"]
         parse = m["timings"]["parse_s"]  # the Spark stage that does the same work as the baseline
-        out[name] = {"reports": n, "seconds": round(dt, 2), "reports_per_s": round(n / dt, 1),
-                     "parse_stage_reports_per_s": round(n / parse, 1), "timings": m["timings"]}  # fmt: skip
+        runs.append({"reports": n, "seconds": round(dt, 2), "reports_per_s": round(n / dt, 1),
+                     "parse_stage_reports_per_s": round(n / parse, 1), "timings": m["timings"]})  # fmt: skip
+        shutil.rmtree(work / f"run{i}")
     stop.set()
+    warm = sorted(runs[1:], key=lambda r: r["seconds"])
+    out = {"end_to_end": runs[0], "steady_state": warm[len(warm) // 2], "first_warm": runs[1],
+           "warm_runs_s": [r["seconds"] for r in runs[1:]]}  # fmt: skip
     out["driver_python_peak_mb"] = round(mem.get("py_peak_mb", 0), 1)
     out["jvm_peak_mb"] = round(mem.get("jvm_peak_mb", 0), 1)
     return out
 
 
-def run_size(n: int, master: str) -> dict:
+def run_size(n: int, master: str, repeat: int) -> dict:
     from radgpt.sample import write_mimic
 
     with tempfile.TemporaryDirectory(prefix="radgpt-bench-") as tmp:
         src = Path(tmp) / "mimic"
         write_mimic(src, n, seed=11, bad=False)
-        base = baseline(src)
+        base = baseline(src, repeat)
         child = subprocess.run(
-            [sys.executable, __file__, "--child", str(src), str(Path(tmp) / "work"), "--master", master],
+            [sys.executable, __file__, "--child", str(src), str(Path(tmp) / "work"), "--master", master,
+             "--repeat", str(repeat)],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if child.returncode:
@@ -112,20 +125,22 @@ def main() -> None:
     )
     p.add_argument("--sizes", default="20000", help="comma-separated report counts")
     p.add_argument("--master", default="local[2]")
+    p.add_argument("--repeat", type=int, default=3, help="baseline runs and warm Spark runs")
     p.add_argument("--child", nargs=2, metavar=("SRC", "WORK"), help=argparse.SUPPRESS)
     a = p.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if a.child:
-        print(json.dumps(spark_child(Path(a.child[0]), Path(a.child[1]), a.master)))
+        print(json.dumps(spark_child(Path(a.child[0]), Path(a.child[1]), a.master, a.repeat)))
         return
     print(f"cores={os.cpu_count()} master={a.master}")
     for n in (int(s) for s in a.sizes.split(",")):
-        r = run_size(n, a.master)
+        r = run_size(n, a.master, a.repeat)
         b, s = r["baseline"], r["spark"]
         print(
             f"N={n}: single-process {b['reports_per_s']}/s | spark end-to-end "
             f"{s['end_to_end']['reports_per_s']}/s ({s['end_to_end']['seconds']} s) | spark steady "
-            f"{s['steady_state']['reports_per_s']}/s ({s['steady_state']['seconds']} s) | "
+            f"{s['steady_state']['reports_per_s']}/s ({s['steady_state']['seconds']} s, median of "
+            f"warm runs {s['warm_runs_s']}) | "
             f"ratio steady/single {r['ratio_steady_vs_baseline']}x (whole job), "
             f"{r['ratio_parse_stage_vs_baseline']}x (parse stage) | driver python peak "
             f"{s['driver_python_peak_mb']} MB, JVM peak {s['jvm_peak_mb']} MB"
