@@ -26,6 +26,7 @@ from radgpt.runtime import sha256_bytes, write_json_atomic
 
 log = logging.getLogger(__name__)
 PARAMS = {"ngram_range": [1, 2], "min_df": 1, "sublinear_tf": True, "lowercase": True}
+QUERY_BATCH = 256  # queries per similarity block: (256, n_docs) float64, ~250 MB at 122k docs
 
 
 class Retriever:
@@ -65,19 +66,27 @@ class Retriever:
         exclude_ids[i] (a report id) is never returned for query i: at training time a report
         must not see itself. Ties break by corpus order (stable).
         """
+        top = self.top(findings_list, k, exclude_ids)
+        return [[(self.findings[j], self.impressions[j]) for j in row] for row in top]
+
+    def top(
+        self, findings_list: list[str], k: int, exclude_ids: list[str | None] | None = None
+    ) -> list[list[int]]:
+        """Corpus indices of the k most similar reports per query (see query)."""
         if k <= 0 or not findings_list:
             return [[] for _ in findings_list]
         vec, matrix = self._index
-        sims = (vec.transform(findings_list) @ matrix.T).toarray()  # (n_query, n_docs)
-        if exclude_ids is not None:
-            for i, rid in enumerate(exclude_ids):
+        out = []
+        for a in range(0, len(findings_list), QUERY_BATCH):
+            q = vec.transform(findings_list[a : a + QUERY_BATCH])
+            sims = (q @ matrix.T).toarray()  # cosine (rows L2-normalised): (batch, n_docs)
+            for i, rid in enumerate((exclude_ids or [])[a : a + QUERY_BATCH]):
                 j = self._row.get(rid) if rid is not None else None
                 if j is not None:
                     sims[i, j] = -np.inf
-        out = []
-        for row in sims:
-            order = np.argsort(-row, kind="stable")[:k]
-            out.append([(self.findings[j], self.impressions[j]) for j in order if row[j] > -np.inf])
+            for row in sims:
+                order = [int(row.argmax())] if k == 1 else np.argsort(-row, kind="stable")[:k]
+                out.append([int(j) for j in order if row[j] > -np.inf])
         return out
 
     @classmethod

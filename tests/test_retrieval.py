@@ -31,6 +31,20 @@ def test_query_ranks_by_similarity_and_excludes_self():
     assert r.query([F[0]], k=0) == [[]]
 
 
+def test_batched_queries_keep_each_querys_exclusion():
+    # more queries than one similarity block (QUERY_BATCH): exclusions stay aligned with queries
+    from radgpt import retrieval
+
+    n = retrieval.QUERY_BATCH + 44
+    ids = [f"r{i}" for i in range(n)]
+    findings = [f"Finding number w{i} with shared words about the lungs." for i in range(n)]
+    r = Retriever.fit(ids, findings, [f"imp{i}" for i in range(n)])
+    top = r.top(findings, k=1, exclude_ids=ids)
+    assert all(t and t[0] != i for i, t in enumerate(top))  # never itself
+    assert r.top(findings, k=1) == [[i] for i in range(n)]  # itself when not excluded
+    assert r.top(findings[:3], k=2) == [row[:2] for row in r.top(findings[:3], k=5)]
+
+
 def test_save_load_round_trip(tmp_path):
     r = Retriever.fit(IDS, F, IMP)
     r.save(tmp_path / "retrieval")

@@ -7,8 +7,8 @@
 
 constant:   the most frequent (whitespace/case-normalized) train Impression, e.g. "No acute
             cardiopulmonary abnormality."; ties broken by first occurrence.
-nn:         TF-IDF (word 1-2 grams, sublinear tf) over train Findings, cosine nearest neighbour,
-            copy its Impression.
+nn:         the retrieval TF-IDF (radgpt.retrieval: word 1-2 grams, sublinear tf) over train
+            Findings, cosine nearest neighbour, copy its Impression.
 zero-shot:  radgpt.infer.generate(cfg, findings, adapter=None): the base model with the drafting
             prompt and greedy decoding, no LoRA.
 """
@@ -40,31 +40,27 @@ def constant(train_impressions: Sequence[str]) -> str:
 
 
 class NearestNeighbour:
-    """TF-IDF over train Findings; predict copies the Impression of the most similar train report."""
+    """The drafting retriever's TF-IDF (radgpt.retrieval.Retriever) over train Findings; predict
+    copies the Impression of the most similar train report (ties: the first in train order)."""
 
     def fit(self, findings: Sequence[str], impressions: Sequence[str]) -> NearestNeighbour:
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        from radgpt.retrieval import Retriever
 
         if len(findings) != len(impressions) or not findings:
             raise ValueError(
                 f"nn baseline: {len(findings)} findings vs {len(impressions)} impressions"
             )
-        self.vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-        self.X = self.vec.fit_transform([f or "" for f in findings])  # [n_train, vocab], L2 rows
-        self.impressions = list(impressions)
+        ids = [str(i) for i in range(len(findings))]
+        self.r = Retriever(ids, [f or "" for f in findings], list(impressions))
         return self
 
-    def neighbours(self, findings: Sequence[str], batch: int = 256) -> np.ndarray:
+    def neighbours(self, findings: Sequence[str]) -> np.ndarray:
         """Index of the nearest train report per query, shape [n]."""
-        out = []
-        for i in range(0, len(findings), batch):
-            q = self.vec.transform([f or "" for f in findings[i : i + batch]])
-            sim = (q @ self.X.T).toarray()  # cosine: both sides L2-normalized, [b, n_train]
-            out.append(sim.argmax(axis=1))
-        return np.concatenate(out) if out else np.zeros(0, dtype=int)
+        top = self.r.top([f or "" for f in findings], k=1)
+        return np.array([t[0] for t in top], dtype=int)
 
     def predict(self, findings: Sequence[str]) -> list[str]:
-        return [self.impressions[j] for j in self.neighbours(findings)]
+        return [self.r.impressions[j] for j in self.neighbours(findings)]
 
 
 def zero_shot(cfg, findings: Sequence[str]) -> list[str]:
