@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     from radgpt.config import load_config
-    from radgpt.infer import Drafter, model_spec, run_draft
+    from radgpt.drafter import Drafter, model_spec
+    from radgpt.infer import run_draft
     from radgpt.ingest import run_ingest
     from radgpt.model import ensure_default_model
     from radgpt.runtime import setup_logging

@@ -61,7 +61,7 @@ def deployment():
     @serve.deployment(name="impressions")
     class Impressions:
         def __init__(self, cfg_json: str, spec: dict):
-            from radgpt.infer import Drafter
+            from radgpt.drafter import Drafter
             from radgpt.runtime import new_run_id, utcnow
 
             cfg = Config.from_json(cfg_json)
@@ -127,7 +127,7 @@ def deployment():
 
 def _app(cfg: Config, adapter=True):
     """The bound Serve application: one deployment sized like a drafting actor."""
-    from radgpt.infer import adapter_dir, model_spec
+    from radgpt.drafter import adapter_dir, model_spec
 
     spec = model_spec(cfg, adapter_dir(cfg, adapter))
     opts = {"num_cpus": cfg.draft.cpus_per_actor, "num_gpus": cfg.draft.gpus_per_actor}

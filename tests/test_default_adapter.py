@@ -26,8 +26,8 @@ def test_shipped_adapter_carries_abnormal_findings(iu_csv, spark, tmp_path):
     import pyarrow.compute as pc
 
     from radgpt.config import load_config
+    from radgpt.drafter import generate, model_spec
     from radgpt.evaluation.labeler import POS, label
-    from radgpt.infer import generate, model_spec
     from radgpt.ingest import run_ingest
     from radgpt.model import ensure_default_model, read_adapter_record
     from radgpt.retrieval import Retriever

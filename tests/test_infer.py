@@ -89,7 +89,8 @@ def cfg(tmp_path, tiny_model_dir):
 
 
 def test_select_modes(cfg):
-    from radgpt.infer import model_spec, select
+    from radgpt.drafter import model_spec
+    from radgpt.infer import select
 
     write_reports(cfg.path("table"), 14)
     reports = table.read_reports(cfg)
@@ -114,7 +115,7 @@ def test_select_modes(cfg):
 
 
 def test_generate_batched_equals_one_by_one(cfg):
-    from radgpt.infer import generate
+    from radgpt.drafter import generate
 
     batched = generate(cfg, FINDINGS, adapter=None)
     assert len(batched) == len(FINDINGS) and all(isinstance(x, str) for x in batched)
@@ -176,7 +177,8 @@ def test_actor_killed_mid_run_drafts_each_report_once(cfg, ray_local, tmp_path, 
 
 
 def test_cpu_guard_and_vllm_error(cfg, ray_local):
-    from radgpt.infer import Drafter, model_spec, run_draft
+    from radgpt.drafter import Drafter, model_spec
+    from radgpt.infer import run_draft
 
     write_reports(cfg.path("table"), 4)
     cfg.draft.num_actors = 2  # 2 x 1 CPU = every CPU: read tasks would starve
@@ -195,7 +197,7 @@ def test_adapter_with_retrieval(cfg, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from radgpt.infer import Drafter, model_spec
+    from radgpt.drafter import Drafter, model_spec
     from radgpt.retrieval import Retriever
 
     base = cfg.model_path(cfg.model.base)
@@ -232,7 +234,7 @@ def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path, caplog):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from radgpt.infer import Drafter, model_spec
+    from radgpt.drafter import Drafter, model_spec
     from radgpt.retrieval import Retriever
 
     ad = tmp_path / "adapter"
@@ -249,7 +251,7 @@ def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path, caplog):
     with pytest.raises(ValueError, match="no eligible train reports"):  # no table yet
         model_spec(cfg, ad)
     write_reports(cfg.path("table"), 10)  # train: even ids with Findings and Impression
-    with caplog.at_level("WARNING", logger="radgpt.infer"):
+    with caplog.at_level("WARNING", logger="radgpt.drafter"):
         spec = model_spec(cfg, ad)
     assert "another tokenizer" in caplog.text  # the record's tokenizer hash is not the base's
     want = Retriever.from_table(cfg.path("table"))

@@ -9,7 +9,7 @@ constant:   the most frequent (whitespace/case-normalized) train Impression, e.g
             cardiopulmonary abnormality."; ties broken by first occurrence.
 nn:         the retrieval TF-IDF (radgpt.retrieval: word 1-2 grams, sublinear tf) over train
             Findings, cosine nearest neighbour, copy its Impression.
-zero-shot:  radgpt.infer.generate(cfg, findings, adapter=None): the base model with the drafting
+zero-shot:  radgpt.drafter.generate(cfg, findings, adapter=None): the base model with the drafting
             prompt and greedy decoding, no LoRA.
 """
 
@@ -64,8 +64,8 @@ class NearestNeighbour:
 
 
 def zero_shot(cfg, findings: Sequence[str]) -> list[str]:
-    """The base model without adapter, same prompt template, greedy (radgpt.infer.generate)."""
-    from radgpt.infer import generate
+    """The base model without adapter, same prompt template, greedy (radgpt.drafter.generate)."""
+    from radgpt.drafter import generate
 
     return generate(cfg, list(findings), adapter=None)
 
