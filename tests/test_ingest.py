@@ -145,6 +145,10 @@ def test_iu_csv_counts_match_an_independent_count(spark, iu_csv, tmp_path):
     by_rule = m["counts"]["new_by_rule"]
     assert m["counts"]["totals"]["new"] == len(rows) == 3251
     assert by_rule["no_findings"] == no_f and by_rule["no_impression"] == no_i
+    # the splits are part of the product: the shipped adapter was trained on this train split and
+    # evaluated on this test split (docs/ingest.md, models/iu-default/README.md)
+    assert m["counts"]["eligible_by_split"] == {"test": 507, "train": 1948, "validate": 257}
+    assert m["counts"]["duplicate_pairs_moved"] == 244
     t = table.read_reports(cfg)
     el = t.filter(t.column("eligible"))
     assert min(el.column("findings_words").to_pylist()) >= 10
