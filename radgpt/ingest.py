@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -229,6 +230,10 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         table.recover(r)
     run_id, now = new_run_id("ingest"), utcnow()
     pairs, unknown_rows = resolve_inputs(cfg, inputs, fmt)
+    # input hashes (a stat of every file of a folder) in a driver thread, while Spark works
+    hasher = ThreadPoolExecutor(1, thread_name_prefix="input-hash")
+    hashes = hasher.map(input_hash, [p for _, p in pairs])
+    hasher.shutdown(wait=False)
     log.info("run %s: %d inputs (%s)", run_id, len(pairs), ", ".join(sorted({f for f, _ in pairs})))
 
     # the unit list lives beside the table (shared storage on a cluster: executors read it)
@@ -289,7 +294,10 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         "kind": "ingest",
         "started_at": now.isoformat(),
         "finished_at": utcnow().isoformat(),
-        "inputs": [{"format": f, "path": str(p), "sha256": input_hash(p)} for f, p in pairs],
+        "inputs": [
+            {"format": f, "path": str(p), "sha256": h}
+            for (f, p), h in zip(pairs, hashes, strict=True)
+        ],
         "work_units": n_units,
         "counts": counts,
         "timings": {k: round(v, 3) for k, v in timings.items()},

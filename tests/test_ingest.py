@@ -58,6 +58,16 @@ def test_all_formats_end_to_end(spark, sample, tmp_path):
     # MIMIC official split came from the split file
     mim = t.filter(pc.equal(t.column("source"), "mimic"))
     assert set(mim.column("split_origin").to_pylist()) <= {"official", "duplicate"}
+    # every input is hashed: a file by content, a folder (MIMIC tree) by its listing
+    from pathlib import Path
+
+    from radgpt.ingest import input_hash
+    from radgpt.runtime import sha256_file
+
+    ins = {i["format"]: i for i in m["inputs"]}
+    assert set(ins) == set(FORMATS) and all(len(i["sha256"]) == 64 for i in ins.values())
+    assert ins["mimic"]["sha256"] == input_hash(Path(ins["mimic"]["path"]))
+    assert ins["csv"]["sha256"] == sha256_file(Path(ins["csv"]["path"]))
     # report text never reaches the manifest (it holds counts, hashes and paths only)
     text = json.dumps(m)
     some = t.filter(t.column("eligible")).column("findings")[0].as_py()
