@@ -116,6 +116,9 @@ def transform(
     The rules run on the narrow keys; only the exceptions (rows that are not new, or whose split
     is not their own) are joined back to the full rows, so report text is not shuffled when the
     exceptions are few (Spark broadcasts a small side; AQE decides at run time).
+    Rows are matched by a monotonically_increasing_id taken in both branches, so `parsed` must
+    yield the same rows in the same partitions and order each time it is read: cache it (ingest
+    does) or pass a deterministic source (tests: createDataFrame).
     """
     parsed = parsed.withColumn("_row", F.monotonically_increasing_id())
     has_pair = F.col("findings").isNotNull() & F.col("impression").isNotNull()
