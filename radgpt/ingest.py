@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # per-row fields of the parse output that are not in the reports contract
 PARSE_EXTRA = [("official_split", "string"), ("kind", "string"), ("reason", "string"),
                ("detail", "string"), ("size_bytes", "int64")]  # fmt: skip
+BATCH_ROWS = 2048  # rows per Arrow batch to the JVM (~4 MB): fewer, larger batches cost it less
 UNIT_BYTES = 4096  # nominal size of a unit whose size is unknown (balancing only)
 LATER = {"split", "split_origin", "ingest_run_id", "ingested_at"}  # filled by radgpt.cohort
 
@@ -178,9 +179,7 @@ def parse_fn(cfg: Config, units_file: str, n_units: int):
                     if "sections" in row and row["sections"] is not None:
                         row["sections"] = list(row["sections"].items())
                     rows.append(row)
-                    if (
-                        len(rows) >= 2048
-                    ):  # rows per Arrow batch (~4 MB): fewer, larger batches cost the JVM less
+                    if len(rows) >= BATCH_ROWS:
                         yield pa.RecordBatch.from_pylist(rows, schema=schema)
                         rows = []
                 if rows:

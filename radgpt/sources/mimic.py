@@ -5,8 +5,9 @@
     for r in mimic.read(units[0], cfg.ingest): ...                        # executor
 
 Units: a directory gives one unit per patient folder (member = "files/pNN/p<subject>/", relative
-to the input dir; the task lists its report files, so the driver never touches them); a zip gives index ranges of cfg.csv_rows_per_unit report members (opening a 227k-member zip per
-file would re-read its central directory each time). Raw.text holds the report; the ingest job
+to the input dir; the task lists its report files, so the driver never touches them); a zip gives
+index ranges of cfg.csv_rows_per_unit report members (opening a 227k-member zip per file would
+re-read its central directory each time). Raw.text holds the report; the ingest job
 section-parses it. native_id = study_id = "s<study>", patient_id = "p<subject>".
 The official split (mimic-cxr-2.0.0-split.csv[.gz]: dicom_id,study_id,subject_id,split, several
 rows per study) is taken from cfg.split_file, else from the input dir (or the zip's dir, or a zip
@@ -164,12 +165,12 @@ def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
         d = Path(unit.uri) / unit.member
         try:
             with os.scandir(d) as it:
-                files = sorted((e.name, e) for e in it if e.is_file())
+                files = sorted((e for e in it if e.is_file()), key=lambda e: e.name)
         except OSError as e:
             yield Bad(unit.member, "unreadable", f"{type(e).__name__}: {e}", uri=str(d))
             return
-        for name, e in files:
-            rel = unit.member + name
+        for e in files:
+            rel = unit.member + e.name
             if not REPORT.search(rel):
                 continue  # other files (images, notes) are not reports
             try:
