@@ -3,7 +3,7 @@
     radgpt draft --config conf/local.yaml [--data DIR] [--adapter DIR] [--split NAME] [--limit N] [--out DIR]
 
     from radgpt.infer import run_draft
-    run_draft(cfg, split="test")                                # Ray Data + commit, returns a summary
+    run_draft(cfg, split="test")  # Ray Data + commit, returns a summary
 
 Each actor holds one radgpt.drafter.Drafter (the model, loaded once; prompts exactly as in
 training; greedy by default, stop at EOS); in-process drafts: radgpt.drafter.generate.
