@@ -1,7 +1,7 @@
 """Cohort rules that need more than one row: incremental dedup, splits, duplicate pairs (Spark).
 
-`transform(parsed, existing, cfg, run_id, now)` is pure (DataFrames in, DataFrames out) and tested
-in tests/test_cohort.py; radgpt.ingest does the I/O.
+`transform(keys, existing, cfg)` is pure (DataFrames in, DataFrames out) and tested in
+tests/test_cohort.py. It sees only narrow key rows (no report text); radgpt.ingest does the I/O.
 
 Splits:
 - official: the source carried a split (MIMIC-CXR with mimic-cxr-2.0.0-split.csv.gz);
@@ -14,13 +14,11 @@ Splits:
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from radgpt.config import IngestCfg
-from radgpt.schema import field_names, spark_schema
+from radgpt.records import NO_PAIR
 
 SPLITS = ("train", "validate", "test")
 
@@ -42,8 +40,15 @@ def own_origin():
     return F.when(F.col("official_split").isNotNull(), "official").otherwise("random")
 
 
-KEYS = ["_row", "report_id", "source", "source_uri", "source_member", "source_sha256",
-        "pair_sha256", "official_split", "eligible", "exclusion_reason"]  # fmt: skip
+# the narrow key columns the rules read (radgpt.tasks yields them; transform adds _pair)
+KEYS = ["report_id", "source", "source_uri", "source_member", "source_sha256", "pair_sha256",
+        "official_split", "eligible", "exclusion_reason", "_part", "_idx"]  # fmt: skip
+
+
+def has_pair():
+    """Column: the row has both Findings and Impression (its first failed rule is not a missing
+    section), so its (findings, impression) pair takes part in duplicate-pair splits."""
+    return F.coalesce(~F.col("exclusion_reason").isin(*NO_PAIR), F.lit(True))
 
 
 def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFrame:
@@ -51,7 +56,7 @@ def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFra
     _state (new | seen | dup_id), split, split_origin and _own_split (what the row alone gets).
 
     Few projections on purpose: each withColumn re-analyses the plan in the driver."""
-    w = Window.partitionBy("report_id").orderBy("source_uri", "source_member", "_row")
+    w = Window.partitionBy("report_id").orderBy("source_uri", "source_member", "_part", "_idx")
     keys = keys.withColumns(
         {"_rank": F.row_number().over(w), "_own_split": own_split(cfg), "_own_origin": own_origin()}
     )
@@ -73,7 +78,7 @@ def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFra
     keys = keys.withColumn("_group_split", F.first(first, ignorenulls=True).over(pw))
     if existing is not None:  # earlier runs win
         earlier = (
-            existing.filter(F.col("findings").isNotNull() & F.col("impression").isNotNull())
+            existing.filter(has_pair())  # no text columns read
             .groupBy("pair_sha256")
             .agg(F.min("split").alias("_prior_split"))
         )
@@ -87,61 +92,20 @@ def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFra
     )
 
 
-def finalize(df: DataFrame, run_id: str, now: dt.datetime) -> DataFrame:
-    """Add run fields and select/cast exactly the contract's columns, in order."""
-    df = df.withColumns(
-        {
-            "ingest_run_id": F.lit(run_id),
-            "ingested_at": F.lit(now.replace(tzinfo=None)).cast("timestamp"),
-        }
-    )
-    schema = spark_schema("reports")
-    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+def transform(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> dict[str, DataFrame]:
+    """Narrow key rows of this run's parsed reports (KEYS; radgpt.tasks yields them) + the
+    committed table -> {'keys', 'new', 'seen', 'dup_ids'}.
 
-
-def transform(
-    parsed: DataFrame,
-    existing: DataFrame | None,
-    cfg: IngestCfg,
-    run_id: str,
-    now: dt.datetime,
-) -> dict[str, DataFrame]:
-    """parsed report rows (+ existing committed table) -> {'keys', 'new', 'seen', 'dup_ids'}.
-
-    'keys' is every parsed row's key columns (KEYS) with its _state, split and split_origin;
-    'new' follows the reports contract; 'seen' are keys of rows already in the table (re-runs
-    add nothing); 'dup_ids' are keys of extra rows with a report_id seen twice in this run
-    (quarantined). Cache 'keys' when using several views (it is narrow: no report text).
-
-    The rules run on the narrow keys; only the exceptions (rows that are not new, or whose split
-    is not their own) are joined back to the full rows, so report text is not shuffled when the
-    exceptions are few (Spark broadcasts a small side; AQE decides at run time).
-    Rows are matched by a monotonically_increasing_id taken in both branches, so `parsed` must
-    yield the same rows in the same partitions and order each time it is read: cache it (ingest
-    does) or pass a deterministic source (tests: createDataFrame).
+    'keys' is every row's KEYS with its _state (new | seen | dup_id), split and split_origin;
+    'new' are keys of the rows to add (radgpt.tasks.write_fn finds them in the parsed rows by
+    _part and _idx); 'seen' are keys of rows already in the table (re-runs add nothing);
+    'dup_ids' are keys of extra rows with a report_id seen twice in this run (quarantined).
+    Cache 'keys' when using several views.
     """
-    parsed = parsed.withColumn("_row", F.monotonically_increasing_id())
-    has_pair = F.col("findings").isNotNull() & F.col("impression").isNotNull()
-    keys = mark(parsed.select(*KEYS, has_pair.alias("_pair")), existing, cfg)
-    exc = keys.filter((F.col("_state") != "new") | (F.col("split") != F.col("_own_split")))
-    exc = exc.select(
-        "_row", *[F.col(c).alias(f"_x{c}") for c in ("_state", "split", "split_origin")]
-    )
-    new = (
-        parsed.join(exc, "_row", "left")
-        .filter(F.col("_x_state").isNull() | (F.col("_x_state") == "new"))
-        .withColumns(
-            {
-                "split": F.coalesce("_xsplit", own_split(cfg)),
-                "split_origin": F.coalesce("_xsplit_origin", own_origin()),
-            }
-        )
-    )
-    new = finalize(new, run_id, now)
-    assert new.columns == field_names("reports")
+    keys = mark(keys.select(*KEYS, has_pair().alias("_pair")), existing, cfg)
     return {
         "keys": keys,
-        "new": new,
+        "new": keys.filter("_state = 'new'"),
         "seen": keys.filter("_state = 'seen'"),
         "dup_ids": keys.filter("_state = 'dup_id'"),
     }

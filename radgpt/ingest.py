@@ -4,12 +4,15 @@
     spark-submit jobs/ingest_reports.py --conf-file conf/cluster.yaml /data/exports/2026-11-23
 
 The driver lists work units (names, sizes, row ranges: never report text) into a JSON-lines file,
-each tagged with a partition; task i of spark.range(partitions).mapInArrow reads its own units and
-parses them. New reports get the cohort rules and splits (radgpt.cohort, on a narrow cached key
-table), then the table and the quarantine (<table>/_quarantine) are committed atomically
-(radgpt.table). Counts reconcile or the run fails:
+each tagged with a partition. Then (radgpt.tasks, inside Spark tasks):
+1. task i of spark.range(partitions).mapInArrow parses its units, keeps its report rows in an
+   Arrow file and gives Spark narrow key rows only (ids, hashes, rule outcome; no report text);
+2. the cohort rules and splits run on the cached keys (radgpt.cohort), with the counts;
+3. the new rows' decisions go back to tasks that write the Parquet partitions (pyarrow).
+The table and the quarantine (<table>/_quarantine) are committed atomically (radgpt.table).
+Counts reconcile or the run fails:
     parsed = new (eligible + excluded per reason) + already ingested + duplicate ids,
-    quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
+    written = new, quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
 """
 
 from __future__ import annotations
@@ -23,41 +26,21 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 
-from radgpt import table
+from radgpt import table, tasks
 from radgpt.config import Config, ConfigError
 from radgpt.runtime import code_version, new_run_id, sha256_file, utcnow, write_json_atomic
 from radgpt.schema import spark_schema
 from radgpt.sources import FORMATS, detect, reader
-from radgpt.sources.base import Unit
 
 log = logging.getLogger(__name__)
 
-# per-row fields of the parse output that are not in the reports contract
-PARSE_EXTRA = [("official_split", "string"), ("kind", "string"), ("reason", "string"),
-               ("detail", "string"), ("size_bytes", "int64")]  # fmt: skip
-BATCH_ROWS = 2048  # rows per Arrow batch to the JVM (~4 MB): fewer, larger batches cost it less
 UNIT_BYTES = 4096  # nominal size of a unit whose size is unknown (balancing only)
-LATER = {"split", "split_origin", "ingest_run_id", "ingested_at"}  # filled by radgpt.cohort
 
 
 def quarantine_root(cfg: Config) -> Path:
     return cfg.path("table") / "_quarantine"
-
-
-def parse_schema():
-    """Spark schema of the parse step: report fields (all nullable) + quarantine fields + kind."""
-    from pyspark.sql import types as T
-
-    base = [
-        T.StructField(f.name, f.dataType, True)
-        for f in spark_schema("reports").fields
-        if f.name not in LATER
-    ]
-    types = {"string": T.StringType(), "int64": T.LongType()}
-    return T.StructType(base + [T.StructField(n, types[t], True) for n, t in PARSE_EXTRA])
 
 
 def resolve_inputs(
@@ -140,52 +123,17 @@ def write_units(cfg: Config, pairs: list[tuple[str, Path]], path: Path, parts: i
             for unit in reader(fmt).units(p, cfg.ingest):
                 i = min(range(parts), key=load.__getitem__)
                 load[i] += unit.size or UNIT_BYTES
-                f.write(f"{i}\t{json.dumps(asdict(unit))}\n")
+                f.write(f"{i}\t{json.dumps(vars(unit))}\n")
                 n += 1
     return n
 
 
-def parse_fn(cfg: Config, units_file: str, n_units: int):
-    """The mapInArrow function over spark.range(parts): partition i reads its units from the unit
-    file (no shuffle of the unit list) and yields batches of parsed rows (inside tasks)."""
+def spark_ddl(schema) -> str:
+    """A pyarrow schema of flat fields as a Spark DDL string (mapInArrow's output schema)."""
     import pyarrow as pa
 
-    from radgpt.records import parse_units
-    from radgpt.schema import arrow_schema
-
-    ingest_cfg = cfg.ingest
-
-    def mine(i: int):
-        n = 0
-        with open(units_file) as f:
-            for line in f:
-                n += 1
-                part, js = line.split("\t", 1)
-                if int(part) == i:
-                    yield Unit(**json.loads(js))
-        if n != n_units:  # the file every task reads must be the one the driver wrote
-            raise RuntimeError(f"{units_file}: {n} work units, the driver wrote {n_units}")
-
-    def fn(batches):
-        base = arrow_schema("reports")
-        fields = [base.field(n).with_nullable(True) for n in base.names if n not in LATER]
-        types = {"string": pa.string(), "int64": pa.int64()}
-        schema = pa.schema(fields + [pa.field(n, types[t]) for n, t in PARSE_EXTRA])
-        for batch in batches:
-            for i in batch.column(0).to_pylist():
-                rows = []
-                for kind, row in parse_units(mine(i), ingest_cfg):
-                    row["kind"] = kind
-                    if "sections" in row and row["sections"] is not None:
-                        row["sections"] = list(row["sections"].items())
-                    rows.append(row)
-                    if len(rows) >= BATCH_ROWS:
-                        yield pa.RecordBatch.from_pylist(rows, schema=schema)
-                        rows = []
-                if rows:
-                    yield pa.RecordBatch.from_pylist(rows, schema=schema)
-
-    return fn
+    names = {pa.string(): "string", pa.bool_(): "boolean", pa.int32(): "int", pa.int64(): "long"}
+    return ", ".join(f"{f.name} {names[f.type]}" for f in schema)
 
 
 def quarantine_df(bad, dup_ids, unknown_rows, spark, run_id, now):
@@ -235,10 +183,11 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
     hasher.shutdown(wait=False)
     log.info("run %s: %d inputs (%s)", run_id, len(pairs), ", ".join(sorted({f for f, _ in pairs})))
 
-    # the unit list lives beside the table (shared storage on a cluster: executors read it)
-    # (Spark skips files whose own name starts with '_' or '.', so only the folder is hidden)
-    units_file = root / f"_units-{run_id}" / "units.jsonl"
-    units_file.parent.mkdir(parents=True, exist_ok=True)
+    # the unit list and the parsed rows live beside the table (shared storage on a cluster:
+    # executors read and write them); Spark skips files whose name starts with '_' or '.'
+    work = root / f"_work-{run_id}"
+    units_file = work / "units.jsonl"
+    work.mkdir(parents=True, exist_ok=True)
     marks = [time.perf_counter()]
 
     def lap() -> float:  # seconds since the previous lap
@@ -250,10 +199,11 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         n_units = write_units(cfg, pairs, units_file, parts)
         log.info("%d work units over %d partitions (%.1fs)", n_units, parts, lap())
         timings = {"list_units_s": marks[-1] - marks[-2]}
+        parse = tasks.parse_fn(cfg.ingest, str(units_file), n_units, str(work))
         parsed = (
             spark.range(parts, numPartitions=parts)
-            .mapInArrow(parse_fn(cfg, str(units_file), n_units), parse_schema())
-            .persist(StorageLevel.MEMORY_AND_DISK)
+            .mapInArrow(parse, spark_ddl(tasks.KEY_SCHEMA))
+            .persist(StorageLevel.MEMORY_AND_DISK)  # narrow: keys and quarantine rows
         )
         kinds = {r["kind"]: r["count"] for r in parsed.groupBy("kind").count().collect()}
         timings["parse_s"] = lap()
@@ -266,11 +216,8 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
 
         files = [str(p) for p in table.committed_files(root)]
         existing = spark.read.option("basePath", str(root)).parquet(*files) if files else None
-        reports = parsed.filter("kind = 'report'").drop(
-            *[n for n, _ in PARSE_EXTRA if n != "official_split"]
-        )
-        out = transform(reports, existing, cfg.ingest, run_id, now)
-        keys = out["keys"].persist(StorageLevel.MEMORY_AND_DISK)  # narrow: no report text
+        out = transform(parsed.filter("kind = 'report'"), existing, cfg.ingest)
+        keys = out["keys"].persist(StorageLevel.MEMORY_AND_DISK)
         quarantine = quarantine_df(
             parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now
         )
@@ -278,16 +225,25 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         _reconcile(kinds, counts)
         timings["cohort_s"] = lap()
         log.info("cohort rules and counts (%.1fs)", timings["cohort_s"])
-        out["new"].write.partitionBy("source", "split").parquet(
-            str(table.staging_dir(root, run_id))
-        )
+        staging = table.staging_dir(root, run_id)
+        write = tasks.write_fn(str(work), str(staging), run_id, now)
+        written = (
+            out["new"]
+            .select(*tasks.DECISION.names)
+            .repartition(parts, "_part")  # an explicit count: AQE keeps the tasks parallel
+            .mapInArrow(write, tasks.WRITTEN)
+            .collect()
+        )  # one small row per Parquet file
+        if sum(r["rows"] for r in written) != counts["totals"]["new"]:
+            raise RuntimeError(f"counts do not reconcile: wrote {written}, expected {counts}")
+        staging.mkdir(parents=True, exist_ok=True)  # a run with nothing new commits no files
         quarantine.write.partitionBy("source").parquet(str(table.staging_dir(qroot, run_id)))
         timings["write_s"] = lap()
-        log.info("staged Parquet (%.1fs)", timings["write_s"])
+        log.info("staged Parquet: %d files (%.1fs)", len(written), timings["write_s"])
         parsed.unpersist()
         keys.unpersist()
     finally:
-        shutil.rmtree(units_file.parent, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
     record = {
         "kind": "ingest",

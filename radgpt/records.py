@@ -15,6 +15,7 @@ from radgpt.sources.base import Bad, Raw, Unit
 
 # order matters: the first failed rule is the recorded reason
 RULES = ("no_findings", "no_impression", "findings_too_short", "impression_too_short")
+NO_PAIR = RULES[:2]  # a row failing these lacks a section: no (findings, impression) pair
 
 
 def exclusion(findings: str | None, impression: str | None, cfg: IngestCfg) -> str | None:

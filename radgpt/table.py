@@ -55,8 +55,8 @@ def recover(root: str | os.PathLike) -> int:
     for st in root.glob("_staging-*"):
         shutil.rmtree(st, ignore_errors=True)
         removed += 1
-    for units in root.glob("_units-*"):  # a crashed ingest's work-unit list
-        shutil.rmtree(units, ignore_errors=True)
+    for work in [*root.glob("_work-*"), *root.glob("_units-*")]:  # a crashed ingest's work files
+        shutil.rmtree(work, ignore_errors=True)
         removed += 1
     keep = {p.resolve() for p in committed_files(root)}
     for p in root.rglob("*.parquet"):

@@ -4,10 +4,11 @@ import datetime as dt
 
 import pytest
 
-from radgpt.cohort import transform
+from radgpt.cohort import KEYS, transform
 from radgpt.config import IngestCfg
+from radgpt.ingest import spark_ddl
 from radgpt.records import exclusion, pair_hash
-from radgpt.schema import field_names
+from radgpt.tasks import KEY_SCHEMA
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 LONG = "The heart is normal in size. The lungs are clear without effusion or pneumothorax today."
@@ -46,32 +47,26 @@ def rows(n, source="csv", official=None, findings=LONG, impression="No acute dis
     return out
 
 
-SCHEMA = (
-    "report_id string, source string, source_uri string, source_member string, source_sha256 string,"
-    " native_id string, patient_id string, study_id string, exam_time timestamp, exam string,"
-    " status string, sections map<string,string>, findings string, impression string,"
-    " findings_words int, impression_words int, pair_sha256 string, eligible boolean,"
-    " exclusion_reason string, official_split string"
-)
-
-
 def run(spark, data, existing=None, cfg=None):
-    df = spark.createDataFrame(data, SCHEMA)
-    return transform(df, existing, cfg or IngestCfg(), "ingest-test", NOW)
+    """The key rows radgpt.tasks would yield for `data` (one task), through the rules."""
+    keys = [{k: r[k] for k in KEYS if k in r} | {"_part": 0, "_idx": i} for i, r in enumerate(data)]
+    df = spark.createDataFrame(keys, spark_ddl(KEY_SCHEMA)).drop(
+        "kind", "reason", "detail", "size_bytes"
+    )
+    return transform(df, existing, cfg or IngestCfg())
 
 
 def test_random_split_proportions_and_stability(spark):
-    out = run(spark, rows(3000))["new"]
-    assert out.columns == field_names("reports")
+    out = run(spark, rows(3000))["keys"]
     counts = {r["split"]: r["count"] for r in out.groupBy("split").count().collect()}
     # paper's OpenI proportions 2400:292:576 of 3268 = 73.4% : 8.9% : 17.6%
     assert abs(counts["train"] / 3000 - 2400 / 3268) < 0.03
     assert abs(counts["validate"] / 3000 - 292 / 3268) < 0.02
     assert abs(counts["test"] / 3000 - 576 / 3268) < 0.03
-    again = {r["report_id"]: r["split"] for r in run(spark, rows(3000))["new"].collect()}
+    again = {r["report_id"]: r["split"] for r in run(spark, rows(3000))["keys"].collect()}
     first = {r["report_id"]: r["split"] for r in out.collect()}
     assert again == first  # seeded: same report, same split, every night
-    other_seed = run(spark, rows(3000), cfg=IngestCfg(seed=1))["new"].collect()
+    other_seed = run(spark, rows(3000), cfg=IngestCfg(seed=1))["keys"].collect()
     assert {r["report_id"]: r["split"] for r in other_seed} != first
 
 

@@ -1,0 +1,163 @@
+"""Executor side of the ingest job (radgpt.ingest drives it): report text never enters the JVM.
+
+1. parse_fn (spark.range(parts).mapInArrow): task i reads its work units from the unit file,
+   parses them, writes its report rows to <work>/parsed-<i>.arrow (Arrow IPC, uncompressed, a
+   temporary file) and yields to Spark only narrow key rows (ids, hashes, rule outcome, where the
+   row is: _part, _idx) and quarantine rows. Spark runs the cohort rules on the keys.
+2. write_fn (mapInArrow over the new rows' decisions, repartitioned by _part): reads the parsed
+   rows it needs from the IPC files, adds split, split_origin and the run fields, checks the
+   contract and writes the hive-partitioned Parquet files (source=/split=) into the staging dir.
+   It yields one row per written file (path, rows) so the driver can reconcile counts.
+
+Both steps are deterministic and write by temp file + rename, so a retried or speculative task
+rewrites the same files. Arrow, not Spark, encodes the Parquet, so text crosses no process line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from radgpt.config import IngestCfg
+from radgpt.schema import arrow_schema, check_arrow
+from radgpt.sources.base import Unit
+
+BATCH_ROWS = 2048  # parsed rows per Arrow batch (~2 MB of text)
+LATER = ("split", "split_origin", "ingest_run_id", "ingested_at")  # filled after the cohort rules
+PARTITIONS = ("source", "split")  # hive partition columns: in the path, not in the files
+
+# what Spark sees of a parse: keys of report rows (kind = report) and quarantine rows (kind = bad)
+KEYS = [("report_id", pa.string()), ("source", pa.string()), ("source_uri", pa.string()),
+        ("source_member", pa.string()), ("source_sha256", pa.string()),
+        ("pair_sha256", pa.string()), ("official_split", pa.string()), ("eligible", pa.bool_()),
+        ("exclusion_reason", pa.string()), ("_part", pa.int32()),
+        ("_idx", pa.int64()), ("kind", pa.string()), ("reason", pa.string()),
+        ("detail", pa.string()), ("size_bytes", pa.int64())]  # fmt: skip
+KEY_SCHEMA = pa.schema(KEYS)
+# what write_fn gets for each new row (from radgpt.cohort), and what it yields per written file
+DECISION = pa.schema([("_part", pa.int32()), ("_idx", pa.int64()), ("split", pa.string()),
+                      ("split_origin", pa.string())])  # fmt: skip
+WRITTEN = "path string, source string, split string, rows long"
+
+
+def parsed_schema() -> pa.Schema:
+    """The IPC files' schema: the contract's fields but LATER ones, all nullable, + the split
+    the source carried (official_split, for the cohort rules)."""
+    base = arrow_schema("reports")
+    fields = [base.field(n).with_nullable(True) for n in base.names if n not in LATER]
+    return pa.schema([*fields, pa.field("official_split", pa.string())])
+
+
+def parsed_path(work: str, part: int) -> str:
+    return os.path.join(work, f"parsed-{part:05d}.arrow")
+
+
+def parse_fn(cfg: IngestCfg, units_file: str, n_units: int, work: str):
+    """The step-1 mapInArrow function over spark.range(parts) (see the module docstring)."""
+    from radgpt.records import parse_units
+
+    def mine(i: int):
+        n = 0
+        with open(units_file) as f:
+            for line in f:
+                n += 1
+                part, js = line.split("\t", 1)
+                if int(part) == i:
+                    yield Unit(**json.loads(js))
+        if n != n_units:  # the file every task reads must be the one the driver wrote
+            raise RuntimeError(f"{units_file}: {n} work units, the driver wrote {n_units}")
+
+    def keys(t: pa.Table, part: int, first: int) -> pa.RecordBatch:
+        n = t.num_rows
+        cols = {name: t.column(name) for name, _ in KEYS if name in t.column_names}
+        cols["_part"] = pa.array([part] * n, pa.int32())
+        cols["_idx"] = pa.array(range(first, first + n), pa.int64())
+        cols["kind"] = pa.array(["report"] * n)
+        return _batch(cols, n)
+
+    def fn(batches):
+        schema = parsed_schema()
+        for batch in batches:
+            for i in batch.column(0).to_pylist():
+                path = parsed_path(work, i)
+                tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+                rows, bad, n = [], [], 0
+                with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as w:
+                    for kind, row in parse_units(mine(i), cfg):
+                        if kind == "bad":
+                            bad.append(row)
+                            continue
+                        if row["sections"] is not None:
+                            row["sections"] = list(row["sections"].items())
+                        rows.append(row)
+                        if len(rows) >= BATCH_ROWS:
+                            t = pa.Table.from_pylist(rows, schema=schema)
+                            w.write_table(t)
+                            yield keys(t, i, n)
+                            n, rows = n + t.num_rows, []
+                    if rows:
+                        t = pa.Table.from_pylist(rows, schema=schema)
+                        w.write_table(t)
+                        yield keys(t, i, n)
+                os.replace(tmp, path)  # atomic: a retried task's file replaces the whole
+                if bad:
+                    cols = {k: pa.array([b[k] for b in bad], typ) for k, typ in KEYS if k in bad[0]}
+                    cols["kind"] = pa.array(["bad"] * len(bad))
+                    yield _batch(cols, len(bad))
+
+    return fn
+
+
+def _batch(cols: dict, n: int) -> pa.RecordBatch:
+    """A KEY_SCHEMA batch from the columns given (the others null)."""
+    arrays = [
+        cols[name].cast(t) if name in cols else pa.nulls(n, t) for name, t in KEYS
+    ]  # ChunkedArray or Array: combine to one Array per column
+    arrays = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays]
+    return pa.RecordBatch.from_arrays(arrays, schema=KEY_SCHEMA)
+
+
+def write_fn(work: str, staging: str, run_id: str, now: dt.datetime):
+    """The step-2 mapInArrow function over DECISION rows, repartitioned by _part."""
+    schema = arrow_schema("reports")
+    names = [n for n in schema.names if n not in PARTITIONS]
+    at = pa.scalar(now.astimezone(dt.UTC), schema.field("ingested_at").type)
+
+    def fn(batches):
+        got = list(batches)  # this task's decisions: ~40 bytes a row
+        dec = pa.Table.from_batches(got).cast(DECISION) if got else DECISION.empty_table()
+        for part in sorted(set(dec.column("_part").to_pylist())):
+            d = dec.filter(pc.equal(dec.column("_part"), part)).sort_by("_idx")
+            with pa.memory_map(parsed_path(work, part)) as src:
+                t = pa.ipc.open_file(src).read_all().take(d.column("_idx"))
+            n = t.num_rows
+            t = t.append_column("split", d.column("split")).append_column(
+                "split_origin", d.column("split_origin")
+            )
+            t = t.append_column("ingest_run_id", pa.repeat(pa.scalar(run_id), n))
+            t = t.append_column("ingested_at", pa.repeat(at, n)).select(schema.names)
+            check_arrow(t, "reports")  # fail loudly: nulls in non-null fields, missing columns
+            t = t.cast(schema)
+            groups = t.select(PARTITIONS).group_by(list(PARTITIONS)).aggregate([]).to_pylist()
+            for g in sorted(groups, key=lambda g: (g["source"], g["split"])):
+                source, split = g["source"], g["split"]
+                m = pc.and_(pc.equal(t["source"], source), pc.equal(t["split"], split))
+                out = t.filter(m).select(names)
+                folder = Path(staging) / f"source={source}" / f"split={split}"
+                folder.mkdir(parents=True, exist_ok=True)
+                path = str(folder / f"part-{part:05d}.parquet")
+                tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+                pq.write_table(out, tmp)
+                os.replace(tmp, path)  # atomic: a retried task's file replaces the whole
+                yield pa.RecordBatch.from_pylist(
+                    [{"path": path, "source": source, "split": split, "rows": out.num_rows}]
+                )
+
+    return fn
