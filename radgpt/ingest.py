@@ -205,12 +205,15 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
             .mapInArrow(parse, spark_ddl(tasks.KEY_SCHEMA))
             .persist(StorageLevel.MEMORY_AND_DISK)  # narrow: keys and quarantine rows
         )
-        kinds = {r["kind"]: r["count"] for r in parsed.groupBy("kind").count().collect()}
+        # the parse's only action: reports, and bad items per (source, reason)
+        agg = parsed.groupBy("kind", "source", "reason").count().collect()
+        n_parsed = sum(r["count"] for r in agg if r["kind"] == "report")
+        bad = {(r["source"], r["reason"]): r["count"] for r in agg if r["kind"] == "bad"}
         timings["parse_s"] = lap()
         log.info(
-            "parsed: %d reports, %d quarantined (%.1fs)",
-            kinds.get("report", 0),
-            kinds.get("bad", 0),
+            "parsed: %d reports, %d bad items (%.1fs)",
+            n_parsed,
+            sum(bad.values()),
             timings["parse_s"],
         )
 
@@ -221,8 +224,8 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         quarantine = quarantine_df(
             parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now
         )
-        counts = _count(keys, quarantine)
-        _reconcile(kinds, counts)
+        counts = _count(keys, bad, unknown_rows)
+        _reconcile(n_parsed, counts)
         timings["cohort_s"] = lap()
         log.info("cohort rules and counts (%.1fs)", timings["cohort_s"])
         staging = table.staging_dir(root, run_id)
@@ -234,10 +237,16 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
             .mapInArrow(write, tasks.WRITTEN)
             .collect()
         )  # one small row per Parquet file
-        if sum(r["rows"] for r in written) != counts["totals"]["new"]:
-            raise RuntimeError(f"counts do not reconcile: wrote {written}, expected {counts}")
         staging.mkdir(parents=True, exist_ok=True)  # a run with nothing new commits no files
-        quarantine.write.partitionBy("source").parquet(str(table.staging_dir(qroot, run_id)))
+        qstaging = table.staging_dir(qroot, run_id)
+        if counts["totals"]["quarantined"]:
+            quarantine.write.partitionBy("source").parquet(str(qstaging))
+        qstaging.mkdir(parents=True, exist_ok=True)
+        # what was written, from the Parquet footers, against what was counted
+        _check_written(table.staged_rows(root, run_id), counts["totals"]["new"], "reports")
+        _check_written(
+            table.staged_rows(qroot, run_id), counts["totals"]["quarantined"], "quarantine"
+        )
         timings["write_s"] = lap()
         log.info("staged Parquet: %d files (%.1fs)", len(written), timings["write_s"])
         parsed.unpersist()
@@ -266,8 +275,9 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
     return manifest
 
 
-def _count(keys, quarantine) -> dict:
-    """Two small aggregates (never rows) to the driver."""
+def _count(keys, bad: dict, unknown_rows: list[dict]) -> dict:
+    """The counts from one small aggregate of the keys (never rows) + the parse's bad items per
+    (source, reason) + the inputs of unknown format."""
     rows = (
         keys.groupBy("_state", "source", "split", "split_origin", "eligible", "exclusion_reason")
         .count()
@@ -287,10 +297,16 @@ def _count(keys, quarantine) -> dict:
         s["new"] += r["count"]
         s["eligible"] += r["count"] if r["eligible"] else 0
         moved += r["count"] if r["split_origin"] == "duplicate" else 0
-    qrows = quarantine.groupBy("source", "reason").count().collect()
+    q = dict(bad)
+    for r in rows:  # a second row with a report_id seen in this run is quarantined
+        if r["_state"] == "dup_id":
+            k = (r["source"], "duplicate_report_id")
+            q[k] = q.get(k, 0) + r["count"]
+    for u in unknown_rows:
+        q[(u["source"], u["reason"])] = q.get((u["source"], u["reason"]), 0) + 1
     quarantined = {}
-    for r in qrows:
-        quarantined.setdefault(r["source"], {})[r["reason"]] = r["count"]
+    for (source, reason), n in sorted(q.items()):
+        quarantined.setdefault(source, {})[reason] = n
     return {
         "new_by_rule": dict(sorted(by_reason.items())),
         "eligible_by_split": dict(sorted(by_split.items())),
@@ -303,19 +319,23 @@ def _count(keys, quarantine) -> dict:
             "excluded": state["new"] - by_reason.get("eligible", 0),
             "already_ingested": state["seen"],
             "duplicate_ids": state["dup_id"],
-            "quarantined": sum(r["count"] for r in qrows),
+            "quarantined": sum(q.values()),
         },
     }
 
 
-def _reconcile(kinds: dict, counts: dict) -> None:
-    """Fail loudly unless every parsed item is accounted for exactly once."""
+def _reconcile(n_parsed: int, counts: dict) -> None:
+    """Fail loudly unless every parsed report is accounted for exactly once."""
     t = counts["totals"]
-    reports = kinds.get("report", 0)
-    if reports != t["new"] + t["already_ingested"] + t["duplicate_ids"]:
-        raise RuntimeError(f"counts do not reconcile: parsed {reports} reports but {t}")
-    if t["quarantined"] < kinds.get("bad", 0) + t["duplicate_ids"]:
-        raise RuntimeError(f"counts do not reconcile: {kinds.get('bad', 0)} bad items but {t}")
+    if n_parsed != t["new"] + t["already_ingested"] + t["duplicate_ids"]:
+        raise RuntimeError(f"counts do not reconcile: parsed {n_parsed} reports but {t}")
+
+
+def _check_written(written: int, counted: int, what: str) -> None:
+    if written != counted:
+        raise RuntimeError(
+            f"counts do not reconcile: {written} {what} rows written, {counted} counted"
+        )
 
 
 def print_summary(m: dict) -> None:

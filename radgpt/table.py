@@ -46,6 +46,13 @@ def staging_dir(root: str | os.PathLike, run_id: str) -> Path:
     return Path(root) / f"_staging-{run_id}"
 
 
+def staged_rows(root: str | os.PathLike, run_id: str) -> int:
+    """Rows in the Parquet files staged by run_id (from the files' footers)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(p).num_rows for p in staging_dir(root, run_id).rglob("*.parquet"))
+
+
 def recover(root: str | os.PathLike) -> int:
     """Remove staging dirs and uncommitted data files; returns how many paths were removed."""
     root = Path(root)

@@ -115,6 +115,24 @@ def test_failed_commit_leaves_last_good_table(spark, sample, tmp_path, monkeypat
     assert on_disk == table.read_reports(cfg).num_rows == good + m["counts"]["totals"]["new"]
 
 
+def test_a_row_lost_between_rules_and_write_fails_the_run(spark, sample, tmp_path, monkeypatch):
+    import radgpt.cohort
+
+    src, _ = sample
+    cfg = cfg_for(tmp_path)
+    real = radgpt.cohort.transform
+
+    def lossy(keys, existing, icfg):  # the write step loses one new row
+        out = real(keys, existing, icfg)
+        first = out["new"].agg({"report_id": "min"}).collect()[0][0]
+        return {**out, "new": out["new"].filter(out["new"].report_id != first)}
+
+    monkeypatch.setattr(radgpt.cohort, "transform", lossy)
+    with pytest.raises(RuntimeError, match="reports rows written, .* counted"):
+        run_ingest(cfg, [str(src / "csv")], spark=spark)
+    assert table.read_reports(cfg).num_rows == 0  # nothing committed
+
+
 def test_unknown_files_and_oversized_members_are_quarantined(spark, tmp_path):
     d = tmp_path / "in"
     d.mkdir()
