@@ -10,7 +10,8 @@ Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample), then
   1 + --repeat times into fresh tables: the first run is end to end (session start-up included),
   the others are steady state (session warm; the median run is reported, and the first warm run
   too, as `first_warm`). Every run does the whole job: parse, rules, splits, dedup, write.
-Prints reports/s of each and the ratio Spark steady / baseline, plus the driver's peak memory:
+Prints reports/s of each and the ratio Spark steady / baseline, the CPU seconds each kind of
+process used in the steady run (driver, JVM, Python workers; JSON `cpu_s`), and the driver's peak memory:
 the sampled peak RSS of the Python driver and of the JVM (in local mode the JVM also hosts the
 executors, so it is an upper bound of the driver's).
 """
@@ -65,6 +66,29 @@ def _jvm_peak(stop: threading.Event, out: dict) -> None:
         stop.wait(0.2)
 
 
+def _cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of this process and its descendants, by pid."""
+    import psutil
+
+    me, out = psutil.Process(), {}
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            c = p.cpu_times()
+            out[p.pid] = ("driver" if p.pid == me.pid else "jvm" if "java" in p.name() else
+                          "python_workers", c.user + c.system)  # fmt: skip
+        except psutil.Error:
+            pass
+    return out
+
+
+def _cpu_delta(a: dict, b: dict) -> dict[str, float]:
+    """CPU seconds used between two _cpu() samples, per kind of process."""
+    out: dict[str, float] = {}
+    for pid, (kind, t) in b.items():
+        out[kind] = out.get(kind, 0.0) + t - a.get(pid, (kind, 0.0))[1]
+    return {k: round(v, 2) for k, v in sorted(out.items())}
+
+
 def spark_child(src: Path, work: Path, master: str, repeat: int) -> dict:
     from radgpt.config import load_config
     from radgpt.ingest import run_ingest
@@ -80,14 +104,15 @@ def spark_child(src: Path, work: Path, master: str, repeat: int) -> dict:
         cfg = load_config(
             None, [("paths.root", str(work / f"run{i}")), ("spark.master", master)], env={}
         )
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _cpu()
         spark = spark_session(cfg)
         m = run_ingest(cfg, [str(src)], spark=spark)
         dt = time.perf_counter() - (t0 if i == 0 else t)
         n = m["counts"]["totals"]["new"]
         parse = m["timings"]["parse_s"]  # the Spark stage that does the same work as the baseline
         runs.append({"reports": n, "seconds": round(dt, 2), "reports_per_s": round(n / dt, 1),
-                     "parse_stage_reports_per_s": round(n / parse, 1), "timings": m["timings"]})  # fmt: skip
+                     "parse_stage_reports_per_s": round(n / parse, 1), "timings": m["timings"],
+                     "cpu_s": _cpu_delta(cpu, _cpu())})  # fmt: skip
         shutil.rmtree(work / f"run{i}")
     stop.set()
     warm = sorted(runs[1:], key=lambda r: r["seconds"])
@@ -142,7 +167,8 @@ def main() -> None:
             f"{s['steady_state']['reports_per_s']}/s ({s['steady_state']['seconds']} s, median of "
             f"warm runs {s['warm_runs_s']}) | "
             f"ratio steady/single {r['ratio_steady_vs_baseline']}x (whole job), "
-            f"{r['ratio_parse_stage_vs_baseline']}x (parse stage) | driver python peak "
+            f"{r['ratio_parse_stage_vs_baseline']}x (parse stage) | CPU s of the steady run "
+            f"{s['steady_state']['cpu_s']} (baseline {b['seconds']}) | driver python peak "
             f"{s['driver_python_peak_mb']} MB, JVM peak {s['jvm_peak_mb']} MB"
         )
         print(json.dumps(r))
