@@ -4,11 +4,11 @@
     spark-submit jobs/ingest_reports.py --conf-file conf/cluster.yaml /data/exports/2026-11-23
 
 The driver lists work units (names, sizes, row ranges: never report text) into a JSON-lines file,
-each tagged with a partition. Then (radgpt.tasks, inside Spark tasks):
-1. task i of spark.range(partitions).mapInArrow parses its units, keeps its report rows in an
-   Arrow file and gives Spark narrow key rows only (ids, hashes, rule outcome; no report text);
-2. the cohort rules and splits run on the cached keys (radgpt.cohort), with the counts;
-3. the new rows' decisions go back to tasks that write the Parquet partitions (pyarrow).
+each tagged with a partition. Then:
+1. (radgpt.tasks) task i of spark.range(partitions).mapInArrow parses its units, keeps its report
+   rows in an Arrow file and gives Spark narrow key rows only (ids, hashes, rule outcome);
+2. (radgpt.cohort) the cohort rules and splits run on the cached keys, with the counts;
+3. (radgpt.tasks) the new rows' decisions go back to tasks that write the Parquet partitions.
 The table and the quarantine (<table>/_quarantine) are committed atomically (radgpt.table).
 Counts reconcile or the run fails:
     parsed = new (eligible + excluded per reason) + already ingested + duplicate ids,

@@ -7,7 +7,8 @@
 2. write_fn (mapInArrow over the new rows' decisions, repartitioned by _part): reads the parsed
    rows it needs from the IPC files, adds split, split_origin and the run fields, checks the
    contract and writes the hive-partitioned Parquet files (source=/split=) into the staging dir.
-   It yields one row per written file (path, rows) so the driver can reconcile counts.
+   It yields one row per written file (path, rows); the driver checks the staged files' row
+   counts (Parquet footers) against the counts of the cohort step.
 
 Both steps are deterministic and write by temp file + rename, so a retried or speculative task
 rewrites the same files. Arrow, not Spark, encodes the Parquet, so text crosses no process line.
