@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from radgpt.config import IngestCfg
 from radgpt.records import NO_PAIR
+from radgpt.tasks import REPORT_KEYS
 
 SPLITS = ("train", "validate", "test")
 
@@ -41,8 +42,7 @@ def own_origin():
 
 
 # the narrow key columns the rules read (radgpt.tasks yields them; transform adds _pair)
-KEYS = ["report_id", "source", "source_uri", "source_member", "source_sha256", "pair_sha256",
-        "official_split", "eligible", "exclusion_reason", "_part", "_idx"]  # fmt: skip
+KEYS = [name for name, _ in REPORT_KEYS]
 
 
 def has_pair():
@@ -53,7 +53,7 @@ def has_pair():
 
 def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFrame:
     """Narrow key rows (KEYS + _pair: ids, hashes, rule outcome; ~150 bytes a row) -> KEYS with
-    _state (new | seen | dup_id), split, split_origin and _own_split (what the row alone gets).
+    _state (new | seen | dup_id), split and split_origin.
 
     Few projections on purpose: each withColumn re-analyses the plan in the driver."""
     w = Window.partitionBy("report_id").orderBy("source_uri", "source_member", "_part", "_idx")
@@ -87,9 +87,7 @@ def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFra
         F.col("_own_split")
     )
     origin = F.when(split != F.col("_own_split"), "duplicate").otherwise(F.col("_own_origin"))
-    return keys.select(
-        *KEYS, "_state", split.alias("split"), origin.alias("split_origin"), "_own_split"
-    )
+    return keys.select(*KEYS, "_state", split.alias("split"), origin.alias("split_origin"))
 
 
 def transform(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> dict[str, DataFrame]:

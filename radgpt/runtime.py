@@ -98,9 +98,6 @@ def spark_session(cfg, app_name: str | None = None):
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.shuffle.partitions": "8",
         "spark.driver.memory": "2g",
-        # partitionBy(source, split) writes: up to 16 open files per task instead of sorting
-        # every row by the partition columns first (few partitions: ~2 sources x 3 splits)
-        "spark.sql.maxConcurrentOutputFileWriters": "16",
     }
     # Python workers import radgpt by name with their cwd first on sys.path: a `radgpt/` folder
     # there (a data root, say) would shadow an editable install as a namespace package. Putting

@@ -34,13 +34,15 @@ BATCH_ROWS = 2048  # parsed rows per Arrow batch (~2 MB of text)
 LATER = ("split", "split_origin", "ingest_run_id", "ingested_at")  # filled after the cohort rules
 PARTITIONS = ("source", "split")  # hive partition columns: in the path, not in the files
 
+# the key of a parsed report: ids, hashes, rule outcome and where the row is (the cohort rules' input)
+REPORT_KEYS = [("report_id", pa.string()), ("source", pa.string()), ("source_uri", pa.string()),
+               ("source_member", pa.string()), ("source_sha256", pa.string()),
+               ("pair_sha256", pa.string()), ("official_split", pa.string()),
+               ("eligible", pa.bool_()), ("exclusion_reason", pa.string()),
+               ("_part", pa.int32()), ("_idx", pa.int64())]  # fmt: skip
 # what Spark sees of a parse: keys of report rows (kind = report) and quarantine rows (kind = bad)
-KEYS = [("report_id", pa.string()), ("source", pa.string()), ("source_uri", pa.string()),
-        ("source_member", pa.string()), ("source_sha256", pa.string()),
-        ("pair_sha256", pa.string()), ("official_split", pa.string()), ("eligible", pa.bool_()),
-        ("exclusion_reason", pa.string()), ("_part", pa.int32()),
-        ("_idx", pa.int64()), ("kind", pa.string()), ("reason", pa.string()),
-        ("detail", pa.string()), ("size_bytes", pa.int64())]  # fmt: skip
+KEYS = [*REPORT_KEYS, ("kind", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
+        ("size_bytes", pa.int64())]  # fmt: skip
 KEY_SCHEMA = pa.schema(KEYS)
 # what write_fn gets for each new row (from radgpt.cohort), and what it yields per written file
 DECISION = pa.schema([("_part", pa.int32()), ("_idx", pa.int64()), ("split", pa.string()),
@@ -77,7 +79,7 @@ def parse_fn(cfg: IngestCfg, units_file: str, n_units: int, work: str):
 
     def keys(t: pa.Table, part: int, first: int) -> pa.RecordBatch:
         n = t.num_rows
-        cols = {name: t.column(name) for name, _ in KEYS if name in t.column_names}
+        cols = {name: t.column(name) for name, _ in REPORT_KEYS if name in t.column_names}
         cols["_part"] = pa.array([part] * n, pa.int32())
         cols["_idx"] = pa.array(range(first, first + n), pa.int64())
         cols["kind"] = pa.array(["report"] * n)
@@ -89,24 +91,13 @@ def parse_fn(cfg: IngestCfg, units_file: str, n_units: int, work: str):
             for i in batch.column(0).to_pylist():
                 path = parsed_path(work, i)
                 tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-                rows, bad, n = [], [], 0
+                bad, n = [], 0
                 with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as w:
-                    for kind, row in parse_units(mine(i), cfg):
-                        if kind == "bad":
-                            bad.append(row)
-                            continue
-                        if row["sections"] is not None:
-                            row["sections"] = list(row["sections"].items())
-                        rows.append(row)
-                        if len(rows) >= BATCH_ROWS:
-                            t = pa.Table.from_pylist(rows, schema=schema)
-                            w.write_table(t)
-                            yield keys(t, i, n)
-                            n, rows = n + t.num_rows, []
-                    if rows:
+                    for rows in _chunks(parse_units(mine(i), cfg), bad):
                         t = pa.Table.from_pylist(rows, schema=schema)
                         w.write_table(t)
                         yield keys(t, i, n)
+                        n += t.num_rows
                 os.replace(tmp, path)  # atomic: a retried task's file replaces the whole
                 if bad:
                     cols = {k: pa.array([b[k] for b in bad], typ) for k, typ in KEYS if k in bad[0]}
@@ -114,6 +105,24 @@ def parse_fn(cfg: IngestCfg, units_file: str, n_units: int, work: str):
                     yield _batch(cols, len(bad))
 
     return fn
+
+
+def _chunks(items, bad: list):
+    """Report rows of parse_units' (kind, row) items in lists of BATCH_ROWS (sections as
+    key/value lists, Arrow's map input); bad rows go to `bad`."""
+    rows = []
+    for kind, row in items:
+        if kind == "bad":
+            bad.append(row)
+            continue
+        if row["sections"] is not None:
+            row["sections"] = list(row["sections"].items())
+        rows.append(row)
+        if len(rows) == BATCH_ROWS:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
 
 
 def _batch(cols: dict, n: int) -> pa.RecordBatch:

@@ -2,13 +2,14 @@
 
 import datetime as dt
 
+import pyarrow as pa
 import pytest
 
 from radgpt.cohort import KEYS, transform
 from radgpt.config import IngestCfg
 from radgpt.ingest import spark_ddl
 from radgpt.records import exclusion, pair_hash
-from radgpt.tasks import KEY_SCHEMA
+from radgpt.tasks import REPORT_KEYS
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 LONG = "The heart is normal in size. The lungs are clear without effusion or pneumothorax today."
@@ -50,9 +51,7 @@ def rows(n, source="csv", official=None, findings=LONG, impression="No acute dis
 def run(spark, data, existing=None, cfg=None):
     """The key rows radgpt.tasks would yield for `data` (one task), through the rules."""
     keys = [{k: r[k] for k in KEYS if k in r} | {"_part": 0, "_idx": i} for i, r in enumerate(data)]
-    df = spark.createDataFrame(keys, spark_ddl(KEY_SCHEMA)).drop(
-        "kind", "reason", "detail", "size_bytes"
-    )
+    df = spark.createDataFrame(keys, spark_ddl(pa.schema(REPORT_KEYS)))
     return transform(df, existing, cfg or IngestCfg())
 
 

@@ -133,6 +133,18 @@ def test_a_row_lost_between_rules_and_write_fails_the_run(spark, sample, tmp_pat
     assert table.read_reports(cfg).num_rows == 0  # nothing committed
 
 
+def test_a_clean_night_commits_an_empty_quarantine(spark, tmp_path):
+    from fixtures_sources import MIMIC_REPORT, write_mimic_dir
+
+    src = write_mimic_dir(tmp_path / "mimic", {(10000001, 50000001): MIMIC_REPORT.encode(),
+                                              (10000002, 50000002): MIMIC_REPORT.encode()})  # fmt: skip
+    cfg = cfg_for(tmp_path)
+    m = run_ingest(cfg, [str(src)], spark=spark)
+    assert m["counts"]["totals"]["new"] == table.read_reports(cfg).num_rows == 2
+    assert m["counts"]["totals"]["quarantined"] == committed_quarantine(cfg).num_rows == 0
+    assert [q["run_id"] for q in table.manifests(quarantine_root(cfg))] == [m["run_id"]]
+
+
 def test_unknown_files_and_oversized_members_are_quarantined(spark, tmp_path):
     d = tmp_path / "in"
     d.mkdir()
