@@ -108,6 +108,23 @@ def test_mimic_split_from_cfg_and_none(tmp_path):
     _check_mimic(rs)
 
 
+def test_mimic_split_file_variants_and_broken(tmp_path):
+    # gzip, quoted and padded ids, an "s" prefix, a split name that is not a split (skipped)
+    rows = 'dicom_id,study_id,subject_id,split\nd1," 50414267 ",10000032,train\n'
+    rows += "d2,s53189527,10000032,test\nd3,59999999,10000032,holdout\n"
+    sf = tmp_path / "mimic-cxr-2.0.0-split.csv.gz"
+    sf.write_bytes(gzip.compress(rows.encode()))
+    assert mimic.load_split(str(sf)) == {"s50414267": "train", "s53189527": "test"}
+    # a split file without the needed columns fails the task loudly, naming the file and columns
+    root = write_mimic_dir(tmp_path / "m", REPORTS)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("dicom_id,subject_id\nd1,10000032\n")
+    cfg = IngestCfg(max_member_bytes=1000, split_file=str(bad))
+    with pytest.raises(ValueError, match=r"bad.csv.*lacks columns \['split', 'study_id'\]"):
+        read_all(mimic, root, cfg)
+    mimic.load_split.cache_clear()
+
+
 # ---- OpenI XML -----------------------------------------------------------------------------------
 
 DOC1 = openi_xml(

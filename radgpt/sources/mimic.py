@@ -16,7 +16,6 @@ member); it is loaded once per executor process (cached) into {study id: split}.
 
 from __future__ import annotations
 
-import csv
 import functools
 import gzip
 import io
@@ -26,6 +25,9 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from radgpt.config import IngestCfg
 from radgpt.runtime import sha256_bytes
@@ -105,24 +107,30 @@ def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
 
 @functools.lru_cache(maxsize=4)
 def load_split(ref: str) -> dict[str, str]:
-    """{"s<study>": split} from a split csv path or '<zip>!<member>' (cached per process)."""
+    """{"s<study>": split} from a split csv path or '<zip>!<member>' (cached per process).
+
+    Arrow's CSV reader: the real file has ~377k rows, and every executor process loads it once
+    (csv.DictReader took ~1 s per 180k rows, 10x Arrow's time)."""
+    from pyarrow import csv as pcsv
+
     if "!" in ref and not Path(ref).exists():
         zpath, member = ref.split("!", 1)
         with zipfile.ZipFile(zpath) as z:
             data = z.read(member)
-        raw = io.BytesIO(gzip.decompress(data) if member.endswith(".gz") else data)
+        src = io.BytesIO(gzip.decompress(data) if member.endswith(".gz") else data)
     else:
-        raw = gzip.open(ref, "rb") if ref.endswith(".gz") else open(ref, "rb")  # noqa: SIM115
-    out: dict[str, str] = {}
-    with io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
-        rd = csv.DictReader(f)
-        missing = {"study_id", "split"} - set(rd.fieldnames or [])
-        if missing:
-            raise ValueError(f"split file {ref} lacks columns {sorted(missing)}")
-        for row in rd:
-            if row["split"] in SPLITS:
-                out[f"s{row['study_id'].strip().lstrip('s')}"] = row["split"]
-    return out
+        src = ref  # Arrow decompresses by the .gz suffix
+    opts = pcsv.ConvertOptions(column_types={"study_id": pa.string(), "split": pa.string()})
+    t = pcsv.read_csv(src, convert_options=opts)
+    missing = {"study_id", "split"} - set(t.column_names)
+    if missing:
+        raise ValueError(f"split file {ref} lacks columns {sorted(missing)}")
+    t = t.filter(pc.is_in(t["split"], pa.array(sorted(SPLITS))))
+    study = pc.utf8_ltrim(pc.utf8_trim_whitespace(t["study_id"]), characters="s")
+    split = t["split"].combine_chunks().dictionary_encode()  # 3 names, one small int a row
+    names = split.dictionary.to_pylist()
+    ids = ("s" + s for s in study.to_numpy(zero_copy_only=False))  # numpy: 3x to_pylist's speed
+    return dict(zip(ids, map(names.__getitem__, split.indices.to_numpy().tolist()), strict=True))
 
 
 def _one(name: str, size: int, data_fn, split: dict[str, str] | None, cfg: IngestCfg) -> Raw | Bad:
