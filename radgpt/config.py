@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_VERSION = 1
 ENV_PREFIX = "RADGPT__"
@@ -35,6 +35,15 @@ class SparkCfg(_Cfg):
     conf: dict[str, str] = Field(default_factory=dict)
     # partitions of the work-unit list; None = 2 x default parallelism
     partitions: int | None = Field(default=None, ge=1)
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _spark_strings(cls, v):
+        """Spark takes strings: YAML/--set scalars 8, false, 0.5 become "8", "false", "0.5"."""
+        if not isinstance(v, dict):
+            return v
+        return {k: str(x).lower() if isinstance(x, bool) else str(x) if isinstance(x, int | float)
+                else x for k, x in v.items()}  # fmt: skip
 
 
 class RayCfg(_Cfg):
@@ -214,7 +223,9 @@ class Config(_Cfg):
 
 
 def _set_key(tree: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
+    # a Spark property is one key though it has dots: spark.conf.spark.sql.shuffle.partitions=64
+    head, _, prop = dotted.partition("spark.conf.")
+    keys = ["spark", "conf", prop] if not head and prop else dotted.split(".")
     node = tree
     for k in keys[:-1]:
         node = node.setdefault(k, {})

@@ -36,6 +36,12 @@ def test_precedence_yaml_env_set(tmp_path):
     cfg = load_config(f, ["train.lr=0.3"], env=env)
     assert cfg.train.epochs == 5  # env beats yaml
     assert cfg.train.lr == 0.3  # --set beats env
+    # a Spark property keeps its dots (and its case): one key under spark.conf
+    cfg = load_config(None, ["spark.conf.spark.driver.extraJavaOptions=-Xss4m"], env={})
+    assert cfg.spark.conf["spark.driver.extraJavaOptions"] == "-Xss4m"
+    cfg = load_config(None, ["spark.conf.spark.sql.shuffle.partitions=64"], env={})
+    assert cfg.spark.conf["spark.sql.shuffle.partitions"] == "64"  # Spark takes strings
+    assert load_config(None, ["spark.conf.x.y=false"], env={}).spark.conf["x.y"] == "false"
 
 
 @pytest.mark.parametrize(
