@@ -98,7 +98,16 @@ def spark_session(cfg, app_name: str | None = None):
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.shuffle.partitions": "8",
         "spark.driver.memory": "2g",
+        # the ingest caches only narrow key rows (~150 bytes a row): encoding them for the cache
+        # cost the JVM ~0.5-1 CPU-s per 100k reports and saved little memory
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
     }
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # the JVM starts here (under spark-submit it already runs): a nightly job is one
+        # short-lived JVM whose queries touch narrow key rows only, so the C2 JIT's compile time
+        # is not won back; C1 alone cut a 20k-report ingest 18.0 -> 14.8 s end to end
+        # (docs/benchmarks.md, round 5). Set this key in spark.conf to choose other flags.
+        defaults["spark.driver.extraJavaOptions"] = "-XX:TieredStopAtLevel=1"
     # Python workers import radgpt by name with their cwd first on sys.path: a `radgpt/` folder
     # there (a data root, say) would shadow an editable install as a namespace package. Putting
     # the package's parent on the workers' PYTHONPATH makes the import find the real package.
