@@ -221,9 +221,6 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         existing = spark.read.option("basePath", str(root)).parquet(*files) if files else None
         out = transform(parsed.filter("kind = 'report'"), existing, cfg.ingest)
         keys = out["keys"].persist(StorageLevel.MEMORY_AND_DISK)
-        quarantine = quarantine_df(
-            parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now
-        )
         counts = _count(keys, bad, unknown_rows)
         _reconcile(n_parsed, counts)
         timings["cohort_s"] = lap()
@@ -239,7 +236,10 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         )  # one small row per Parquet file
         staging.mkdir(parents=True, exist_ok=True)  # a run with nothing new commits no files
         qstaging = table.staging_dir(qroot, run_id)
-        if counts["totals"]["quarantined"]:
+        if counts["totals"]["quarantined"]:  # planning the union costs ~0.15 s: only when needed
+            quarantine = quarantine_df(
+                parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now
+            )
             quarantine.write.partitionBy("source").parquet(str(qstaging))
         qstaging.mkdir(parents=True, exist_ok=True)
         # what was written, from the Parquet footers, against what was counted
