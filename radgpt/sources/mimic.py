@@ -110,7 +110,7 @@ def load_split(ref: str) -> dict[str, str]:
     """{"s<study>": split} from a split csv path or '<zip>!<member>' (cached per process).
 
     Arrow's CSV reader: the real file has ~377k rows, and every executor process loads it once
-    (csv.DictReader took ~1 s per 180k rows, 10x Arrow's time)."""
+    (csv.DictReader took 0.5-1 s per 180k rows, 4-7x Arrow's time)."""
     from pyarrow import csv as pcsv
 
     if "!" in ref and not Path(ref).exists():
