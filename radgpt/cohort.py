@@ -21,8 +21,6 @@ from radgpt.config import IngestCfg
 from radgpt.records import NO_PAIR
 from radgpt.tasks import REPORT_KEYS
 
-SPLITS = ("train", "validate", "test")
-
 
 def random_split(cfg: IngestCfg):
     """Column: seeded split from report_id in cfg.split_ratio proportions."""
