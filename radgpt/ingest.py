@@ -7,8 +7,9 @@ The driver lists work units (names, sizes, row ranges: never report text) into a
 each tagged with a partition. Then:
 1. (radgpt.tasks) task i of spark.range(partitions).mapInArrow parses its units, keeps its report
    rows in an Arrow file and gives Spark narrow key rows only (ids, hashes, rule outcome);
-2. (radgpt.cohort) the cohort rules and splits run on the cached keys, with the counts;
-3. (radgpt.tasks) the new rows' decisions go back to tasks that write the Parquet partitions.
+2. (radgpt.cohort) the cohort rules and splits run on the cached keys, and in the same Spark job
+3. (radgpt.tasks) every key's state and split go to tasks that count them and write the new rows'
+   Parquet partitions.
 The table and the quarantine (<table>/_quarantine) are committed atomically (radgpt.table).
 Counts reconcile or the run fails:
     parsed = new (eligible + excluded per reason) + already ingested + duplicate ids,
@@ -220,23 +221,28 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         files = [str(p) for p in table.committed_files(root)]
         existing = spark.read.option("basePath", str(root)).parquet(*files) if files else None
         out = transform(parsed.filter("kind = 'report'"), existing, cfg.ingest)
-        keys = out["keys"].persist(StorageLevel.MEMORY_AND_DISK)
-        counts = _count(keys, bad, unknown_rows)
-        _reconcile(n_parsed, counts)
-        timings["cohort_s"] = lap()
-        log.info("cohort rules and counts (%.1fs)", timings["cohort_s"])
         staging = table.staging_dir(root, run_id)
         write = tasks.write_fn(str(work), str(staging), run_id, now)
-        written = (
-            out["new"]
-            .select(*tasks.DECISION.names)
+        rows = (
+            out["keys"]
+            .select(*tasks.STATE.names)
             .repartition(parts, "_part")  # an explicit count: AQE keeps the tasks parallel
-            .mapInArrow(write, tasks.WRITTEN)
+            .mapInArrow(write, spark_ddl(tasks.WRITTEN))
             .collect()
-        )  # one small row per Parquet file
+        )  # the cohort rules and the write in one job: a small row per counted group and per file
+        # counts before anything is committed: a run whose counts do not add up commits nothing
+        counts = _count([r for r in rows if r["what"] == "count"], bad, unknown_rows)
+        _reconcile(n_parsed, counts)
+        timings["write_s"] = lap()
+        log.info(
+            "cohort rules, counts and staged Parquet: %d files (%.1fs)",
+            sum(r["what"] == "file" for r in rows),
+            timings["write_s"],
+        )
         staging.mkdir(parents=True, exist_ok=True)  # a run with nothing new commits no files
         qstaging = table.staging_dir(qroot, run_id)
         if counts["totals"]["quarantined"]:  # planning the union costs ~0.15 s: only when needed
+            # the duplicate ids come from the cohort rules again (uncached: rare, and small)
             quarantine = quarantine_df(
                 parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now
             )
@@ -247,10 +253,9 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
         _check_written(
             table.staged_rows(qroot, run_id), counts["totals"]["quarantined"], "quarantine"
         )
-        timings["write_s"] = lap()
-        log.info("staged Parquet: %d files (%.1fs)", len(written), timings["write_s"])
+        timings["quarantine_s"] = lap()
+        log.info("quarantine and footer checks (%.1fs)", timings["quarantine_s"])
         parsed.unpersist()
-        keys.unpersist()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -275,33 +280,30 @@ def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) 
     return manifest
 
 
-def _count(keys, bad: dict, unknown_rows: list[dict]) -> dict:
-    """The counts from one small aggregate of the keys (never rows) + the parse's bad items per
-    (source, reason) + the inputs of unknown format."""
-    rows = (
-        keys.groupBy("_state", "source", "split", "split_origin", "eligible", "exclusion_reason")
-        .count()
-        .collect()
-    )
+def _count(rows: list, bad: dict, unknown_rows: list[dict]) -> dict:
+    """The counts from the write tasks' counts per (state, source, split, origin, rule outcome)
+    (radgpt.tasks.write_fn), the parse's bad items per (source, reason) and the inputs of
+    unknown format."""
     state = {"new": 0, "seen": 0, "dup_id": 0}
     by_reason, by_split, by_source, moved = {}, {}, {}, 0
     for r in rows:
-        state[r["_state"]] += r["count"]
+        n = r["rows"]
+        state[r["_state"]] += n
         if r["_state"] != "new":
             continue
         key = "eligible" if r["eligible"] else r["exclusion_reason"]
-        by_reason[key] = by_reason.get(key, 0) + r["count"]
+        by_reason[key] = by_reason.get(key, 0) + n
         if r["eligible"]:
-            by_split[r["split"]] = by_split.get(r["split"], 0) + r["count"]
+            by_split[r["split"]] = by_split.get(r["split"], 0) + n
         s = by_source.setdefault(r["source"], {"new": 0, "eligible": 0})
-        s["new"] += r["count"]
-        s["eligible"] += r["count"] if r["eligible"] else 0
-        moved += r["count"] if r["split_origin"] == "duplicate" else 0
+        s["new"] += n
+        s["eligible"] += n if r["eligible"] else 0
+        moved += n if r["split_origin"] == "duplicate" else 0
     q = dict(bad)
     for r in rows:  # a second row with a report_id seen in this run is quarantined
         if r["_state"] == "dup_id":
             k = (r["source"], "duplicate_report_id")
-            q[k] = q.get(k, 0) + r["count"]
+            q[k] = q.get(k, 0) + r["rows"]
     for u in unknown_rows:
         q[(u["source"], u["reason"])] = q.get((u["source"], u["reason"]), 0) + 1
     quarantined = {}
@@ -310,7 +312,7 @@ def _count(keys, bad: dict, unknown_rows: list[dict]) -> dict:
     return {
         "new_by_rule": dict(sorted(by_reason.items())),
         "eligible_by_split": dict(sorted(by_split.items())),
-        "by_source": by_source,
+        "by_source": dict(sorted(by_source.items())),
         "quarantined": quarantined,
         "duplicate_pairs_moved": moved,
         "totals": {

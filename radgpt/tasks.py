@@ -4,11 +4,12 @@
    parses them, writes its report rows to <work>/parsed-<i>.arrow (Arrow IPC, uncompressed, a
    temporary file) and yields to Spark only narrow key rows (ids, hashes, rule outcome, where the
    row is: _part, _idx) and quarantine rows. Spark runs the cohort rules on the keys.
-2. write_fn (mapInArrow over the new rows' decisions, repartitioned by _part): reads the parsed
-   rows it needs from the IPC files, adds split, split_origin and the run fields, checks the
-   contract and writes the hive-partitioned Parquet files (source=/split=) into the staging dir.
-   It yields one row per written file (path, rows); the driver checks the staged files' row
-   counts (Parquet footers) against the counts of the cohort step.
+2. write_fn (mapInArrow over every report's key + state, repartitioned by _part): counts its
+   rows by state and rule outcome, reads the new rows from the IPC files, adds split,
+   split_origin and the run fields, checks the contract and writes the hive-partitioned Parquet
+   files (source=/split=) into the staging dir. It yields the counts and one row per written file;
+   so the cohort rules run once, in the same Spark job (no cached keys, no count job). The driver
+   reconciles the counts and checks the staged files' row counts (Parquet footers) against them.
 
 Both steps are deterministic and write by temp file + rename, so a retried or speculative task
 rewrites the same files. Arrow, not Spark, encodes the Parquet, so text crosses no process line.
@@ -44,10 +45,15 @@ REPORT_KEYS = [("report_id", pa.string()), ("source", pa.string()), ("source_uri
 KEYS = [*REPORT_KEYS, ("kind", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
         ("size_bytes", pa.int64())]  # fmt: skip
 KEY_SCHEMA = pa.schema(KEYS)
-# what write_fn gets for each new row (from radgpt.cohort), and what it yields per written file
-DECISION = pa.schema([("_part", pa.int32()), ("_idx", pa.int64()), ("split", pa.string()),
-                      ("split_origin", pa.string())])  # fmt: skip
-WRITTEN = "path string, source string, split string, rows long"
+# what write_fn gets for every parsed report (radgpt.cohort's keys): where the row is, its state
+# (new | seen | dup_id), split and rule outcome; and what it yields: one row per written file
+# (what = file) and one per group of COUNTED (what = count): the run's counts
+STATE = pa.schema([("_part", pa.int32()), ("_idx", pa.int64()), ("_state", pa.string()),
+                   ("source", pa.string()), ("split", pa.string()), ("split_origin", pa.string()),
+                   ("eligible", pa.bool_()), ("exclusion_reason", pa.string())])  # fmt: skip
+COUNTED = ["_state", "source", "split", "split_origin", "eligible", "exclusion_reason"]
+WRITTEN = pa.schema([("what", pa.string()), ("path", pa.string()), ("rows", pa.int64()),
+                     *((n, STATE.field(n).type) for n in COUNTED)])  # fmt: skip
 
 
 def parsed_schema() -> pa.Schema:
@@ -135,14 +141,24 @@ def _batch(cols: dict, n: int) -> pa.RecordBatch:
 
 
 def write_fn(work: str, staging: str, run_id: str, now: dt.datetime):
-    """The step-2 mapInArrow function over DECISION rows, repartitioned by _part."""
+    """The step-2 mapInArrow function over STATE rows, repartitioned by _part."""
     schema = arrow_schema("reports")
     names = [n for n in schema.names if n not in PARTITIONS]
     at = pa.scalar(now.astimezone(dt.UTC), schema.field("ingested_at").type)
 
     def fn(batches):
-        got = list(batches)  # this task's decisions: ~40 bytes a row
-        dec = pa.Table.from_batches(got).cast(DECISION) if got else DECISION.empty_table()
+        got = list(batches)  # this task's keys: ~60 bytes a row
+        if not got:
+            return
+        keys = pa.Table.from_batches(got).cast(STATE)
+        counts = keys.group_by(COUNTED).aggregate([("_idx", "count")])
+        n = counts.num_rows
+        yield pa.RecordBatch.from_arrays(
+            [pa.repeat(pa.scalar("count"), n), pa.nulls(n, pa.string()),
+             counts["_idx_count"].combine_chunks(), *(counts[c].combine_chunks() for c in COUNTED)],
+            schema=WRITTEN,
+        )  # fmt: skip
+        dec = keys.filter(pc.equal(keys["_state"], "new"))
         for part in sorted(set(dec.column("_part").to_pylist())):
             d = dec.filter(pc.equal(dec.column("_part"), part)).sort_by("_idx")
             with pa.memory_map(parsed_path(work, part)) as src:
@@ -167,7 +183,9 @@ def write_fn(work: str, staging: str, run_id: str, now: dt.datetime):
                 pq.write_table(out, tmp)
                 os.replace(tmp, path)  # atomic: a retried task's file replaces the whole
                 yield pa.RecordBatch.from_pylist(
-                    [{"path": path, "source": source, "split": split, "rows": out.num_rows}]
-                )
+                    [{"what": "file", "path": path, "rows": out.num_rows, "source": source,
+                      "split": split}],
+                    schema=WRITTEN,
+                )  # fmt: skip
 
     return fn

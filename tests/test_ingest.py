@@ -115,19 +115,47 @@ def test_failed_commit_leaves_last_good_table(spark, sample, tmp_path, monkeypat
     assert on_disk == table.read_reports(cfg).num_rows == good + m["counts"]["totals"]["new"]
 
 
-def test_a_row_lost_between_rules_and_write_fails_the_run(spark, sample, tmp_path, monkeypatch):
+def test_a_row_lost_by_the_rules_fails_the_run(spark, sample, tmp_path, monkeypatch):
     import radgpt.cohort
 
     src, _ = sample
     cfg = cfg_for(tmp_path)
     real = radgpt.cohort.transform
 
-    def lossy(keys, existing, icfg):  # the write step loses one new row
+    def lossy(keys, existing, icfg):  # the rules lose one parsed row: counts and write never see it
         out = real(keys, existing, icfg)
-        first = out["new"].agg({"report_id": "min"}).collect()[0][0]
-        return {**out, "new": out["new"].filter(out["new"].report_id != first)}
+        first = out["keys"].agg({"report_id": "min"}).collect()[0][0]
+        return {**out, "keys": out["keys"].filter(out["keys"].report_id != first)}
 
     monkeypatch.setattr(radgpt.cohort, "transform", lossy)
+    with pytest.raises(RuntimeError, match="counts do not reconcile: parsed"):
+        run_ingest(cfg, [str(src / "csv")], spark=spark)
+    assert table.read_reports(cfg).num_rows == 0  # nothing committed
+
+
+def test_a_row_lost_by_the_write_fails_the_run(spark, sample, tmp_path, monkeypatch):
+    from radgpt import tasks
+
+    src, _ = sample
+    cfg = cfg_for(tmp_path)
+    real = tasks.write_fn
+
+    def lossy(*a):  # each written file loses its last row after the write (counted, not written)
+        fn = real(*a)
+
+        def wrapped(batches):
+            import pyarrow.parquet as pq
+
+            for b in fn(batches):
+                for r in b.to_pylist():
+                    if r["what"] == "file":
+                        t = pq.ParquetFile(r["path"]).read()
+                        pq.write_table(t.slice(0, r["rows"] - 1), r["path"])
+                yield b
+
+        return wrapped
+
+    monkeypatch.setattr(tasks, "write_fn", lossy)
     with pytest.raises(RuntimeError, match="reports rows written, .* counted"):
         run_ingest(cfg, [str(src / "csv")], spark=spark)
     assert table.read_reports(cfg).num_rows == 0  # nothing committed

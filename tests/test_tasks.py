@@ -2,6 +2,7 @@
 parsed rows stay in Arrow files, keys point at them, the write step checks the contract."""
 
 import datetime as dt
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -71,25 +72,40 @@ def test_a_changed_unit_file_fails_the_task(parsed):
         list(fn(iter([parts_batch(0)])))
 
 
-def decisions(keys, split="test"):
+def states(keys, split="test", state="new"):
+    """STATE rows (what radgpt.cohort gives write_fn) for the parsed report keys."""
     rep = keys.filter(pc.equal(keys["kind"], "report"))
     n = rep.num_rows
     return pa.record_batch(
-        [rep["_part"].combine_chunks(), rep["_idx"].combine_chunks(),
-         pa.array([split] * n, pa.string()), pa.array(["random"] * n)],
-        schema=tasks.DECISION,
+        [rep["_part"].combine_chunks(), rep["_idx"].combine_chunks(), pa.array([state] * n),
+         rep["source"].combine_chunks(), pa.array([split] * n, pa.string()),
+         pa.array(["random"] * n), rep["eligible"].combine_chunks(),
+         rep["exclusion_reason"].combine_chunks()],
+        schema=tasks.STATE,
     )  # fmt: skip
 
 
-def test_write_adds_run_fields_and_partitions_by_source_and_split(parsed, tmp_path):
+def test_write_counts_every_row_writes_new_ones_with_run_fields_by_source_and_split(
+    parsed, tmp_path
+):
     _, work, _, keys = parsed
-    dec = decisions(keys)
-    keep = dec.slice(1)  # the first row was "seen" in an earlier run: not written
-    fn = tasks.write_fn(str(work), str(tmp_path / "staging"), "ingest-x", NOW)
-    written = pa.Table.from_batches(list(fn(iter([keep])))).to_pylist()
-    assert sum(w["rows"] for w in written) == keep.num_rows == 5
+    new = states(keys)
+    seen = states(keys, state="seen").slice(0, 1)  # the first row is in the table already
+    fn = tasks.write_fn(str(work), str(staging := tmp_path / "staging"), "ingest-x", NOW)
+    out = pa.Table.from_batches(list(fn(iter([seen, new.slice(1)])))).to_pylist()
+    written = [r for r in out if r["what"] == "file"]
+    counted = [r for r in out if r["what"] == "count"]
+    assert sum(w["rows"] for w in written) == new.num_rows - 1 == 5
     assert {(w["source"], w["split"]) for w in written} == {("mimic", "test")}
-    files = sorted((tmp_path / "staging" / "source=mimic" / "split=test").glob("*.parquet"))
+    # the counts cover every row given, by state and rule outcome
+    assert sum(c["rows"] for c in counted) == 6
+    assert sum(c["rows"] for c in counted if c["_state"] == "seen") == 1
+    assert {c["_state"] for c in counted} == {"new", "seen"}
+    assert all(c["path"] is None and c["split"] == "test" for c in counted)
+    reasons = Counter(r for r in keys.filter(pc.equal(keys["kind"], "report"))["exclusion_reason"]
+                      .to_pylist()[1:])  # fmt: skip
+    assert {c["exclusion_reason"]: c["rows"] for c in counted if c["_state"] == "new"} == reasons
+    files = sorted((staging / "source=mimic" / "split=test").glob("*.parquet"))
     assert [str(f) for f in files] == sorted(w["path"] for w in written)
     t = pa.concat_tables([pq.read_table(f) for f in files])
     want = [n for n in arrow_schema("reports").names if n not in tasks.PARTITIONS]
@@ -98,10 +114,11 @@ def test_write_adds_run_fields_and_partitions_by_source_and_split(parsed, tmp_pa
     assert t["ingested_at"].type == pa.timestamp("us", tz="UTC")
     first = keys.filter(pc.equal(keys["kind"], "report"))["report_id"][0].as_py()
     assert first not in t["report_id"].to_pylist() and t.num_rows == 5
+    assert list(fn(iter([]))) == []  # a task with no keys yields nothing
 
 
 def test_write_fails_loudly_on_a_contract_break(parsed, tmp_path):
     _, work, _, keys = parsed
     fn = tasks.write_fn(str(work), str(tmp_path / "staging"), "ingest-x", NOW)
     with pytest.raises(ContractError, match="split: .* nulls"):
-        list(fn(iter([decisions(keys, split=None)])))
+        list(fn(iter([states(keys, split=None)])))
