@@ -2,6 +2,7 @@
 parsed rows stay in Arrow files, keys point at them, the write step checks the contract."""
 
 import datetime as dt
+import json
 from collections import Counter
 
 import pyarrow as pa
@@ -48,7 +49,7 @@ def test_keys_point_at_the_parsed_rows(parsed):
         with pa.memory_map(tasks.parsed_path(str(work), part)) as f:
             t = pa.ipc.open_file(f).read_all()
         mine = rep.filter(pc.equal(rep["_part"], part))
-        assert t.num_rows == mine.num_rows > 0  # the greedy balance gave both tasks work
+        assert t.num_rows == mine.num_rows > 0  # the byte balance gave both tasks work
         got = t.take(mine["_idx"])
         assert got["report_id"].to_pylist() == mine["report_id"].to_pylist()
         assert got["pair_sha256"].to_pylist() == mine["pair_sha256"].to_pylist()
@@ -122,3 +123,18 @@ def test_write_fails_loudly_on_a_contract_break(parsed, tmp_path):
     fn = tasks.write_fn(str(work), str(tmp_path / "staging"), "ingest-x", NOW)
     with pytest.raises(ContractError, match="split: .* nulls"):
         list(fn(iter([states(keys, split=None)])))
+
+
+def test_units_go_to_tasks_in_contiguous_runs_of_about_equal_bytes(tmp_path):
+    reports = {(10000000 + i, 50000000 + i): MIMIC_REPORT.encode() for i in range(10)}
+    src = write_mimic_dir(tmp_path / "mimic", reports)
+    cfg = load_config(None, [("paths.root", str(tmp_path))], env={})
+    path = tmp_path / "units.jsonl"
+    assert write_units(cfg, [("mimic", src)], path, 3) == 10
+    lines = [ln.split("\t", 1) for ln in path.read_text().splitlines()]
+    parts = [int(p) for p, _ in lines]
+    assert parts == sorted(parts)  # contiguous: neighbouring folders share a task
+    assert sorted(Counter(parts).values()) == [3, 3, 4]  # equal sizes: equal shares
+    members = [json.loads(js)["member"] for _, js in lines]
+    assert members == sorted(members) and len(set(members)) == 10  # each unit once, in order
+    assert not list(tmp_path.glob("*.list"))  # the first pass's file is gone
