@@ -92,11 +92,11 @@ def transform(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> di
     """Narrow key rows of this run's parsed reports (KEYS; radgpt.tasks yields them) + the
     committed table -> {'keys', 'new', 'seen', 'dup_ids'}.
 
-    'keys' is every row's KEYS with its _state (new | seen | dup_id), split and split_origin;
-    'new' are keys of the rows to add (radgpt.tasks.write_fn finds them in the parsed rows by
-    _part and _idx); 'seen' are keys of rows already in the table (re-runs add nothing);
-    'dup_ids' are keys of extra rows with a report_id seen twice in this run (quarantined).
-    Cache 'keys' when using several views.
+    'keys' is every row's KEYS with its _state (new | seen | dup_id), split and split_origin
+    (radgpt.tasks.write_fn counts them all and writes the new ones, found in the parsed rows by
+    _part and _idx); 'new' are keys of the rows to add; 'seen' are keys of rows already in the
+    table (re-runs add nothing); 'dup_ids' are keys of extra rows with a report_id seen twice in
+    this run (quarantined). Each view recomputes the rules unless 'keys' is cached.
     """
     keys = mark(keys.select(*KEYS, has_pair().alias("_pair")), existing, cfg)
     return {

@@ -7,7 +7,7 @@ The driver lists work units (names, sizes, row ranges: never report text) into a
 each tagged with a partition. Then:
 1. (radgpt.tasks) task i of spark.range(partitions).mapInArrow parses its units, keeps its report
    rows in an Arrow file and gives Spark narrow key rows only (ids, hashes, rule outcome);
-2. (radgpt.cohort) the cohort rules and splits run on the cached keys, and in the same Spark job
+2. (radgpt.cohort) the cohort rules and splits run on the cached keys; in the same Spark job
 3. (radgpt.tasks) every key's state and split go to tasks that count them and write the new rows'
    Parquet partitions.
 The table and the quarantine (<table>/_quarantine) are committed atomically (radgpt.table).
