@@ -150,6 +150,8 @@ def run_size(n: int, master: str, repeat: int, sets: list[str]) -> dict:
                 child.stdin.write("go\n")
                 child.stdin.flush()
             lines.append(child.stdout.readline())
+            if not lines[-1]:  # the child died: stop here, do not write to its closed pipe
+                break
         child.stdin.close()
         out = child.stdout.read()  # not communicate(): it would skip what readline buffered
         child.wait()

@@ -131,10 +131,11 @@ def write_units(cfg: Config, pairs: list[tuple[str, Path]], path: Path, parts: i
     done = 0  # bytes of the units before this one
     with open(listed) as src, open(path, "w") as f:
         for line in src:
-            size, js = line.split("\t", 1)
-            mid = done + int(size) / 2  # the unit goes where its middle byte falls
+            raw, js = line.split("\t", 1)
+            size = int(raw)
+            mid = done + size / 2  # the unit goes where its middle byte falls
             f.write(f"{min(parts - 1, int(mid * parts / total))}\t{js}")
-            done += int(size)
+            done += size
     listed.unlink()
     return n
 
@@ -296,9 +297,13 @@ def _count(rows: list, bad: dict, unknown_rows: list[dict]) -> dict:
     unknown format."""
     state = {"new": 0, "seen": 0, "dup_id": 0}
     by_reason, by_split, by_source, moved = {}, {}, {}, 0
+    q = dict(bad)  # quarantined items per (source, reason)
     for r in rows:
         n = r["rows"]
         state[r["_state"]] += n
+        if r["_state"] == "dup_id":  # a second row with a report_id seen in this run
+            k = (r["source"], "duplicate_report_id")
+            q[k] = q.get(k, 0) + n
         if r["_state"] != "new":
             continue
         key = "eligible" if r["eligible"] else r["exclusion_reason"]
@@ -309,11 +314,6 @@ def _count(rows: list, bad: dict, unknown_rows: list[dict]) -> dict:
         s["new"] += n
         s["eligible"] += n if r["eligible"] else 0
         moved += n if r["split_origin"] == "duplicate" else 0
-    q = dict(bad)
-    for r in rows:  # a second row with a report_id seen in this run is quarantined
-        if r["_state"] == "dup_id":
-            k = (r["source"], "duplicate_report_id")
-            q[k] = q.get(k, 0) + r["rows"]
     for u in unknown_rows:
         q[(u["source"], u["reason"])] = q.get((u["source"], u["reason"]), 0) + 1
     quarantined = {}
