@@ -42,7 +42,18 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def start_head(env: dict, temp_dir: str) -> tuple[subprocess.Popen, str]:
+    """Start the head; return once its dashboard answers and its job agent listens.
+
+    Jobs go through the head node's dashboard agent; the dashboard gives up on it after 10 s
+    ("No available agent"), and on a loaded 2-core CI machine the agent has come up later than that.
+    """
     gcs, dash, client, agent, metrics, renv = free_ports(6)
     argv = [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2",
             "--node-ip-address", "127.0.0.1", "--port", str(gcs),
@@ -63,12 +74,15 @@ def start_head(env: dict, temp_dir: str) -> tuple[subprocess.Popen, str]:
                 raise RuntimeError(f"ray start exited {head.returncode}: see {temp_dir}/head.log")
             try:  # any HTTP answer means the job API is up (401: Ray's token auth, the CLI has it)
                 urllib.request.urlopen(f"{url}/api/version", timeout=2).close()
-                return head, url
             except urllib.error.HTTPError:
-                return head, url
+                pass
             except OSError:
                 time.sleep(1)
-        raise TimeoutError("Ray dashboard (job API) did not come up in 120 s")
+                continue
+            if port_open(agent):  # the dashboard agent's HTTP port, which runs the jobs
+                return head, url
+            time.sleep(1)
+        raise TimeoutError("Ray dashboard and job agent did not come up in 120 s")
     except BaseException:
         stop_head(head)
         raise
@@ -128,8 +142,14 @@ def test_train_lora_as_ray_job(tmp_path, tiny_model_dir, spark):
                "--submission-id", sid, "--",
                "python", "training/train_lora.py", "--config", str(conf_file),
                "--max-steps", "1", "--out", str(out)]  # fmt: skip
-        run = subprocess.run(sub, cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
-        log = run.stdout + run.stderr
+        for _ in range(6):  # Ray asks to retry when the agent has not registered yet
+            run = subprocess.run(
+                sub, cwd=REPO, env=env, capture_output=True, text=True, timeout=540
+            )
+            log = run.stdout + run.stderr
+            if run.returncode == 0 or "No available agent to submit job" not in log:
+                break
+            time.sleep(10)
         assert run.returncode == 0 and f"Job '{sid}' succeeded" in log, log[-4000:]
     finally:
         if head is not None:
