@@ -88,7 +88,7 @@ def canon(name: str) -> str:
 
 def _header(line: str, current: str | None) -> tuple[str, str] | None:
     """(section name, text after the header) when `line` is a header, else None."""
-    m = _HEAD.match(line)
+    m = _HEAD.match(line) if ":" in line else None  # the cheap test first: most lines are prose
     if m:
         name = " ".join(m["name"].split())
         if name.lower() in KNOWN:
@@ -97,10 +97,18 @@ def _header(line: str, current: str | None) -> tuple[str, str] | None:
         if name.isupper() and len(name.split()) <= 4 and current not in BODY:
             return canon(name), m["rest"]
         return None
+    # a name alone has at most 42 non-space characters (name <= 41, then ':' or '-')
+    if len(line) > 42 and sum(map(len, line.split())) > 42:
+        return None
     m = _ALONE.match(line)
     if m and " ".join(m["name"].lower().split()) in KNOWN:
         return KNOWN[" ".join(m["name"].lower().split())], ""
     return None
+
+
+def _banner(line: str) -> bool:
+    low = line.lower()  # every banner ends in "report": skip the split for other lines
+    return "report" in low and " ".join(low.split()) in BANNERS
 
 
 def parse(text: str | None) -> dict[str, str]:
@@ -117,8 +125,7 @@ def parse(text: str | None) -> dict[str, str]:
             blocks.append((h[0], [h[1]]))
     out: dict[str, str] = {}
     for name, body in blocks:
-        body = [ln for ln in body if " ".join(ln.lower().split()) not in BANNERS]
-        val = normalize("\n".join(body))
+        val = _normalize([ln for ln in body if not _banner(ln)])  # lines hold no '\r' or '\n'
         if val:
             out[name] = f"{out[name]}\n{val}" if name in out else val
     if "impression" not in out and "summary" in out:
@@ -128,6 +135,8 @@ def parse(text: str | None) -> dict[str, str]:
 
 def _split_numbered(line: str) -> list[str]:
     """'1. a. 2. b.' -> ['1. a.', '2. b.'] when the numbers run 1, 2, 3...; else [line]."""
+    if line[:2] not in ("1.", "1)"):  # the first item must open the line; most lines are prose
+        return [line]
     ms = list(_NUM.finditer(line))
     if not ms or ms[0].start() != 0 or ms[0][1] != "1":
         return [line]
@@ -149,13 +158,24 @@ def normalize(text: str | None) -> str:
     """
     if not text:
         return ""
+    return _normalize(text.replace("\r", "\n").split("\n"))
+
+
+def _listed(line: str) -> bool:
+    """A list item: '1. ', '2) ', '- ', '* ', '\u2022 ' (line non-empty, whitespace collapsed)."""
+    c = line[0]  # the cheap test first; str.isdecimal() is exactly re's \d (Unicode Nd)
+    return (c in "-*\u2022" or c.isdecimal()) and _LIST.match(line) is not None
+
+
+def _normalize(lines: list[str]) -> str:
+    """normalize() of text already split into lines."""
     items: list[str] = []
     listed = False
-    for raw in text.replace("\r", "\n").split("\n"):
+    for raw in lines:
         line = " ".join(raw.split())
         if not line:
             continue
-        if _LIST.match(line):
+        if _listed(line):
             listed = True
             items.append(line)
         elif items:
@@ -168,7 +188,7 @@ def normalize(text: str | None) -> str:
         return "\n".join(parts)
     out: list[str] = []
     for it in items:
-        out.extend(_split_numbered(it) if _LIST.match(it) else [it])
+        out.extend(_split_numbered(it) if _listed(it) else [it])
     return "\n".join(out)
 
 

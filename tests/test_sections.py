@@ -138,3 +138,29 @@ def test_pick_conclusion_fallbacks_and_word_count():
 def test_merge_explicit_sections_win_over_parsed_text():
     m = S.merge("FINDINGS: from text.\nIMPRESSION: from text.", {"IMPRESSION": "given", "x": ""})
     assert m == {"findings": "from text.", "impression": "given"}
+
+
+def test_edge_cases_of_the_cheap_pre_checks():
+    """parse() tests cheap conditions before its regexes (header without ':', banner without
+    'report', list marker, '1.' opening a numbered line); these inputs sit on their edges."""
+    # a header alone padded past 42 characters; a banner in odd case and spacing (dropped) next to
+    # prose that mentions a report (kept); ':' after a long run of Unicode whitespace
+    text = (
+        "FINDINGS" + " " * 60 + "\nClear lungs. No effusion.\n  Final \t  RePort  \n"
+        "Final report pending.\nIMPRESSION\u3000 "
+        + "\t" * 40
+        + ":\n1) No acute disease. 2) Stable."
+    )
+    assert S.parse(text) == {
+        "findings": "Clear lungs. No effusion. Final report pending.",
+        "impression": "1) No acute disease.\n2) Stable.",
+    }
+    # a known name alone, spaced out past 42 characters, with a trailing '-'
+    text = "HISTORY: cough\n   Findings    and     impression   -" + " " * 30 + "\nHeart normal."
+    assert S.parse(text) == {"history": "cough", "findings_impression": "Heart normal."}
+    # non-ASCII decimal digits are list markers as for re's \d, but not the '1' that opens a run;
+    # numbers that do not start at 1 do not split
+    text = "FINDINGS: a b c\n\u0661. first\n\u0662. second\n12. twelve 13. thirteen"
+    assert S.parse(text) == {
+        "findings": "a b c\n\u0661. first\n\u0662. second\n12. twelve 13. thirteen"
+    }
