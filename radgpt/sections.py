@@ -101,9 +101,8 @@ def _header(line: str, current: str | None) -> tuple[str, str] | None:
     if len(line) > 42 and sum(map(len, line.split())) > 42:
         return None
     m = _ALONE.match(line)
-    if m and " ".join(m["name"].lower().split()) in KNOWN:
-        return KNOWN[" ".join(m["name"].lower().split())], ""
-    return None
+    key = " ".join(m["name"].lower().split()) if m else None
+    return (KNOWN[key], "") if key in KNOWN else None
 
 
 def _banner(line: str) -> bool:
