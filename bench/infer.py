@@ -29,13 +29,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     from radgpt.config import load_config
-    from radgpt.drafter import Drafter, model_spec
-    from radgpt.infer import run_draft
-    from radgpt.ingest import run_ingest
-    from radgpt.model import ensure_default_model
+    from radgpt.draft.drafter import Drafter, model_spec
+    from radgpt.draft.run import run_draft
+    from radgpt.ingest.run import run_ingest
+    from radgpt.model.base import ensure_default_model
     from radgpt.runtime import setup_logging
-    from radgpt.sample import write_sample
-    from radgpt.writeback import read_drafts
+    from radgpt.sample.write import write_sample
+    from radgpt.writeback.fhir import read_drafts
 
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     a.add_argument("--n", type=int, default=48, help="reports to draft")

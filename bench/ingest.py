@@ -3,13 +3,13 @@
     .venv/bin/python bench/ingest.py                    # 20,000 reports, local[2]
     .venv/bin/python bench/ingest.py --sizes 20000,100000
 
-Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample), then alternates
+Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample.write), then alternates
 - Spark: a child process (so its peak memory is its own) starts a session and runs the full ingest
   1 + --repeat times into fresh tables: the first run is end to end (session start-up included),
   the others are steady state (session warm; the median run is reported, and the first warm run
   too, as `first_warm`). Every run does the whole job: parse, rules, splits, dedup, write;
 - baseline: before each warm Spark run, this process lists and parses every file once
-  (radgpt.records.parse_units, no Spark; the Spark session waits idle meanwhile); the median of
+  (radgpt.ingest.rows.parse_units, no Spark; the Spark session waits idle meanwhile); the median of
   the --repeat runs is reported. Interleaving puts each pair under the same machine load (on a
   shared VM the speed of one process drifts by 20-30% within minutes).
 Prints reports/s of each and the ratio Spark steady / baseline, the CPU seconds each kind of
@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 def baseline_once(src: Path) -> tuple[int, float]:
     """(reports, seconds) of one single-process list + parse of every file."""
     from radgpt.config import IngestCfg
-    from radgpt.records import parse_units
-    from radgpt.sources import mimic
+    from radgpt.ingest.rows import parse_units
+    from radgpt.ingest.sources import mimic
 
     cfg = IngestCfg()
     t = time.perf_counter()
@@ -95,7 +95,7 @@ def _cpu_delta(a: dict, b: dict) -> dict[str, float]:
 
 def spark_child(src: Path, work: Path, master: str, repeat: int, sets: list[str]) -> dict:
     from radgpt.config import load_config
-    from radgpt.ingest import run_ingest
+    from radgpt.ingest.run import run_ingest
     from radgpt.runtime import setup_logging, spark_session
 
     setup_logging("WARNING")
@@ -131,7 +131,7 @@ def spark_child(src: Path, work: Path, master: str, repeat: int, sets: list[str]
 
 
 def run_size(n: int, master: str, repeat: int, sets: list[str]) -> dict:
-    from radgpt.sample import write_mimic
+    from radgpt.sample.write import write_mimic
 
     with tempfile.TemporaryDirectory(prefix="radgpt-bench-") as tmp:
         src = Path(tmp) / "mimic"

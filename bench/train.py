@@ -105,9 +105,9 @@ def main() -> int:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from radgpt import prompts
     from radgpt.config import load_config
-    from radgpt.model import ensure_default_model, load_tokenizer
+    from radgpt.model import prompts
+    from radgpt.model.base import ensure_default_model, load_tokenizer
     from radgpt.train import data
     from radgpt.train.loop import build_model
 

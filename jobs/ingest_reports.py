@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def main(argv: list[str] | None = None) -> int:
     from radgpt.config import ConfigError, load_config
-    from radgpt.ingest import add_arguments, print_summary, run_ingest
+    from radgpt.ingest.run import add_arguments, print_summary, run_ingest
     from radgpt.runtime import setup_logging
 
     p = argparse.ArgumentParser(

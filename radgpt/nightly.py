@@ -33,7 +33,7 @@ def ensure_sample(cfg: Config) -> dict | None:
     out = cfg.path("sample")
     if not sample_inputs(cfg) or (out.is_dir() and any(out.iterdir())):
         return None
-    from radgpt.sample import write_sample
+    from radgpt.sample.write import write_sample
 
     log.info("sample input missing: writing the synthetic sample to %s", out)
     m = write_sample(out)
@@ -44,10 +44,10 @@ def run_nightly(cfg: Config, spark=None) -> dict:
     """Run every step in order; stops at the first failure. Returns the summary (status ok|failed)."""
     import ray
 
-    from radgpt.infer import run_draft
-    from radgpt.ingest import run_ingest
-    from radgpt.model import ensure_default_model
-    from radgpt.writeback import run_writeback
+    from radgpt.draft.run import run_draft
+    from radgpt.ingest.run import run_ingest
+    from radgpt.model.base import ensure_default_model
+    from radgpt.writeback.fhir import run_writeback
 
     run_id, t_all = new_run_id("nightly"), time.perf_counter()
     s: dict = {

@@ -49,7 +49,7 @@ def test_run_baselines_names_and_errors():
 
 
 def test_zero_shot_runs_the_base_model_without_adapter(tiny_model_dir):
-    pytest.importorskip("radgpt.drafter")
+    pytest.importorskip("radgpt.draft.drafter")
     cfg = load_config(
         overrides={"model.base": str(tiny_model_dir), "model.adapter": "/nonexistent/adapter",
                    "draft.max_new_tokens": 6}

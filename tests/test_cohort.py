@@ -5,11 +5,11 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from radgpt.cohort import KEYS, transform
 from radgpt.config import IngestCfg
-from radgpt.ingest import spark_ddl
-from radgpt.records import exclusion, pair_hash
-from radgpt.tasks import REPORT_KEYS
+from radgpt.ingest.cohort import KEYS, transform
+from radgpt.ingest.executor import REPORT_KEYS
+from radgpt.ingest.rows import exclusion, pair_hash
+from radgpt.ingest.run import spark_ddl
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 LONG = "The heart is normal in size. The lungs are clear without effusion or pneumothorax today."
@@ -49,7 +49,7 @@ def rows(n, source="csv", official=None, findings=LONG, impression="No acute dis
 
 
 def run(spark, data, existing=None, cfg=None):
-    """The key rows radgpt.tasks would yield for `data` (one task), through the rules."""
+    """The key rows radgpt.ingest.executor would yield for `data` (one task), through the rules."""
     keys = [{k: r[k] for k in KEYS if k in r} | {"_part": 0, "_idx": i} for i, r in enumerate(data)]
     df = spark.createDataFrame(keys, spark_ddl(pa.schema(REPORT_KEYS)))
     return transform(df, existing, cfg or IngestCfg())

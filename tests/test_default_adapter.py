@@ -26,11 +26,11 @@ def test_shipped_adapter_carries_abnormal_findings(iu_csv, spark, tmp_path):
     import pyarrow.compute as pc
 
     from radgpt.config import load_config
-    from radgpt.drafter import generate, model_spec
+    from radgpt.draft.drafter import generate, model_spec
     from radgpt.evaluation.labeler import POS, label
-    from radgpt.ingest import run_ingest
-    from radgpt.model import ensure_default_model, read_adapter_record
-    from radgpt.retrieval import Retriever
+    from radgpt.ingest.run import run_ingest
+    from radgpt.model.base import ensure_default_model, read_adapter_record
+    from radgpt.model.retrieval import Retriever
     from radgpt.table import read_reports
 
     cfg = load_config(REPO / "conf" / "local.yaml", overrides={"paths.root": str(tmp_path)}, env={})

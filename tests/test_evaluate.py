@@ -1,4 +1,4 @@
-"""`radgpt evaluate` end to end on real committed tables (radgpt.table + radgpt.writeback).
+"""`radgpt evaluate` end to end on real committed tables (radgpt.table + radgpt.writeback.fhir).
 
 .venv/bin/pytest tests/test_evaluate.py -q
 """
@@ -14,7 +14,7 @@ from radgpt import table
 from radgpt.cli import main
 from radgpt.evaluation.run import join, select_drafts, select_refs
 from radgpt.schema import arrow_schema
-from radgpt.writeback import commit_drafts, read_drafts
+from radgpt.writeback.fhir import commit_drafts, read_drafts
 
 NOW = dt.datetime(2024, 5, 1, 2, 0, tzinfo=dt.UTC)
 NORMAL = "No acute cardiopulmonary abnormality."

@@ -3,7 +3,7 @@
 .venv/bin/pytest tests/test_flags.py -q
 """
 
-from radgpt.flags import FLAGS, review_flags
+from radgpt.draft.flags import FLAGS, review_flags
 
 INST = "Derive the impression from findings in the radiology report"
 FIND = (

@@ -13,11 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from radgpt import model, table
+from radgpt import table
 from radgpt.config import ConfigError, load_config
-from radgpt.flags import FLAGS
-from radgpt.provenance import draft_id, text_sha256
+from radgpt.draft.flags import FLAGS
+from radgpt.model import base as model
 from radgpt.schema import arrow_schema
+from radgpt.writeback.provenance import draft_id, text_sha256
 
 FINDINGS = [
     "The heart size is normal. The lungs are clear. No pleural effusion or pneumothorax.",
@@ -89,8 +90,8 @@ def cfg(tmp_path, tiny_model_dir):
 
 
 def test_select_modes(cfg):
-    from radgpt.drafter import model_spec
-    from radgpt.infer import select
+    from radgpt.draft.drafter import model_spec
+    from radgpt.draft.run import select
 
     write_reports(cfg.path("table"), 14)
     reports = table.read_reports(cfg)
@@ -115,7 +116,7 @@ def test_select_modes(cfg):
 
 
 def test_generate_batched_equals_one_by_one(cfg):
-    from radgpt.drafter import generate
+    from radgpt.draft.drafter import generate
 
     batched = generate(cfg, FINDINGS, adapter=None)
     assert len(batched) == len(FINDINGS) and all(isinstance(x, str) for x in batched)
@@ -125,8 +126,8 @@ def test_generate_batched_equals_one_by_one(cfg):
 
 @pytest.mark.slow
 def test_draft_end_to_end_idempotent(cfg, ray_local):
-    from radgpt.infer import run_draft
-    from radgpt.writeback import read_drafts, run_writeback
+    from radgpt.draft.run import run_draft
+    from radgpt.writeback.fhir import read_drafts, run_writeback
 
     write_reports(cfg.path("table"), 10)
     s = run_draft(cfg)
@@ -164,8 +165,8 @@ def test_draft_end_to_end_idempotent(cfg, ray_local):
 
 @pytest.mark.slow
 def test_actor_killed_mid_run_drafts_each_report_once(cfg, ray_local, tmp_path, monkeypatch):
-    from radgpt.infer import run_draft
-    from radgpt.writeback import read_drafts
+    from radgpt.draft.run import run_draft
+    from radgpt.writeback.fhir import read_drafts
 
     marker = tmp_path / "killed-once"
     monkeypatch.setenv("RADGPT_FAULT_ONCE", str(marker))
@@ -177,8 +178,8 @@ def test_actor_killed_mid_run_drafts_each_report_once(cfg, ray_local, tmp_path, 
 
 
 def test_cpu_guard_and_vllm_error(cfg, ray_local):
-    from radgpt.drafter import Drafter, model_spec
-    from radgpt.infer import run_draft
+    from radgpt.draft.drafter import Drafter, model_spec
+    from radgpt.draft.run import run_draft
 
     write_reports(cfg.path("table"), 4)
     cfg.draft.num_actors = 2  # 2 x 1 CPU = every CPU: read tasks would starve
@@ -197,8 +198,8 @@ def test_adapter_with_retrieval(cfg, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from radgpt.drafter import Drafter, model_spec
-    from radgpt.retrieval import Retriever
+    from radgpt.draft.drafter import Drafter, model_spec
+    from radgpt.model.retrieval import Retriever
 
     base = cfg.model_path(cfg.model.base)
     ad = tmp_path / "adapter"
@@ -234,8 +235,8 @@ def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path, caplog):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from radgpt.drafter import Drafter, model_spec
-    from radgpt.retrieval import Retriever
+    from radgpt.draft.drafter import Drafter, model_spec
+    from radgpt.model.retrieval import Retriever
 
     ad = tmp_path / "adapter"
     m = get_peft_model(
@@ -251,7 +252,7 @@ def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path, caplog):
     with pytest.raises(ValueError, match="no eligible train reports"):  # no table yet
         model_spec(cfg, ad)
     write_reports(cfg.path("table"), 10)  # train: even ids with Findings and Impression
-    with caplog.at_level("WARNING", logger="radgpt.drafter"):
+    with caplog.at_level("WARNING", logger="radgpt.draft.drafter"):
         spec = model_spec(cfg, ad)
     assert "another tokenizer" in caplog.text  # the record's tokenizer hash is not the base's
     want = Retriever.from_table(cfg.path("table"))

@@ -10,15 +10,15 @@ import pytest
 
 from radgpt import table
 from radgpt.config import load_config
-from radgpt.ingest import quarantine_root, run_ingest
-from radgpt.sources import FORMATS
+from radgpt.ingest.run import quarantine_root, run_ingest
+from radgpt.ingest.sources import FORMATS
 
 N = 30  # reports per format
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    from radgpt.sample import write_sample
+    from radgpt.sample.write import write_sample
 
     out = tmp_path_factory.mktemp("sample")
     manifest = write_sample(out, n=N, seed=3, bad=True)
@@ -61,7 +61,7 @@ def test_all_formats_end_to_end(spark, sample, tmp_path):
     # every input is hashed: a file by content, a folder (MIMIC tree) by its listing
     from pathlib import Path
 
-    from radgpt.ingest import input_hash
+    from radgpt.ingest.run import input_hash
     from radgpt.runtime import sha256_file
 
     ins = {i["format"]: i for i in m["inputs"]}
@@ -116,29 +116,29 @@ def test_failed_commit_leaves_last_good_table(spark, sample, tmp_path, monkeypat
 
 
 def test_a_row_lost_by_the_rules_fails_the_run(spark, sample, tmp_path, monkeypatch):
-    import radgpt.cohort
+    import radgpt.ingest.cohort
 
     src, _ = sample
     cfg = cfg_for(tmp_path)
-    real = radgpt.cohort.transform
+    real = radgpt.ingest.cohort.transform
 
     def lossy(keys, existing, icfg):  # the rules lose one parsed row: counts and write never see it
         out = real(keys, existing, icfg)
         first = out["keys"].agg({"report_id": "min"}).collect()[0][0]
         return {**out, "keys": out["keys"].filter(out["keys"].report_id != first)}
 
-    monkeypatch.setattr(radgpt.cohort, "transform", lossy)
+    monkeypatch.setattr(radgpt.ingest.cohort, "transform", lossy)
     with pytest.raises(RuntimeError, match="counts do not reconcile: parsed"):
         run_ingest(cfg, [str(src / "csv")], spark=spark)
     assert table.read_reports(cfg).num_rows == 0  # nothing committed
 
 
 def test_a_row_lost_by_the_write_fails_the_run(spark, sample, tmp_path, monkeypatch):
-    from radgpt import tasks
+    from radgpt.ingest import executor
 
     src, _ = sample
     cfg = cfg_for(tmp_path)
-    real = tasks.write_fn
+    real = executor.write_fn
 
     def lossy(*a):  # each written file loses its last row after the write (counted, not written)
         fn = real(*a)
@@ -155,7 +155,7 @@ def test_a_row_lost_by_the_write_fails_the_run(spark, sample, tmp_path, monkeypa
 
         return wrapped
 
-    monkeypatch.setattr(tasks, "write_fn", lossy)
+    monkeypatch.setattr(executor, "write_fn", lossy)
     with pytest.raises(RuntimeError, match="reports rows written, .* counted"):
         run_ingest(cfg, [str(src / "csv")], spark=spark)
     assert table.read_reports(cfg).num_rows == 0  # nothing committed

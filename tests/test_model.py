@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from radgpt import model
+from radgpt.model import base as model
 
 
 def test_missing_base_is_a_clear_error(tmp_path):

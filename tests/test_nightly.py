@@ -44,9 +44,9 @@ def test_failed_night_exits_nonzero_and_saves_summary(tmp_path, capsys):
 @pytest.mark.slow
 def test_nightly_end_to_end(tmp_path, tiny_model_dir, spark, ray_local):
     from radgpt.nightly import run_nightly
-    from radgpt.sample import write_sample
+    from radgpt.sample.write import write_sample
     from radgpt.table import read_reports
-    from radgpt.writeback import read_drafts
+    from radgpt.writeback.fhir import read_drafts
 
     cfg = load_config(
         REPO / "conf" / "local.yaml",

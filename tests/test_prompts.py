@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from radgpt import prompts
+from radgpt.model import prompts
 
 F = "The heart size is normal. The lungs are clear. No pleural effusion or pneumothorax."
 IMP = "No acute cardiopulmonary abnormality."
@@ -15,7 +15,7 @@ IMP = "No acute cardiopulmonary abnormality."
 
 @pytest.fixture(scope="module")
 def tok(tiny_model_dir):
-    from radgpt.model import load_tokenizer
+    from radgpt.model.base import load_tokenizer
 
     return load_tokenizer(tiny_model_dir)
 

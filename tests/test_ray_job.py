@@ -105,9 +105,9 @@ def stop_head(head: subprocess.Popen) -> None:
 @pytest.mark.slow
 def test_train_lora_as_ray_job(tmp_path, tiny_model_dir, spark):
     from radgpt.config import load_config
-    from radgpt.ingest import run_ingest
-    from radgpt.model import read_adapter_record
-    from radgpt.sample import write_sample
+    from radgpt.ingest.run import run_ingest
+    from radgpt.model.base import read_adapter_record
+    from radgpt.sample.write import write_sample
 
     script = REPO / "training" / "train_lora.py"
     assert script.is_file(), "training/train_lora.py (training engineer) has not landed yet"

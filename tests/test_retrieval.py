@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from radgpt.retrieval import Retriever
+from radgpt.model.retrieval import Retriever
 
 IDS = ["a", "b", "c", "d"]
 F = [
@@ -33,7 +33,7 @@ def test_query_ranks_by_similarity_and_excludes_self():
 
 def test_batched_queries_keep_each_querys_exclusion():
     # more queries than one similarity block (QUERY_BATCH): exclusions stay aligned with queries
-    from radgpt import retrieval
+    from radgpt.model import retrieval
 
     n = retrieval.QUERY_BATCH + 44
     ids = [f"r{i}" for i in range(n)]

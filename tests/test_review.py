@@ -17,7 +17,7 @@ import pytest
 from test_evaluate import DRAFTS, commit_drafts, draft_rows, report_rows, write_reports
 
 from radgpt.cli import main
-from radgpt.review import METRICS, read_ratings, run_import, summarize, unblind
+from radgpt.evaluation.review import METRICS, read_ratings, run_import, summarize, unblind
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_export_is_blinded_shuffled_and_seeded(packet, tmp_path):
     assert list(key2["items"].values()) == list(key["items"].values())
     with pytest.raises(ValueError, match="must not be inside"):
         from radgpt.config import load_config
-        from radgpt.review import run_export
+        from radgpt.evaluation.review import run_export
 
         run_export(load_config(), drafts, data, out=tmp_path / "p3", key=tmp_path / "p3" / "k.json")
 

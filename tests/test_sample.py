@@ -24,8 +24,8 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from pydantic import ValidationError
 
-from radgpt.sample import CSV_COLUMNS, write_sample
-from radgpt.sample_text import draw_cases
+from radgpt.sample.text import draw_cases
+from radgpt.sample.write import CSV_COLUMNS, write_sample
 
 N = 40  # reports per format: 1 defect per cohort rule and 1 duplicate at this size
 
@@ -119,7 +119,7 @@ def test_refuses_foreign_dir(tmp_path):
 
 def test_manifest_files_match_disk(sample):
     out, m = sample
-    assert m["generator"] == "radgpt.sample" and m["seed"] == 3 and m["generator_version"]
+    assert m["generator"] == "radgpt.sample.write" and m["seed"] == 3 and m["generator_version"]
     assert json.loads((out / "MANIFEST.json").read_text()) == json.loads(json.dumps(m))
     for rel, info in m["files"].items():
         if rel == "mimic/files/":

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from radgpt import sections as S
+from radgpt.ingest import sections as S
 
 MIMIC = """                                 FINAL REPORT
  EXAMINATION:  CHEST (PA AND LAT)

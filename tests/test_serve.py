@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from radgpt import model
 from radgpt.config import load_config
-from radgpt.flags import FLAGS
+from radgpt.draft.flags import FLAGS
+from radgpt.model import base as model
 
 FINDINGS = "Mild cardiomegaly. Small left pleural effusion. No pneumothorax."
 
@@ -28,7 +28,7 @@ def free_port() -> int:
 def url(tmp_path, tiny_model_dir, ray_local):
     from ray import serve
 
-    from radgpt.serve import start
+    from radgpt.draft.serve import start
 
     cfg = load_config(
         overrides={

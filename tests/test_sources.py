@@ -19,10 +19,10 @@ from fixtures_sources import (
     write_tgz,
 )
 
-from radgpt import sections
 from radgpt.config import CsvMapCfg, IngestCfg
-from radgpt.sources import csvx, detect, mimic, openi
-from radgpt.sources.base import Bad, Raw
+from radgpt.ingest import sections
+from radgpt.ingest.sources import csvx, detect, mimic, openi
+from radgpt.ingest.sources.base import Bad, Raw
 
 
 def read_all(mod, path, cfg):

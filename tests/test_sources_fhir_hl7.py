@@ -10,10 +10,10 @@ import json
 
 from fixtures_sources import b64, diagnostic_report, hl7_message
 
-from radgpt import sections
 from radgpt.config import IngestCfg
-from radgpt.sources import detect, fhir, hl7
-from radgpt.sources.base import Bad, Raw
+from radgpt.ingest import sections
+from radgpt.ingest.sources import detect, fhir, hl7
+from radgpt.ingest.sources.base import Bad, Raw
 
 REPORT = "FINDINGS: The lungs are clear. No effusion.\nIMPRESSION: No acute disease."
 HTML = "<html><body><p><b>FINDINGS:</b> Heart size normal &amp; lungs clear.</p><p>IMPRESSION: Normal.</p></body></html>"

@@ -26,9 +26,9 @@ N = 20  # reports per sample format
 def test_spark_submit_ingest_local(tmp_path):
     from radgpt import table
     from radgpt.config import load_config
-    from radgpt.ingest import quarantine_root
-    from radgpt.sample import write_sample
-    from radgpt.sources import FORMATS
+    from radgpt.ingest.run import quarantine_root
+    from radgpt.ingest.sources import FORMATS
+    from radgpt.sample.write import write_sample
 
     if not SPARK_SUBMIT.is_file():
         pytest.skip(f"{SPARK_SUBMIT} missing: pyspark not installed in this environment")

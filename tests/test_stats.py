@@ -9,8 +9,9 @@ import json
 
 from test_writeback import rows  # same hand-made draft rows (tests/ is on sys.path)
 
-from radgpt import cli, writeback
-from radgpt.stats import load, summarize
+from radgpt import cli
+from radgpt.evaluation.stats import load, summarize
+from radgpt.writeback import fhir as writeback
 
 
 def make(tmp_path):

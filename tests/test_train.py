@@ -194,8 +194,8 @@ def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from radgpt.model import load, read_adapter_record, tokenizer_sha256
-    from radgpt.train.record import adapter_id
+    from radgpt.model.base import load, read_adapter_record, tokenizer_sha256
+    from radgpt.train.adapter import adapter_id
     from radgpt.train.run import run_train
 
     root = make_table(tmp_path / "table", n_train=8, n_val=4)
@@ -247,7 +247,7 @@ def test_missing_base_model_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_two_cpu_workers_with_retrieval_make_one_adapter(ray_local, tiny_model_dir, tmp_path):
-    from radgpt.retrieval import Retriever
+    from radgpt.model.retrieval import Retriever
     from radgpt.train.run import run_train
 
     root = make_table(tmp_path / "table", n_train=8, n_val=2)
@@ -294,7 +294,7 @@ def test_killed_run_resumes_to_the_same_result(ray_local, tiny_model_dir, tmp_pa
 def test_cli_trains_a_few_steps_on_the_embedded_smollm2(ray_local, tmp_path):
     """`radgpt train` on the real default: imports SmolLM2 from the wheel, 2 steps, PEFT adapter."""
     from radgpt.cli import main
-    from radgpt.model import read_adapter_record
+    from radgpt.model.base import read_adapter_record
 
     root = make_table(tmp_path / "table", n_train=4, n_val=2)
     out = tmp_path / "adapter"

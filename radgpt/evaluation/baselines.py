@@ -7,9 +7,9 @@
 
 constant:   the most frequent (whitespace/case-normalized) train Impression, e.g. "No acute
             cardiopulmonary abnormality."; ties broken by first occurrence.
-nn:         the retrieval TF-IDF (radgpt.retrieval: word 1-2 grams, sublinear tf) over train
+nn:         the retrieval TF-IDF (radgpt.model.retrieval: word 1-2 grams, sublinear tf) over train
             Findings, cosine nearest neighbour, copy its Impression.
-zero-shot:  radgpt.drafter.generate(cfg, findings, adapter=None): the base model with the drafting
+zero-shot:  radgpt.draft.drafter.generate(cfg, findings, adapter=None): the base model with the drafting
             prompt and greedy decoding, no LoRA.
 """
 
@@ -40,11 +40,11 @@ def constant(train_impressions: Sequence[str]) -> str:
 
 
 class NearestNeighbour:
-    """The drafting retriever's TF-IDF (radgpt.retrieval.Retriever) over train Findings; predict
+    """The drafting retriever's TF-IDF (radgpt.model.retrieval.Retriever) over train Findings; predict
     copies the Impression of the most similar train report (ties: the first in train order)."""
 
     def fit(self, findings: Sequence[str], impressions: Sequence[str]) -> NearestNeighbour:
-        from radgpt.retrieval import Retriever
+        from radgpt.model.retrieval import Retriever
 
         if len(findings) != len(impressions) or not findings:
             raise ValueError(
@@ -64,8 +64,8 @@ class NearestNeighbour:
 
 
 def zero_shot(cfg, findings: Sequence[str]) -> list[str]:
-    """The base model without adapter, same prompt template, greedy (radgpt.drafter.generate)."""
-    from radgpt.drafter import generate
+    """The base model without adapter, same prompt template, greedy (radgpt.draft.drafter.generate)."""
+    from radgpt.draft.drafter import generate
 
     return generate(cfg, list(findings), adapter=None)
 

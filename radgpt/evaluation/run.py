@@ -3,7 +3,7 @@
     radgpt evaluate --drafts var/drafts --data var/table --split test \
         --baselines constant,nn,zero-shot --out var/eval/latest
 
-Reads committed rows only (radgpt.table.read_reports, radgpt.writeback.read_drafts). Drafts are
+Reads committed rows only (radgpt.table.read_reports, radgpt.writeback.fhir.read_drafts). Drafts are
 grouped into one system per adapter_id ("draft" when there is one; "draft:<adapter_id>" else; the
 base model without adapter is "draft:base"); for each (adapter, report) the latest draft counts.
 Every system is scored on the reports that all draft systems cover, so comparisons are paired.
@@ -110,7 +110,7 @@ def run_evaluate(
     from radgpt.evaluation.baselines import run_baselines
     from radgpt.evaluation.score import score
     from radgpt.table import read_reports
-    from radgpt.writeback import read_drafts
+    from radgpt.writeback.fhir import read_drafts
 
     t0 = time.time()
     data_root = Path(data) if data else cfg.path("table")

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from radgpt.draft.flags import words
 from radgpt.evaluation import labeler
 from radgpt.evaluation.rouge import METRICS, paired_bootstrap, rouge, summarize
-from radgpt.flags import words
 
 
 def lengths(texts: Sequence[str]) -> dict:
-    """Word counts (radgpt.flags.words: lower-case alphanumeric runs): mean/median/p10/p90."""
+    """Word counts (radgpt.draft.flags.words: lower-case alphanumeric runs): mean/median/p10/p90."""
     n = np.array([len(words(t)) for t in texts], dtype=float)
     if len(n) == 0:
         return {"mean": None, "median": None, "p10": None, "p90": None, "n": 0}

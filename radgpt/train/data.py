@@ -14,7 +14,7 @@ import logging
 import random
 from pathlib import Path
 
-from radgpt import prompts
+from radgpt.model import prompts
 
 log = logging.getLogger(__name__)
 COLUMNS = ["report_id", "findings", "impression", "eligible", "split", "pair_sha256"]

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from radgpt import prompts
+from radgpt.model import prompts
 from radgpt.train import data
 
 STATE = "train_state.json"
@@ -181,8 +181,8 @@ def train_loop(config: dict) -> None:
     from transformers import AutoModelForCausalLM
 
     from radgpt.config import Config
-    from radgpt.model import load_tokenizer
-    from radgpt.retrieval import Retriever
+    from radgpt.model.base import load_tokenizer
+    from radgpt.model.retrieval import Retriever
 
     cfg = Config.from_json(config["cfg"])
     t = cfg.train

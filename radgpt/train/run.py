@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from radgpt.runtime import init_ray, new_run_id, utcnow, write_json_atomic
-from radgpt.train import data, record
+from radgpt.train import adapter, data
 from radgpt.train.loop import STATE, train_loop
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ def run_train(
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from radgpt.config import Config
-    from radgpt.model import base_sha256, ensure_default_model, require_dir
-    from radgpt.retrieval import Retriever
+    from radgpt.model.base import base_sha256, ensure_default_model, require_dir
+    from radgpt.model.retrieval import Retriever
 
     ckpt_root = cfg.path("checkpoints")
     run_dir = None
@@ -153,7 +153,7 @@ def run_train(
         if p.suffix in (".json", ".safetensors") and p.name != STATE:
             shutil.copy2(p, tmp / p.name)
     if t.method == "full":  # a full fine-tune is a whole model dir: ship the tokenizer too
-        from radgpt.model import load_tokenizer
+        from radgpt.model.base import load_tokenizer
 
         load_tokenizer(base).save_pretrained(tmp)
     if retr_dir:
@@ -170,7 +170,7 @@ def run_train(
         "wall_s": round(time.time() - t0, 1),
         "resumed": bool(start_ck),
     }
-    rec = record.build(cfg, out, base, base_sha256(base), snap, run, state)
+    rec = adapter.build(cfg, out, base, base_sha256(base), snap, run, state)
     write_json_atomic(out / "adapter_record.json", rec)
     log.info(
         "adapter %s -> %s: %d steps, %d examples (%d truncated to cutoff_len, %d dropped)",

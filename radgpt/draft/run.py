@@ -1,0 +1,222 @@
+"""Batch drafting on Ray Data: select reports -> actor pool of Drafters -> drafts table commit.
+
+    radgpt draft --config conf/local.yaml [--data DIR] [--adapter DIR] [--split NAME] [--limit N] [--out DIR]
+
+    from radgpt.draft.run import run_draft
+    run_draft(cfg, split="test")  # Ray Data + commit, returns a summary
+
+Each actor holds one radgpt.draft.drafter.Drafter (the model, loaded once; prompts exactly as in
+training; greedy by default, stop at EOS); in-process drafts: radgpt.draft.drafter.generate.
+Fault tolerance: a dead actor is restarted and its batch retried (draft.max_retries); drafts are
+keyed by a deterministic draft_id, so the commit keeps every selected report exactly once.
+Test hook: env RADGPT_FAULT_ONCE=<marker file> makes one actor os._exit() on its first batch once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from radgpt.config import Config, ConfigError
+from radgpt.draft.drafter import Drafter, adapter_dir, model_spec
+from radgpt.runtime import new_run_id, utcnow, write_json_atomic
+from radgpt.schema import arrow_schema
+from radgpt.writeback.provenance import draft_id
+
+log = logging.getLogger("radgpt.draft.run")
+KEEP = ["report_id", "source", "patient_id", "study_id", "findings", "source_sha256"]
+
+
+def _blank(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col.fill_null(""))), 0)
+
+
+def select(reports: pa.Table, cfg: Config, spec: dict, done: set[str] = frozenset()) -> pa.Table:
+    """Reports to draft per draft.selection, with their draft_id, sorted by Findings length.
+
+    new: eligible or impression-less reports without a committed draft for this draft_id;
+    missing: no Impression but Findings; split: the comma list draft.split; all: every report with Findings.
+    """
+    mode = cfg.draft.selection
+    has_f = pc.invert(_blank(reports.column("findings")))
+    if mode == "missing":
+        mask = pc.and_(has_f, _blank(reports.column("impression")))
+    elif mode == "split":
+        if not cfg.draft.split:
+            raise ConfigError("draft.split: required when draft.selection=split")
+        splits = pa.array([x.strip() for x in cfg.draft.split.split(",")], pa.string())
+        mask = pc.and_(has_f, pc.is_in(reports.column("split"), value_set=splits))
+    elif mode == "new":
+        mask = pc.and_(
+            has_f, pc.or_(reports.column("eligible"), _blank(reports.column("impression")))
+        )
+    else:
+        mask = has_f
+    t = reports.filter(mask).select(KEEP)
+    s = spec
+    ids = [
+        draft_id(r, s["model_key"], s["prompt_name"], s["prompt_version"], s["generation"])
+        for r in t.column("report_id").to_pylist()
+    ]
+    t = t.append_column("draft_id", pa.array(ids, pa.string()))
+    if mode == "new" and done:
+        t = t.filter(pc.invert(pc.is_in(t.column("draft_id"), pa.array(sorted(done)))))
+    t = t.sort_by("report_id")
+    if cfg.draft.limit:
+        t = t.slice(0, cfg.draft.limit)
+    n = pc.utf8_length(t.column("findings"))
+    return t.append_column("_len", n).sort_by([("_len", "ascending")]).drop_columns(["_len"])
+
+
+def _check_cpus(cfg: Config, ray) -> None:
+    d = cfg.draft
+    total = ray.cluster_resources().get("CPU", 0)
+    if d.num_actors * d.cpus_per_actor >= total and not d.gpus_per_actor:
+        raise ConfigError(
+            f"draft.num_actors x draft.cpus_per_actor = {d.num_actors * d.cpus_per_actor:g} takes "
+            f"every CPU of the Ray cluster ({total:g}): Ray Data read tasks would starve; lower it"
+        )
+
+
+def _map(ds, ray, cfg: Config, spec: dict, run_id: str, run_date: str):
+    d = cfg.draft
+    return ds.map_batches(
+        Drafter,
+        fn_constructor_kwargs={
+            "cfg_json": cfg.to_json(),
+            "spec": spec,
+            "run": {"run_id": run_id, "run_date": run_date},
+            "fault_marker": os.environ.get("RADGPT_FAULT_ONCE"),
+        },
+        compute=ray.data.ActorPoolStrategy(size=d.num_actors),
+        num_cpus=d.cpus_per_actor,
+        num_gpus=d.gpus_per_actor,
+        batch_size=d.batch_size,
+        batch_format="pyarrow",
+        max_restarts=d.max_retries,
+        max_task_retries=d.max_retries,
+    )
+
+
+def run_draft(cfg: Config, data=None, adapter=None, split=None, limit=None, out=None) -> dict:
+    """Draft the selected reports on Ray Data and commit them to the drafts table; a summary."""
+    from tqdm import tqdm
+
+    from radgpt.runtime import init_ray
+    from radgpt.table import read_reports
+    from radgpt.writeback.fhir import commit_drafts, committed_ids
+
+    cfg = Config.from_json(cfg.to_json())  # a private copy for the overrides below
+    if split:
+        cfg.draft.selection, cfg.draft.split = "split", split
+    if limit:
+        cfg.draft.limit = limit
+    t0, run_id = time.perf_counter(), new_run_id("draft")
+    run_date = utcnow().strftime("%Y-%m-%d")
+    drafts = Path(out) if out else cfg.path("drafts")
+    spec = model_spec(cfg, adapter_dir(cfg, adapter or True), data)
+    reports = read_reports(Path(data) if data else cfg)
+    done = committed_ids(drafts) if cfg.draft.selection == "new" else set()
+    sel = select(reports, cfg, spec, done)
+    summary = {
+        "run_id": run_id,
+        "run_date": run_date,
+        "selection": cfg.draft.selection,
+        "reports": len(reports),
+        "selected": len(sel),
+        **{k: spec[k] for k in ("adapter_id", "prompt_name", "prompt_version", "generation")},
+        "drafts_dir": str(drafts),
+    }
+    log.info(
+        "run %s: %d of %d reports selected (%s)",
+        run_id,
+        len(sel),
+        len(reports),
+        summary["selection"],
+    )
+    if not len(sel):
+        return summary | {"drafted": 0, "committed": 0, "flags": {}, "seconds": 0.0}
+    stage = cfg.path("runs") / run_id
+    stage.mkdir(parents=True, exist_ok=True)
+    d = cfg.draft
+    try:
+        pq.write_table(sel, stage / "selection.parquet", row_group_size=d.batch_size)
+        ray = init_ray(cfg)
+        _check_cpus(cfg, ray)
+        blocks = max(1, min(math.ceil(len(sel) / d.batch_size), 4 * d.num_actors))
+        ds = ray.data.read_parquet(str(stage / "selection.parquet"), override_num_blocks=blocks)
+        with warnings.catch_warnings():  # max_restarts/max_task_retries have no named parameter yet
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = _map(ds, ray, cfg, spec, run_id, run_date)
+
+        parts = []
+        t_draft = time.perf_counter()
+        with tqdm(total=len(sel), desc="drafting", unit="report") as bar:
+            for b in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                parts.append(b)
+                bar.update(len(b))
+        seconds = time.perf_counter() - t_draft
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # the selection holds report text: not kept
+    res = pa.concat_tables(parts).cast(arrow_schema("drafts"))
+    got = set(res.column("draft_id").to_pylist())
+    missing = set(sel.column("draft_id").to_pylist()) - got
+    if missing:  # never commit a partial night
+        raise RuntimeError(
+            f"run {run_id}: {len(missing)} selected reports came back without a draft"
+        )
+    manifest = commit_drafts(res, drafts, run_id)
+    flags: dict[str, int] = {}
+    for fl in res.column("flags").to_pylist():
+        for f in fl:
+            flags[f] = flags.get(f, 0) + 1
+    out_tokens = int(pc.sum(res.column("output_tokens")).as_py())
+    return summary | {
+        "drafted": len(got),
+        "retried_duplicates": len(res) - len(got),
+        "committed": manifest["rows"],
+        "duplicates": manifest["duplicates"],
+        "flags": flags,
+        "flagged": sum(1 for fl in res.column("flags").to_pylist() if fl),
+        "output_tokens": out_tokens,
+        "seconds": round(seconds, 3),
+        "reports_per_s": round(len(got) / seconds, 3),
+        "tokens_per_s": round(out_tokens / seconds, 2),
+        "total_seconds": round(time.perf_counter() - t0, 3),
+        "manifest": manifest["files"],
+    }
+
+
+def add_commands(sub) -> None:
+    from radgpt.cli import add_config_args
+
+    p = sub.add_parser("draft", help="draft Impressions on Ray Data and commit them (drafts table)")
+    add_config_args(p)
+    p.add_argument("--data", help="reports table dir (default: paths.table)")
+    p.add_argument("--adapter", help="PEFT adapter dir (default: model.adapter)")
+    p.add_argument(
+        "--split", help="draft these splits: test | validate,test (sets draft.selection=split)"
+    )
+    p.add_argument("--limit", type=int, help="at most N reports")
+    p.add_argument("--out", help="drafts table dir (default: paths.drafts)")
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    from radgpt.cli import config_from_args
+
+    cfg = config_from_args(args)
+    s = run_draft(cfg, args.data, args.adapter, args.split, args.limit, args.out)
+    write_json_atomic(cfg.path("runs") / f"{s['run_id']}.json", s)
+    print(json.dumps(s, indent=2, default=str))
+    return 0

@@ -1,0 +1,423 @@
+"""Expert rubric (paper §4): blinded review packets out, filled packets of several raters back in.
+
+    radgpt review export --drafts var/drafts --data var/table --split test -k 25 --seed 7 \
+        --baselines nn --out var/review/p1          # packet.csv + packet.html; key: var/review/p1.key.json
+    radgpt review import --key var/review/p1.key.json ratings-*.csv --out var/review/p1-results
+
+Export samples K reports (seeded) that every draft system covers and pairs each with every system,
+the reference Impression included as one system; the K x S items are shuffled (seeded) and named
+item-001... so the packet says nothing about which system wrote what. The unblinding key is a
+separate file next to (not inside) the packet dir. packet.html is one offline page (inline CSS/JS,
+no CDN): a radiologist scores 1-5 for each rubric metric plus free text, and "Save" downloads
+ratings-<packet>-<rater>.csv (work in progress is kept in the browser's localStorage). packet.csv
+is the same packet for a spreadsheet. Import reads any number of such files, unblinds them with
+the key, and writes review.json/review.md/review.png: mean and SD per metric and system (the
+paper's Figure 3) and inter-rater agreement (quadratic-weighted Cohen's kappa per metric).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from radgpt.runtime import utcnow, write_json_atomic
+
+log = logging.getLogger("radgpt.evaluation.review")
+METRICS = ["understandability", "coherence", "relevance", "conciseness", "clinical_utility"]
+TITLES = ["Understandability", "Coherence", "Relevance", "Conciseness", "Clinical Utility"]
+RATING_COLS = ["packet_id", "item_id", "rater", *METRICS, "comment"]
+PACKET_COLS = ["packet_id", "item_id", "findings", "impression", "rater", *METRICS, "comment"]
+
+
+def build_packet(
+    frame: pd.DataFrame, systems: Sequence[str], k: int, seed: int, packet_id: str
+) -> tuple[list[dict], dict]:
+    """(items, key): K sampled reports x systems, shuffled; frame has findings + one col/system."""
+    if k < 1 or frame.empty:
+        raise ValueError(f"review packet needs k >= 1 and reports (k={k}, reports={len(frame)})")
+    rng = np.random.default_rng(seed)
+    ids = sorted(frame["report_id"])
+    pick = sorted(rng.choice(ids, size=min(k, len(ids)), replace=False).tolist())
+    rows = frame.set_index("report_id").loc[pick]
+    pairs = [(rid, s) for rid in pick for s in systems]
+    order = rng.permutation(len(pairs))
+    items, key = [], {}
+    for n, j in enumerate(order, 1):
+        rid, s = pairs[j]
+        item_id = f"item-{n:03d}"
+        items.append({"packet_id": packet_id, "item_id": item_id,
+                      "findings": rows.at[rid, "findings"], "impression": rows.at[rid, s] or ""})  # fmt: skip
+        key[item_id] = {"report_id": rid, "system": s}
+    return items, {"packet_id": packet_id, "seed": seed, "k": len(pick), "systems": list(systems),
+                   "metrics": METRICS, "created_at": utcnow().isoformat(), "items": key}  # fmt: skip
+
+
+def write_csv(items: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=PACKET_COLS)
+        w.writeheader()
+        w.writerows(
+            {**it, "rater": "", **dict.fromkeys(METRICS, ""), "comment": ""} for it in items
+        )
+
+
+_CSS = """body{font-family:sans-serif;max-width:900px;margin:1em auto;color:#222}
+.item{border:1px solid #bbb;border-radius:6px;padding:.6em 1em;margin:1em 0}
+.text{white-space:pre-wrap;background:#f6f6f6;padding:.4em;border-radius:4px}
+.m{display:flex;gap:.8em;align-items:center;margin:.2em 0}.m span{width:11em}
+textarea{width:100%;height:3em}.done{border-color:#3a3}#bar{position:sticky;top:0;
+background:#fff;padding:.5em 0;border-bottom:1px solid #ddd}"""
+
+_JS = """const P = JSON.parse(document.getElementById('packet').textContent);
+const STORE = 'radgpt-review-' + P.packet_id;
+const $ = (t, txt) => { const e = document.createElement(t); if (txt) e.textContent = txt; return e; };
+function render() {
+  const root = document.getElementById('items');
+  P.items.forEach((it) => {
+    const d = $('div'); d.className = 'item'; d.id = it.item_id;
+    d.append($('h3', it.item_id), $('b', 'Findings'));
+    const f = $('div', it.findings); f.className = 'text'; d.append(f, $('b', 'Impression'));
+    const i = $('div', it.impression); i.className = 'text'; d.append(i);
+    P.metrics.forEach((m, j) => {
+      const row = $('div'); row.className = 'm'; row.append($('span', P.titles[j]));
+      for (let v = 1; v <= 5; v++) {
+        const l = $('label'); const r = $('input'); r.type = 'radio';
+        r.name = it.item_id + ':' + m; r.value = v; r.onchange = keep; l.append(r, ' ' + v); row.append(l);
+      }
+      d.append(row);
+    });
+    const c = $('textarea'); c.name = it.item_id + ':comment'; c.placeholder = 'comment (optional)';
+    c.oninput = keep; d.append(c); root.append(d);
+  });
+}
+function collect() {
+  const rater = document.getElementById('rater').value.trim();
+  return P.items.map((it) => {
+    const row = {packet_id: P.packet_id, item_id: it.item_id, rater: rater};
+    P.metrics.forEach((m) => {
+      const r = document.querySelector('input[name="' + it.item_id + ':' + m + '"]:checked');
+      row[m] = r ? r.value : '';
+    });
+    row.comment = document.querySelector('textarea[name="' + it.item_id + ':comment"]').value;
+    return row;
+  });
+}
+function keep() {
+  const rows = collect();
+  localStorage.setItem(STORE, JSON.stringify({rater: document.getElementById('rater').value, rows: rows}));
+  let n = 0;
+  rows.forEach((r) => { const ok = P.metrics.every((m) => r[m] !== '');
+    document.getElementById(r.item_id).classList.toggle('done', ok); n += ok; });
+  document.getElementById('status').textContent = n + ' / ' + rows.length + ' items fully scored';
+}
+function restore() {
+  const s = JSON.parse(localStorage.getItem(STORE) || 'null'); if (!s) return;
+  document.getElementById('rater').value = s.rater || '';
+  s.rows.forEach((r) => {
+    P.metrics.forEach((m) => { if (r[m] === '') return;
+      const e = document.querySelector('input[name="' + r.item_id + ':' + m + '"][value="' + r[m] + '"]');
+      if (e) e.checked = true; });
+    const c = document.querySelector('textarea[name="' + r.item_id + ':comment"]'); if (c) c.value = r.comment;
+  });
+}
+const q = (v) => '"' + String(v).replace(/"/g, '""') + '"';
+function save() {
+  const rater = document.getElementById('rater').value.trim();
+  if (!rater) { document.getElementById('status').textContent = 'enter your name first'; return; }
+  const cols = P.columns; const rows = collect();
+  const text = [cols.join(',')].concat(rows.map((r) => cols.map((c) => q(r[c])).join(','))).join('\\r\\n');
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([text + '\\r\\n'], {type: 'text/csv'}));
+  a.download = 'ratings-' + P.packet_id + '-' + rater.replace(/[^A-Za-z0-9_-]/g, '_') + '.csv';
+  document.body.append(a); a.click(); a.remove();
+  document.getElementById('status').textContent = 'saved ' + a.download;
+}
+render(); restore(); keep();
+document.getElementById('rater').oninput = keep;
+document.getElementById('save').onclick = save;"""
+
+
+def packet_html(items: list[dict], packet_id: str) -> str:
+    """One self-contained page: the items as inline JSON, inline CSS and JS, no network."""
+    data = {"packet_id": packet_id, "metrics": METRICS, "titles": TITLES, "columns": RATING_COLS,
+            "items": [{k: it[k] for k in ("item_id", "findings", "impression")} for it in items]}  # fmt: skip
+    blob = json.dumps(data).replace("<", "\\u003c")  # no "</script>" can end the block early
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>RadGPT review packet {packet_id}</title>
+<style>{_CSS}</style></head><body>
+<h1>Impression review packet <code>{packet_id}</code></h1>
+<p>For each item, read the Findings and the candidate Impression, then score 1 (poor) to 5
+(excellent): <b>Understandability</b>, <b>Coherence</b>, <b>Relevance</b>, <b>Conciseness</b>,
+<b>Clinical Utility</b>. Items are in random order; who wrote each Impression is hidden. Your work is
+kept in this browser; press <b>Save</b> to download your ratings file and send it back.</p>
+<div id="bar"><label>Your name <input id="rater" autocomplete="off"></label>
+<button id="save">Save ratings (CSV)</button> <span id="status"></span></div>
+<div id="items"></div>
+<script type="application/json" id="packet">{blob}</script>
+<script>{_JS}</script>
+</body></html>
+"""
+
+
+def read_ratings(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Ratings files (HTML-saved CSV, filled packet.csv, or JSON records) -> one long frame."""
+    frames = []
+    for p in map(Path, paths):
+        try:
+            if p.suffix == ".json":
+                df = pd.read_json(p)
+            else:
+                df = pd.read_csv(p, dtype=str, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError) as e:
+            raise ValueError(f"{p}: not a ratings file ({str(e).strip()})") from None
+        missing = [c for c in ("packet_id", "item_id", *METRICS) if c not in df.columns]
+        if missing:
+            raise ValueError(f"{p}: not a ratings file, missing columns {missing}")
+        df = df.astype({"packet_id": str, "item_id": str})
+        rater = (
+            df["rater"].astype(str).str.strip() if "rater" in df else pd.Series("", index=df.index)
+        )
+        df["rater"] = rater.where(rater.ne("") & rater.ne("nan"), p.stem)
+        for m in METRICS:
+            raw = df[m].astype(str).str.strip().replace({"nan": "", "None": ""})
+            v = pd.to_numeric(raw.where(raw.ne("")), errors="coerce")
+            bad = raw.ne("") & ~v.isin([1, 2, 3, 4, 5])
+            if bad.any():
+                raise ValueError(
+                    f"{p}: {m} must be 1-5 or blank; bad rows {df.loc[bad, 'item_id'].tolist()[:5]}"
+                )
+            df[m] = v
+        df["comment"] = df["comment"].fillna("").astype(str) if "comment" in df else ""
+        df["file"] = p.name
+        frames.append(df[[*RATING_COLS, "file"]])
+    if not frames:
+        raise ValueError("no ratings files given")
+    out = pd.concat(frames, ignore_index=True)
+    dup = out.duplicated(["rater", "item_id"])
+    if dup.any():
+        raise ValueError(f"rater(s) {sorted(out.loc[dup, 'rater'].unique())} rated an item twice")
+    return out
+
+
+def unblind(ratings: pd.DataFrame, key: dict) -> pd.DataFrame:
+    """Add report_id and system from the key; refuses ratings of another packet."""
+    other = sorted(set(ratings["packet_id"]) - {key["packet_id"]})
+    if other:
+        raise ValueError(f"ratings for packet(s) {other}, but the key is for {key['packet_id']}")
+    unknown = sorted(set(ratings["item_id"]) - set(key["items"]))
+    if unknown:
+        raise ValueError(f"items not in the key: {unknown[:5]}")
+    k = pd.DataFrame.from_dict(key["items"], orient="index")
+    return ratings.join(k, on="item_id")
+
+
+def summarize(df: pd.DataFrame) -> dict:
+    """Mean/SD/n per system and metric; quadratic-weighted kappa per metric over rater pairs."""
+    from sklearn.metrics import cohen_kappa_score
+
+    per = {
+        s: {m: {"mean": _num(g[m].mean()), "sd": _num(g[m].std(ddof=1)), "n": int(g[m].notna().sum())}
+            for m in METRICS}
+        for s, g in df.groupby("system", sort=True)
+    }  # fmt: skip
+    raters = sorted(df["rater"].unique())
+    kappa: dict = {}
+    for m in METRICS:
+        wide = df.pivot(index="item_id", columns="rater", values=m)
+        pairs = {}
+        for a, b in itertools.combinations(raters, 2):
+            both = wide[[a, b]].dropna()
+            if len(both) < 2:
+                continue
+            k = cohen_kappa_score(both[a].astype(int), both[b].astype(int), labels=[1, 2, 3, 4, 5],
+                                  weights="quadratic")  # fmt: skip
+            pairs[f"{a} vs {b}"] = {"kappa": _num(k), "items": int(len(both))}
+        vals = [p["kappa"] for p in pairs.values() if p["kappa"] is not None]
+        kappa[m] = {"mean": _num(np.mean(vals)) if vals else None, "pairs": pairs}
+    return {"raters": raters, "items_rated": int(len(df)), "systems": per, "kappa": kappa}
+
+
+def _num(x) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def plot(summary: dict, path: Path) -> Path:
+    """Figure-3 style: mean score per rubric metric, one bar per system, SD as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = list(summary["systems"])
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    w = 0.8 / max(len(systems), 1)
+    for i, s in enumerate(systems):
+        v = summary["systems"][s]
+        ax.bar(np.arange(len(METRICS)) + i * w, [v[m]["mean"] or 0 for m in METRICS], w,
+               yerr=[v[m]["sd"] or 0 for m in METRICS], capsize=3, label=s)  # fmt: skip
+    ax.set_xticks(np.arange(len(METRICS)) + w * (len(systems) - 1) / 2, TITLES, fontsize=9)
+    ax.set_ylim(0, 5.5)
+    ax.set_ylabel("score 1-5 (mean, SD)")
+    ax.set_title(f"Expert rubric, {len(summary['raters'])} rater(s)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def markdown(s: dict) -> str:
+    lines = [f"# Expert rubric: {len(s['raters'])} rater(s), {s['items_rated']} ratings", "",
+             "| system | " + " | ".join(TITLES) + " |", "|---|" + "---|" * len(METRICS)]  # fmt: skip
+    for sy, v in s["systems"].items():
+        cells = [f"{v[m]['mean']:.2f} ± {v[m]['sd'] or 0:.2f} (n={v[m]['n']})" if v[m]["mean"] is not None
+                 else "n/a" for m in METRICS]  # fmt: skip
+        lines.append(f"| {sy} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Inter-rater agreement (quadratic-weighted Cohen's kappa, mean over rater pairs):",
+        "",
+    ]
+    for m, t in zip(METRICS, TITLES, strict=True):
+        kap = s["kappa"][m]["mean"]
+        lines.append(f"- {t}: {'n/a' if kap is None else f'{kap:.3f}'}")
+    return "\n".join(lines + ["", "![rubric](review.png)", ""])
+
+
+def run_export(cfg, drafts=None, data=None, split="test", k=20, seed=None, baselines=(), out=None,
+               key=None, run_ids=None) -> dict:  # fmt: skip
+    """Write packet.csv + packet.html into out and the key file outside it; returns the key."""
+    from radgpt.evaluation.baselines import run_baselines
+    from radgpt.evaluation.run import join, select_drafts, select_refs
+    from radgpt.table import read_reports
+    from radgpt.writeback.fhir import read_drafts
+
+    seed = cfg.eval.seed if seed is None else seed
+    out = Path(out) if out else cfg.path("runs") / "review"
+    key_path = Path(key) if key else out.parent / f"{out.name}.key.json"
+    if key_path.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"the key {key_path} must not be inside the packet dir {out}")
+    all_refs = read_reports(Path(data) if data else cfg.path("table"))
+    refs = select_refs(all_refs, None if split in (None, "all") else split.split(","))
+    d = select_drafts(read_drafts(Path(drafts) if drafts else cfg.path("drafts")), run_ids)
+    frame, draft_systems = join(refs, d)
+    if frame.empty:
+        raise ValueError("no reports with both a reference and a draft to review")
+    if baselines:
+        train = select_refs(all_refs, ["train"])
+        for name, p in run_baselines(list(baselines), train["findings"].tolist(),
+                                     train["reference"].tolist(), frame["findings"].tolist(), cfg).items():  # fmt: skip
+            frame[name] = p
+    systems = ["reference", *draft_systems, *baselines]
+    packet_id = f"rv-{uuid.uuid4().hex[:8]}"
+    items, k_ = build_packet(frame, systems, k, seed, packet_id)
+    k_["drafts_run_ids"] = sorted(
+        d[d["report_id"].isin(frame["report_id"])]["run_id"].unique().tolist()
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(items, out / "packet.csv")
+    (out / "packet.html").write_text(packet_html(items, packet_id))
+    write_json_atomic(key_path, k_)
+    log.info("review packet %s: %d reports x %d systems -> %s (key %s)", packet_id, k_["k"],
+             len(systems), out, key_path)  # fmt: skip
+    return {**k_, "packet_dir": str(out), "key_path": str(key_path)}
+
+
+def run_import(key: str | Path, files: Sequence[str | Path], out: str | Path) -> dict:
+    """Unblind the raters' files with the key; write review.json, review.md, review.png, ratings.csv."""
+    k = json.loads(Path(key).read_text())
+    df = unblind(read_ratings(files), k)
+    s = summarize(df)
+    s.update(packet_id=k["packet_id"], files=[Path(f).name for f in files])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    df.drop(columns=["file"]).to_csv(out / "ratings.csv", index=False)
+    plot(s, out / "review.png")
+    (out / "review.md").write_text(markdown(s))
+    write_json_atomic(out / "review.json", s)
+    log.info(
+        "review %s: %d ratings from %d raters -> %s", k["packet_id"], len(df), len(s["raters"]), out
+    )
+    return s
+
+
+def _export(args: argparse.Namespace) -> int:
+    from radgpt.cli import config_from_args
+
+    cfg = config_from_args(args)
+    base = [
+        b.strip() for b in (args.baselines or "").split(",") if b.strip() and b.strip() != "none"
+    ]
+    r = run_export(cfg, args.drafts, args.data, args.split, args.k, args.seed, base, args.out, args.key,
+                   args.run_id or None)  # fmt: skip
+    print(
+        f"packet {r['packet_id']}: {r['packet_dir']}/packet.html, packet.csv; key {r['key_path']}"
+    )
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    s = run_import(args.key, args.files, args.out)
+    for m in METRICS:
+        kap = s["kappa"][m]["mean"]
+        print(f"{m:>18}: kappa {'n/a' if kap is None else f'{kap:.3f}'}  " + "  ".join(
+            f"{sy} {v[m]['mean']:.2f}" for sy, v in s["systems"].items() if v[m]["mean"] is not None))  # fmt: skip
+    return 0
+
+
+def _guard(fn):
+    """CLI wrapper: a ValueError (bad packet, bad ratings) is a clear message and exit 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except ValueError as e:
+            log.error("%s", e)
+            return 2
+
+    return run
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from radgpt.cli import add_config_args
+
+    p = sub.add_parser(
+        "review", help="expert rubric: export blinded review packets, import ratings"
+    )
+    rs = p.add_subparsers(dest="review_command", metavar="ACTION", required=True)
+    e = rs.add_parser(
+        "export", help="blinded, shuffled packet (CSV + offline HTML) and a separate key"
+    )
+    add_config_args(e)
+    e.add_argument("--drafts", help="drafts table dir (default: paths.drafts)")
+    e.add_argument("--data", help="reports table dir (default: paths.table)")
+    e.add_argument("--split", default="test")
+    e.add_argument(
+        "-k", type=int, default=20, help="reports to sample (each shown once per system)"
+    )
+    e.add_argument(
+        "--seed", type=int, default=None, help="sampling/shuffle seed (default: eval.seed)"
+    )
+    e.add_argument("--baselines", default="none", help="extra systems: constant,nn,zero-shot")
+    e.add_argument(
+        "--run-id", action="append", default=[], help="only drafts of this run (repeatable)"
+    )
+    e.add_argument("--out", required=True, help="packet dir to send to raters")
+    e.add_argument(
+        "--key", help="unblinding key file (default: <out>.key.json, outside the packet)"
+    )
+    e.set_defaults(func=_guard(_export))
+    i = rs.add_parser("import", help="unblind raters' files: mean/SD per metric and system, kappa")
+    i.add_argument("--key", required=True, help="the packet's key file")
+    i.add_argument("files", nargs="+", help="ratings CSV/JSON files, one or more per rater")
+    i.add_argument("--out", required=True, help="results dir")
+    i.set_defaults(func=_guard(_import))

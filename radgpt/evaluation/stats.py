@@ -1,0 +1,78 @@
+"""Drafting analytics with polars: per night and source, counts, flag rates, latency/token percentiles.
+
+    radgpt stats --config conf/local.yaml           # a table
+    radgpt stats --drafts var/drafts --json         # JSON rows
+
+Reads committed drafts only (radgpt.writeback.fhir.read_drafts). Never prints draft text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from radgpt.draft.flags import FLAGS
+
+if TYPE_CHECKING:  # polars is imported where used: the CLI loads on machines without it
+    import polars as pl
+
+
+def summarize(df: pl.DataFrame) -> pl.DataFrame:
+    """One row per (run_date, source): n, runs, flag rates, latency_ms/token percentiles, adapters."""
+    import polars as pl
+
+    q = lambda c, p: pl.col(c).quantile(p, interpolation="linear").alias(f"{c}_p{int(p * 100)}")  # noqa: E731
+    rates = [pl.col("flags").list.contains(f).mean().round(4).alias(f"rate_{f}") for f in FLAGS]
+    return (
+        df.with_columns(pl.col("adapter_id").fill_null("base"))
+        .group_by("run_date", "source")
+        .agg(
+            pl.len().alias("n"),
+            pl.col("run_id").n_unique().alias("runs"),
+            (pl.col("flags").list.len() > 0).mean().round(4).alias("flagged_rate"),
+            *rates,
+            *(q("latency_ms", p) for p in (0.5, 0.9, 0.99)),
+            *(q("output_tokens", p) for p in (0.5, 0.9, 0.99)),
+            q("prompt_tokens", 0.5),
+            pl.col("adapter_id").unique().sort().alias("adapters"),
+        )
+        .sort("run_date", "source")
+    )
+
+
+def load(drafts) -> pl.DataFrame:
+    import polars as pl
+
+    from radgpt.writeback.fhir import read_drafts
+
+    return pl.from_arrow(read_drafts(drafts))
+
+
+def add_commands(sub) -> None:
+    from radgpt.cli import add_config_args
+
+    p = sub.add_parser("stats", help="per night and source: counts, flag rates, latency, adapters")
+    add_config_args(p)
+    p.add_argument("--drafts", help="drafts table dir (default: paths.drafts)")
+    p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    import polars as pl
+
+    from radgpt.cli import config_from_args
+
+    drafts = args.drafts or config_from_args(args).path("drafts")
+    s = summarize(load(drafts))
+    if args.json:
+        print(json.dumps(s.to_dicts(), indent=2))
+        return 0
+    if not len(s):
+        print(f"no committed drafts in {drafts}")
+        return 0
+    key = ["run_date", "source"]
+    with pl.Config(tbl_cols=-1, tbl_rows=-1, tbl_width_chars=1000, tbl_hide_dataframe_shape=True):
+        print(s.select(pl.exclude("^rate_.*$")).with_columns(pl.col("adapters").list.join(",")))
+        print(s.select(*key, pl.col("^rate_.*$").name.map(lambda c: c[5:])))  # flag rates
+    return 0

@@ -1,0 +1,9 @@
+"""Ingest wing: report exports -> the canonical Parquet table (Spark).
+
+sources/     one reader per input format (detect / units / read; readers yield Bad, never raise)
+sections     free text -> Findings / Impression / ... sections
+rows         raw reports -> canonical rows + quarantine rows; the paper's exclusion rules
+cohort       rules across rows: incremental dedup, splits, duplicate pairs (pure transform)
+executor     the Spark executor side: parse tasks, Arrow work files, Parquet writes
+run          the driver: plan units, run the two Spark jobs, reconcile counts, commit
+"""

@@ -1,0 +1,104 @@
+"""Raw source reports -> canonical rows (schemas/reports.json) and quarantine rows; the paper's rules.
+
+Runs inside Spark tasks (and in the single-process baseline of bench/ingest.py): pure functions,
+no I/O. Split fields are filled later by radgpt.ingest.cohort (they depend on other rows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+
+from radgpt.config import IngestCfg
+from radgpt.ingest import sections
+from radgpt.ingest.sources.base import Bad, Raw, Unit
+
+# order matters: the first failed rule is the recorded reason
+RULES = ("no_findings", "no_impression", "findings_too_short", "impression_too_short")
+NO_PAIR = RULES[:2]  # a row failing these lacks a section: no (findings, impression) pair
+
+
+def exclusion(findings: str | None, impression: str | None, cfg: IngestCfg) -> str | None:
+    """The paper's exclusion rules; None = eligible. Thresholds from config (paper: 10 and 2 words)."""
+    if not findings:
+        return "no_findings"
+    if not impression:
+        return "no_impression"
+    if sections.word_count(findings) < cfg.min_findings_words:
+        return "findings_too_short"
+    if sections.word_count(impression) < cfg.min_impression_words:
+        return "impression_too_short"
+    return None
+
+
+def pair_hash(findings: str | None, impression: str | None) -> str:
+    """Exact-duplicate key: sha256 of the normalized (findings, impression) pair."""
+    return hashlib.sha256(f"{findings or ''}\x1f{impression or ''}".encode()).hexdigest()
+
+
+def report_row(unit: Unit, raw: Raw, cfg: IngestCfg) -> dict:
+    """One canonical row, without split/run fields (cohort and ingest fill those)."""
+    if raw.sections is not None:  # explicit sections win over sections parsed from free text
+        secs = sections.merge(raw.text, raw.sections)
+    else:
+        secs = sections.parse(raw.text or "")
+    secs = {k: v for k, v in secs.items() if v}
+    findings, impression = sections.pick(
+        secs, conclusion=sections.normalize(raw.conclusion) if raw.conclusion else None
+    )
+    reason = exclusion(findings, impression, cfg)
+    return {
+        "report_id": f"{unit.format}:{raw.native_id}",
+        "source": unit.format,
+        "source_uri": raw.uri or unit.uri,
+        "source_member": raw.member,
+        "source_sha256": raw.sha256,
+        "native_id": raw.native_id,
+        "patient_id": raw.patient_id,
+        "study_id": raw.study_id,
+        "exam_time": raw.exam_time,
+        "exam": raw.exam,
+        "status": raw.status,
+        "sections": secs or None,
+        "findings": findings,
+        "impression": impression,
+        "findings_words": sections.word_count(findings),
+        "impression_words": sections.word_count(impression),
+        "pair_sha256": pair_hash(findings, impression),
+        "eligible": reason is None,
+        "exclusion_reason": reason,
+        "official_split": raw.split,
+    }
+
+
+def bad_row(unit: Unit, bad: Bad) -> dict:
+    return {
+        "source": unit.format,
+        "source_uri": bad.uri or unit.uri,
+        "source_member": bad.member,
+        "source_sha256": bad.sha256,
+        "reason": bad.reason,
+        "detail": (bad.detail or "")[:500],
+        "size_bytes": bad.size,
+    }
+
+
+def parse_units(units: Iterable[Unit], cfg: IngestCfg) -> Iterator[tuple[str, dict]]:
+    """('report', row) or ('bad', row) for every report/problem in the units.
+
+    A reader that raises (a bug, or an I/O error) quarantines the whole unit with reason
+    `unreadable` rather than failing the night: nothing is silently dropped.
+    """
+    from radgpt.ingest.sources import reader
+
+    for unit in units:
+        mod = reader(unit.format)
+        try:
+            for item in mod.read(unit, cfg):
+                if isinstance(item, Bad):
+                    yield "bad", bad_row(unit, item)
+                else:
+                    yield "report", report_row(unit, item, cfg)
+        except Exception as e:  # noqa: BLE001 - quarantine, never drop
+            member = unit.member or (f"{unit.start}:{unit.stop}" if unit.stop >= 0 else None)
+            yield "bad", bad_row(unit, Bad(member, "unreadable", f"{type(e).__name__}: {e}"[:300]))

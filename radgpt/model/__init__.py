@@ -1,0 +1,6 @@
+"""Model core shared by training and drafting.
+
+base         local base models: load, hash, import the embedded SmolLM2 GGUF
+prompts      instruction tasks and versioned prompt templates (templates/*.json)
+retrieval    TF-IDF neighbours from the train split, for few-shot prompts
+"""

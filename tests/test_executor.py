@@ -1,0 +1,140 @@
+"""The ingest job's task functions (radgpt.ingest.executor) called directly, as Spark's mapInArrow would:
+parsed rows stay in Arrow files, keys point at them, the write step checks the contract."""
+
+import datetime as dt
+import json
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from fixtures_sources import MIMIC_REPORT, write_mimic_dir
+
+from radgpt.config import load_config
+from radgpt.ingest import executor
+from radgpt.ingest.run import write_units
+from radgpt.schema import ContractError, arrow_schema
+
+NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+
+
+def parts_batch(*ids):
+    return pa.record_batch([pa.array(ids, pa.int64())], names=["id"])  # spark.range's rows
+
+
+@pytest.fixture
+def parsed(tmp_path):
+    """A MIMIC-CXR dir of 7 reports (one not UTF-8) parsed by two tasks into tmp_path/work."""
+    reports = {(10000000 + i, 50000000 + i): MIMIC_REPORT.replace("cough", f"cough {i}").encode()
+               for i in range(6)}  # fmt: skip
+    reports[(10000099, 50000099)] = b"FINDINGS: \xff\xfe broken"
+    src = write_mimic_dir(tmp_path / "mimic", reports)
+    cfg = load_config(None, [("paths.root", str(tmp_path))], env={})
+    work = tmp_path / "work"
+    work.mkdir()
+    n = write_units(cfg, [("mimic", src)], work / "units.jsonl", 2)
+    fn = executor.parse_fn(cfg.ingest, str(work / "units.jsonl"), n, str(work))
+    keys = pa.Table.from_batches(list(fn(iter([parts_batch(0, 1)]))), schema=executor.KEY_SCHEMA)
+    return cfg, work, n, keys
+
+
+def test_keys_point_at_the_parsed_rows(parsed):
+    cfg, work, n, keys = parsed
+    rep = keys.filter(pc.equal(keys["kind"], "report"))
+    bad = keys.filter(pc.equal(keys["kind"], "bad"))
+    assert rep.num_rows == 6 and bad.num_rows == 1 and n == 7  # one unit per patient folder
+    assert bad["reason"].to_pylist() == ["bad_encoding"] and bad["report_id"][0].as_py() is None
+    for part in (0, 1):
+        with pa.memory_map(executor.parsed_path(str(work), part)) as f:
+            t = pa.ipc.open_file(f).read_all()
+        mine = rep.filter(pc.equal(rep["_part"], part))
+        assert t.num_rows == mine.num_rows > 0  # the byte balance gave both tasks work
+        got = t.take(mine["_idx"])
+        assert got["report_id"].to_pylist() == mine["report_id"].to_pylist()
+        assert got["pair_sha256"].to_pylist() == mine["pair_sha256"].to_pylist()
+        assert None not in t["findings"].to_pylist() + t["impression"].to_pylist()
+
+
+def test_a_retried_task_writes_the_same_file(parsed):
+    cfg, work, n, _ = parsed
+    path = executor.parsed_path(str(work), 1)
+    before = open(path, "rb").read()
+    fn = executor.parse_fn(cfg.ingest, str(work / "units.jsonl"), n, str(work))
+    list(fn(iter([parts_batch(1)])))
+    assert open(path, "rb").read() == before
+    assert not list(work.glob("*.tmp"))  # temp files renamed into place
+
+
+def test_a_changed_unit_file_fails_the_task(parsed):
+    cfg, work, n, _ = parsed
+    fn = executor.parse_fn(cfg.ingest, str(work / "units.jsonl"), n + 1, str(work))
+    with pytest.raises(RuntimeError, match="work units, the driver wrote"):
+        list(fn(iter([parts_batch(0)])))
+
+
+def states(keys, split="test", state="new"):
+    """STATE rows (what radgpt.ingest.cohort gives write_fn) for the parsed report keys."""
+    rep = keys.filter(pc.equal(keys["kind"], "report"))
+    n = rep.num_rows
+    return pa.record_batch(
+        [rep["_part"].combine_chunks(), rep["_idx"].combine_chunks(), pa.array([state] * n),
+         rep["source"].combine_chunks(), pa.array([split] * n, pa.string()),
+         pa.array(["random"] * n), rep["eligible"].combine_chunks(),
+         rep["exclusion_reason"].combine_chunks()],
+        schema=executor.STATE,
+    )  # fmt: skip
+
+
+def test_write_counts_every_row_writes_new_ones_with_run_fields_by_source_and_split(
+    parsed, tmp_path
+):
+    _, work, _, keys = parsed
+    new = states(keys)
+    seen = states(keys, state="seen").slice(0, 1)  # the first row is in the table already
+    fn = executor.write_fn(str(work), str(staging := tmp_path / "staging"), "ingest-x", NOW)
+    out = pa.Table.from_batches(list(fn(iter([seen, new.slice(1)])))).to_pylist()
+    written = [r for r in out if r["what"] == "file"]
+    counted = [r for r in out if r["what"] == "count"]
+    assert sum(w["rows"] for w in written) == new.num_rows - 1 == 5
+    assert {(w["source"], w["split"]) for w in written} == {("mimic", "test")}
+    # the counts cover every row given, by state and rule outcome
+    assert sum(c["rows"] for c in counted) == 6
+    assert sum(c["rows"] for c in counted if c["_state"] == "seen") == 1
+    assert {c["_state"] for c in counted} == {"new", "seen"}
+    assert all(c["path"] is None and c["split"] == "test" for c in counted)
+    reasons = Counter(r for r in keys.filter(pc.equal(keys["kind"], "report"))["exclusion_reason"]
+                      .to_pylist()[1:])  # fmt: skip
+    assert {c["exclusion_reason"]: c["rows"] for c in counted if c["_state"] == "new"} == reasons
+    files = sorted((staging / "source=mimic" / "split=test").glob("*.parquet"))
+    assert [str(f) for f in files] == sorted(w["path"] for w in written)
+    t = pa.concat_tables([pq.read_table(f) for f in files])
+    want = [n for n in arrow_schema("reports").names if n not in executor.PARTITIONS]
+    assert t.column_names == want  # hive partition columns live in the path only
+    assert set(t["ingest_run_id"].to_pylist()) == {"ingest-x"}
+    assert t["ingested_at"].type == pa.timestamp("us", tz="UTC")
+    first = keys.filter(pc.equal(keys["kind"], "report"))["report_id"][0].as_py()
+    assert first not in t["report_id"].to_pylist() and t.num_rows == 5
+    assert list(fn(iter([]))) == []  # a task with no keys yields nothing
+
+
+def test_write_fails_loudly_on_a_contract_break(parsed, tmp_path):
+    _, work, _, keys = parsed
+    fn = executor.write_fn(str(work), str(tmp_path / "staging"), "ingest-x", NOW)
+    with pytest.raises(ContractError, match="split: .* nulls"):
+        list(fn(iter([states(keys, split=None)])))
+
+
+def test_units_go_to_tasks_in_contiguous_runs_of_about_equal_bytes(tmp_path):
+    reports = {(10000000 + i, 50000000 + i): MIMIC_REPORT.encode() for i in range(10)}
+    src = write_mimic_dir(tmp_path / "mimic", reports)
+    cfg = load_config(None, [("paths.root", str(tmp_path))], env={})
+    path = tmp_path / "units.jsonl"
+    assert write_units(cfg, [("mimic", src)], path, 3) == 10
+    lines = [ln.split("\t", 1) for ln in path.read_text().splitlines()]
+    parts = [int(p) for p, _ in lines]
+    assert parts == sorted(parts)  # contiguous: neighbouring folders share a task
+    assert sorted(Counter(parts).values()) == [3, 3, 4]  # equal sizes: equal shares
+    members = [json.loads(js)["member"] for _, js in lines]
+    assert members == sorted(members) and len(set(members)) == 10  # each unit once, in order
+    assert not list(tmp_path.glob("*.list"))  # the first pass's file is gone
