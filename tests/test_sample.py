@@ -119,7 +119,7 @@ def test_refuses_foreign_dir(tmp_path):
 
 def test_manifest_files_match_disk(sample):
     out, m = sample
-    assert m["generator"] == "radgpt.sample.write" and m["seed"] == 3 and m["generator_version"]
+    assert m["generator"] == "radgpt.sample" and m["seed"] == 3 and m["generator_version"]
     assert json.loads((out / "MANIFEST.json").read_text()) == json.loads(json.dumps(m))
     for rel, info in m["files"].items():
         if rel == "mimic/files/":
