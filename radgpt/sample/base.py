@@ -7,11 +7,13 @@ one record of its format from a `Case` (radgpt.sample.text) and writes its folde
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gzip
 import io
 import random
 from collections import Counter
+from collections.abc import Iterable
 
 from radgpt.sample.text import DEFECTS, Case
 
@@ -31,6 +33,15 @@ def gzip_bytes(data: bytes) -> bytes:
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
         gz.write(data)
+    return buf.getvalue()
+
+
+def csv_table(header: tuple[str, ...], rows: Iterable[Iterable]) -> str:
+    """A header and rows, quoted where needed (csv module), "\n" line ends."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
     return buf.getvalue()
 
 

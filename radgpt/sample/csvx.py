@@ -8,12 +8,10 @@ The reader is radgpt.ingest.sources.csvx (named so that it does not shadow the s
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from pathlib import Path
 
-from radgpt.sample.base import flat, rng, stats
+from radgpt.sample.base import csv_table, flat, rng, stats
 from radgpt.sample.text import Case, draw_cases
 
 CSV_COLUMNS = (
@@ -38,12 +36,8 @@ def csv_row(uid: int, c: Case, image: str) -> tuple:
 
 
 def csv_text(rows: Iterable[Iterable]) -> str:
-    """The CSV_COLUMNS header and `rows`, quoted where needed (csv module), "\\n" line ends."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    w.writerows(rows)
-    return buf.getvalue()
+    """The CSV_COLUMNS header and `rows`, quoted where needed, "\\n" line ends."""
+    return csv_table(CSV_COLUMNS, rows)
 
 
 def write_csv(d: Path, n: int, seed: int, bad: bool) -> dict:

@@ -8,15 +8,13 @@ The reader is radgpt.ingest.sources.mimic.
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 import textwrap
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from radgpt.sample.base import gzip_bytes, rng, stats
+from radgpt.sample.base import csv_table, gzip_bytes, rng, stats
 from radgpt.sample.text import Case, draw_case, draw_cases
 
 SPLIT_COLUMNS = ("dicom_id", "study_id", "subject_id", "split")
@@ -93,11 +91,7 @@ def write_reports(root: Path, docs: Iterable[tuple[int, int, bytes]]) -> Path:
 
 def split_csv(rows: Iterable[tuple]) -> str:
     """mimic-cxr-2.0.0-split.csv: one (dicom_id, study_id, subject_id, split) row per image."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(SPLIT_COLUMNS)
-    w.writerows(rows)
-    return buf.getvalue()
+    return csv_table(SPLIT_COLUMNS, rows)
 
 
 def write_mimic(d: Path, n: int, seed: int, bad: bool) -> dict:
