@@ -3,7 +3,7 @@
     .venv/bin/python bench/ingest.py                    # 20,000 reports, local[2]
     .venv/bin/python bench/ingest.py --sizes 20000,100000
 
-Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample.write), then alternates
+Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample.mimic), then alternates
 - Spark: a child process (so its peak memory is its own) starts a session and runs the full ingest
   1 + --repeat times into fresh tables: the first run is end to end (session start-up included),
   the others are steady state (session warm; the median run is reported, and the first warm run
@@ -131,7 +131,7 @@ def spark_child(src: Path, work: Path, master: str, repeat: int, sets: list[str]
 
 
 def run_size(n: int, master: str, repeat: int, sets: list[str]) -> dict:
-    from radgpt.sample.write import write_mimic
+    from radgpt.sample.mimic import write_mimic
 
     with tempfile.TemporaryDirectory(prefix="radgpt-bench-") as tmp:
         src = Path(tmp) / "mimic"

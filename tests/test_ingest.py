@@ -12,6 +12,7 @@ from radgpt import table
 from radgpt.config import load_config
 from radgpt.ingest.run import quarantine_root, run_ingest
 from radgpt.ingest.sources import FORMATS
+from radgpt.sample.csvx import csv_text
 
 N = 30  # reports per format
 
@@ -177,21 +178,8 @@ def test_unknown_files_and_oversized_members_are_quarantined(spark, tmp_path):
     d = tmp_path / "in"
     d.mkdir()
     (d / "notes.bin").write_bytes(b"\x00\x01 nothing we can read")
-    with open(d / "big.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "uid",
-                "MeSH",
-                "Problems",
-                "image",
-                "indication",
-                "comparison",
-                "findings",
-                "impression",
-            ]
-        )
-        w.writerow(["1", "", "", "", "", "", "word " * 40, "No acute disease."])
+    big = ("1", "", "", "", "", "", "word " * 40, "No acute disease.")  # over 100 bytes
+    (d / "big.csv").write_text(csv_text([big]))
     cfg = cfg_for(tmp_path, **{"ingest.max_member_bytes": 100})
     m = run_ingest(cfg, [str(d)], spark=spark)
     q = committed_quarantine(cfg)

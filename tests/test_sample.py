@@ -24,8 +24,9 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from pydantic import ValidationError
 
+from radgpt.sample.csvx import CSV_COLUMNS
 from radgpt.sample.text import draw_cases
-from radgpt.sample.write import CSV_COLUMNS, write_sample
+from radgpt.sample.write import write_sample
 
 N = 40  # reports per format: 1 defect per cohort rule and 1 duplicate at this size
 

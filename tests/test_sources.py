@@ -10,19 +10,14 @@ import pickle
 from collections import Counter
 
 import pytest
-from fixtures_sources import (
-    MIMIC_REPORT,
-    mimic_split_csv,
-    openi_xml,
-    write_mimic_dir,
-    write_mimic_zip,
-    write_tgz,
-)
+from fixtures_sources import MIMIC_REPORT, openi_xml, write_mimic_dir, write_mimic_zip, write_tgz
 
 from radgpt.config import CsvMapCfg, IngestCfg
 from radgpt.ingest import sections
 from radgpt.ingest.sources import csvx, detect, mimic, openi
 from radgpt.ingest.sources.base import Bad, Raw
+from radgpt.sample.csvx import csv_text
+from radgpt.sample.mimic import split_csv
 
 
 def read_all(mod, path, cfg):
@@ -39,7 +34,7 @@ REPORTS = {
     (10000898, 50771383): b"   \n",  # empty
     (10000935, 51178377): b"FINDINGS: " + b"x " * 600,  # over the size limit below
 }
-SPLIT = mimic_split_csv(
+SPLIT = split_csv(
     [
         ("d1", 50414267, 10000032, "train"),
         ("d2", 50414267, 10000032, "train"),  # several dicoms per study
@@ -195,19 +190,21 @@ def test_openi_dir_and_single_file(tmp_path):
 
 # ---- CSV -------------------------------------------------------------------------------------------
 
-HEADER = "uid,MeSH,Problems,image,indication,comparison,findings,impression\n"
+HEADER = csv_text([])  # the IU columns: uid,MeSH,Problems,image,indication,...,impression
 
 
 def test_csv_quoted_multiline_rows_and_units(tmp_path):
-    body = (
-        '1,normal,normal,Xray Chest PA and Lateral,Positive TB test,None.,"The heart is normal.\n'
-        'The lungs are clear.",Normal chest.\n'
-        '2,"Cardiomegaly/borderline;Pulmonary Artery/enlarged",Cardiomegaly,"Chest, 2 views",,,'
-        '"Borderline cardiomegaly, ""mild"".",No acute findings.\n'
-        "3,normal,normal,PA,,,,No acute disease.\n"
-    )
+    rows = [
+        (1, "normal", "normal", "Xray Chest PA and Lateral", "Positive TB test", "None.",
+         "The heart is normal.\nThe lungs are clear.", "Normal chest."),
+        (2, "Cardiomegaly/borderline;Pulmonary Artery/enlarged", "Cardiomegaly", "Chest, 2 views",
+         "", "", 'Borderline cardiomegaly, "mild".', "No acute findings."),
+        (3, "normal", "normal", "PA", "", "", "", "No acute disease."),
+    ]  # fmt: skip
+    text = csv_text(rows)  # quoted fields: a newline, commas, doubled quotes
+    assert '"The heart is normal.\nThe lungs are clear."' in text and '""mild""' in text
     p = tmp_path / "reports.csv"
-    p.write_text(HEADER + body)
+    p.write_text(text)
     cfg = IngestCfg(csv_rows_per_unit=2)
     assert detect(p) == "csv"
     us, rs = read_all(csvx, p, cfg)
@@ -227,7 +224,7 @@ def test_csv_quoted_multiline_rows_and_units(tmp_path):
         "Normal chest.",
     )
     # sha256 is of the row's raw bytes: a change in one row changes only its hash
-    p.write_text(HEADER + body.replace("Normal chest.", "Normal chest!"))
+    p.write_text(text.replace("Normal chest.", "Normal chest!"))
     _, rs2 = read_all(csvx, p, cfg)
     assert [a.sha256 == b.sha256 for a, b in zip(rs, rs2, strict=True)] == [False, True, True]
 

@@ -8,16 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from fixtures_sources import b64, diagnostic_report, hl7_message
+from fixtures_sources import diagnostic_report, hl7_message
 
 from radgpt.config import IngestCfg
 from radgpt.ingest import sections
 from radgpt.ingest.sources import detect, fhir, hl7
 from radgpt.ingest.sources.base import Bad, Raw
+from radgpt.sample.fhir import ACCESSION_SYSTEM, collection, narrative, presented_form
+from radgpt.sample.hl7 import hl7_batch
 
 REPORT = "FINDINGS: The lungs are clear. No effusion.\nIMPRESSION: No acute disease."
 HTML = "<html><body><p><b>FINDINGS:</b> Heart size normal &amp; lungs clear.</p><p>IMPRESSION: Normal.</p></body></html>"
-DIV = '<div xmlns="http://www.w3.org/1999/xhtml"><p>FINDINGS: Stable nodule.</p><p>IMPRESSION: Unchanged.</p></div>'
+DIV = "<p>FINDINGS: Stable nodule.</p><p>IMPRESSION: Unchanged.</p>"  # XHTML of text.div
 
 
 def read_all(mod, path, cfg):
@@ -35,27 +37,19 @@ def pair(r: Raw):
 def ndjson_lines() -> list[str]:
     plain = diagnostic_report(
         "plain",
-        presentedForm=[{"contentType": "text/plain; charset=utf-8", "data": b64(REPORT)}],
+        presentedForm=presented_form(REPORT, "text/plain; charset=utf-8"),
         conclusion="Conclusion is only a fallback.",
         imagingStudy=[{"reference": "ImagingStudy/is1"}],
     )
-    html = diagnostic_report(
-        "html", presentedForm=[{"contentType": "text/html", "data": b64(HTML)}]
-    )
-    div = diagnostic_report(
-        "div", text={"status": "generated", "div": DIV}, effectiveDateTime="2021-05-06"
-    )
+    html = diagnostic_report("html", presentedForm=presented_form(HTML, "text/html"))
+    div = diagnostic_report("div", text=narrative(DIV), effectiveDateTime="2021-05-06")
     concl = diagnostic_report(
         None,
         conclusion="No acute cardiopulmonary process.",
-        text={"status": "generated", "div": DIV},
-    )
-    concl["text"]["div"] = (
-        '<div xmlns="http://www.w3.org/1999/xhtml"><p>FINDINGS: Clear lungs, normal heart.</p></div>'
+        text=narrative("<p>FINDINGS: Clear lungs, normal heart.</p>"),
     )
     latin = diagnostic_report(
-        "latin",
-        presentedForm=[{"contentType": "text/plain", "data": b64("Caf\xe9".encode("latin-1"))}],
+        "latin", presentedForm=presented_form("Caf\xe9".encode("latin-1"), "text/plain")
     )
     return [
         json.dumps(plain),
@@ -90,24 +84,22 @@ def test_fhir_ndjson_all_text_sources_and_bad_records(tmp_path):
     assert plain.patient_id == "p42" and plain.study_id == "ImagingStudy/is1"
     assert plain.exam == "XR Chest 2V" and plain.status == "final"
     assert plain.exam_time == dt.datetime(2021, 3, 4, 15, 20, 30, tzinfo=dt.UTC)
-    assert plain.meta["identifier"] == "urn:oid:1.2.3|acc-plain"
+    assert plain.meta["identifier"] == f"{ACCESSION_SYSTEM}|acc-plain"
     assert plain.sha256 != by["1"].sha256
     assert pair(by["1"]) == ("Heart size normal & lungs clear.", "Normal.")  # html stripped
     assert pair(by["3"]) == ("Stable nodule.", "Unchanged.")  # text.div fallback
     assert by["3"].exam_time == dt.datetime(2021, 5, 6, tzinfo=dt.UTC)
     concl = by["4"]  # no id: identifier is the native id; conclusion fills the impression
-    assert concl.native_id == "urn:oid:1.2.3|acc-None"
+    assert concl.native_id == f"{ACCESSION_SYSTEM}|acc-None"
     assert pair(concl) == ("Clear lungs, normal heart.", "No acute cardiopulmonary process.")
     assert "code" in by["7"].detail and by["5"].detail == "resourceType=Patient"
 
 
 def test_fhir_bundle_and_single_resource(tmp_path):
-    entries = [
-        {"fullUrl": "urn:uuid:1", "resource": diagnostic_report("b1", presentedForm=[{"contentType": "text/plain", "data": b64(REPORT)}])},
-        {"fullUrl": "urn:uuid:2", "resource": {"resourceType": "Patient", "id": "p42"}},
-        {"fullUrl": "urn:uuid:3", "resource": diagnostic_report("b3", issued="yesterday", conclusion="x")},
-    ]  # fmt: skip
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    b1 = diagnostic_report("b1", presentedForm=presented_form(REPORT, "text/plain"))
+    patient = {"resourceType": "Patient", "id": "p42"}
+    b3 = diagnostic_report("b3", issued="yesterday", conclusion="x")
+    bundle = collection("b", [b1, patient, b3], "2021-03-04T18:00:00Z")
     p = tmp_path / "bundle.json"
     p.write_text(json.dumps(bundle, indent=1))
     assert detect(p) == "fhir"
@@ -118,7 +110,7 @@ def test_fhir_bundle_and_single_resource(tmp_path):
     )
     assert (rs[1].reason, rs[2].reason) == ("skipped_resource", "invalid_fhir")
     one = tmp_path / "one.json"
-    one.write_text(json.dumps(entries[0]["resource"]))
+    one.write_text(json.dumps(b1))
     _, (r,) = read_all(fhir, one, IngestCfg())
     assert r.member == "0" and r.native_id == "b1" and r.sha256 != rs[0].sha256
     bad = tmp_path / "bad.json"
@@ -140,7 +132,7 @@ def test_hl7_two_messages_cr_separators(tmp_path):
         "CTL2", "FIL2^RIS", [("TX", "FINDINGS: Left basilar opacity."), ("TX", "IMPRESSION: Pneumonia~Follow up.")],
         obr7="202401021030",
     )  # fmt: skip
-    m2.insert(3, "OBX|1|NM|8867-4^HR||72|bpm|||||F")  # numeric OBX: not report text
+    m2.insert(4, "OBX|1|NM|8867-4^HR||72|bpm|||||F")  # after OBR; numeric OBX: not report text
     p = tmp_path / "results.hl7"
     p.write_bytes(("\r".join(m1 + m2) + "\r").encode())
     assert detect(p) == "hl7"
@@ -203,7 +195,7 @@ def test_hl7_cr_segments_newline_messages_headerless_message_is_quarantined(tmp_
     headless = hl7_message("B", "FB", [("TX", "FINDINGS: Right effusion.")])[1:]  # no MSH
     c = hl7_message("C", "FC", [("TX", "IMPRESSION: No acute disease.")])
     p = tmp_path / "batch.hl7"
-    p.write_bytes("\n".join("\r".join(m) + "\r" for m in (a, headless, c)).encode() + b"\n")
+    p.write_bytes(hl7_batch([a, headless, c]))  # the sample's layout
     _, rs = read_all(hl7, p, IngestCfg())
     assert [(r.member, getattr(r, "reason", "ok")) for r in rs] == [
         ("0", "ok"), ("1", "bad_hl7"), ("2", "ok"),

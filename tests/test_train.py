@@ -261,21 +261,52 @@ def test_two_cpu_workers_with_retrieval_make_one_adapter(ray_local, tiny_model_d
     assert len(Retriever.load(out / "retrieval")) == 8
 
 
+def crash_at_checkpoint(step: int):
+    """train_loop, but the worker dies as it reports (checkpoints) optimizer step `step`.
+
+    The loop runs in a Ray Train worker process, out of reach of the driver's monkeypatch: the
+    wrapper patches ray.train.report there. A nested function, cloudpickle ships it by value.
+    """
+
+    def loop(config: dict) -> None:
+        import ray.train
+
+        from radgpt.train.loop import train_loop
+
+        report = ray.train.report
+
+        def crash(metrics: dict, *args, **kwargs):
+            if metrics["step"] == step:
+                raise RuntimeError(f"injected failure at the checkpoint of step {step}")
+            return report(metrics, *args, **kwargs)
+
+        ray.train.report = crash
+        try:
+            train_loop(config)
+        finally:
+            ray.train.report = report
+
+    return loop
+
+
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_result(ray_local, tiny_model_dir, tmp_path, monkeypatch):
-    """Crash after step 3 (last checkpoint: step 2), resume: same steps, same weights as a clean run."""
+def test_killed_run_resumes_to_the_same_result(ray_local, tiny_model_dir, tmp_path):
+    """Crash at step 4 (last checkpoint: step 2), resume: same steps, same weights as a clean run."""
     from safetensors.torch import load_file
 
-    from radgpt.train.run import FAIL_ENV, run_train
+    from radgpt.train.loop import STATE
+    from radgpt.train.run import latest_checkpoint, latest_run, run_train
 
     root = make_table(tmp_path / "table", n_train=8, n_val=2)
     clean = run_train(_cfg(tmp_path / "a"), data_dir=root, base=tiny_model_dir, max_steps=6)
-    monkeypatch.setenv(FAIL_ENV, "3")
-    cfg = _cfg(tmp_path / "b")
+    cfg = _cfg(tmp_path / "b")  # checkpoint_every=2
     with pytest.raises(Exception) as e:
-        run_train(cfg, data_dir=root, base=tiny_model_dir, max_steps=6)
+        run_train(cfg, data_dir=root, base=tiny_model_dir, max_steps=6, loop=crash_at_checkpoint(4))
     assert "injected failure" in str(e.value)
-    monkeypatch.delenv(FAIL_ENV)
+    crashed = latest_run(cfg.path("checkpoints"))
+    assert json.loads((latest_checkpoint(crashed) / STATE).read_text())["step"] == 2
+    lines = (crashed / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4]  # 3-4: replayed on resume
     resumed = run_train(cfg, resume=True)
     assert (
         resumed["run"]["resumed"]

@@ -172,7 +172,7 @@ def _restore(d: Path, model, opt, sched, method: str) -> dict:
 
 
 def train_loop(config: dict) -> None:
-    """Ray Train entry: config = {cfg (JSON), base, metrics, retrieval, fail_at}."""
+    """Ray Train entry: config = {cfg (JSON), base, metrics, retrieval, resume_from}."""
     import psutil
     import ray.train
     import ray.train.torch
@@ -299,6 +299,4 @@ def train_loop(config: dict) -> None:
                     _save(Path(d), model, opt, sched, state)
                     ck = ray.train.Checkpoint.from_directory(d)
                 ray.train.report({**m, **head}, checkpoint=ck)
-        if config.get("fail_at") and step == int(config["fail_at"]):
-            raise RuntimeError(f"injected failure after step {step} (RADGPT_TRAIN_FAIL_AT_STEP)")
     bar.close()

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from radgpt.runtime import init_ray, new_run_id, utcnow, write_json_atomic
@@ -23,7 +24,6 @@ from radgpt.train.loop import STATE, train_loop
 
 log = logging.getLogger(__name__)
 RUN = "run.json"
-FAIL_ENV = "RADGPT_TRAIN_FAIL_AT_STEP"  # tests: crash after this optimizer step (post-checkpoint)
 
 
 def latest_run(ckpt_root: Path) -> Path | None:
@@ -52,8 +52,15 @@ def run_train(
     out: str | os.PathLike | None = None,
     resume: bool | str = False,
     max_steps: int | None = None,
+    loop: Callable[[dict], None] = train_loop,
 ) -> dict:
-    """Train and return the adapter record. resume=True: latest run; resume="<run_id>": that one."""
+    """Train and return the adapter record. resume=True: latest run; resume="<run_id>": that one.
+
+    loop: the function each Ray Train worker runs with the train_loop_config (radgpt.train.loop's
+    train_loop; tests pass a wrapper of it, e.g. one that crashes the run after a checkpoint).
+    Ray pickles it to the workers with cloudpickle, so a wrapper must be importable there or
+    pickled by value (a nested function is; see ray.cloudpickle.register_pickle_by_value).
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -119,13 +126,12 @@ def run_train(
     t = cfg.train
     res = {"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}
     trainer = TorchTrainer(
-        train_loop,
+        loop,
         train_loop_config={
             "cfg": cfg.to_json(),
             "base": str(base),
             "metrics": str(run_dir / "metrics.jsonl"),
             "retrieval": str(retr_dir) if retr_dir else None,
-            "fail_at": os.environ.get(FAIL_ENV),
             "resume_from": str(start_ck) if start_ck else None,
         },
         scaling_config=ScalingConfig(
