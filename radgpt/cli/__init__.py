@@ -59,14 +59,24 @@ def config(args: argparse.Namespace, flags: dict[str, Any] | None = None) -> Con
     return load_config(getattr(args, "config", None), list(getattr(args, "set", []) or []) + pairs)
 
 
-def doc(module: str) -> str | None:
-    """A module's docstring, read without importing the module (a command's --help description)."""
+def documented(
+    sub: argparse._SubParsersAction, name: str, help: str, module: str
+) -> argparse.ArgumentParser:
+    """A subcommand with --config/--set whose --help description is the docstring of `module`, read
+    without importing the module (it loads when the command runs)."""
     import ast
     import importlib.util
     from pathlib import Path
 
-    origin = importlib.util.find_spec(module).origin
-    return ast.get_docstring(ast.parse(Path(origin).read_text()), clean=False)
+    text = Path(importlib.util.find_spec(module).origin).read_text()
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=ast.get_docstring(ast.parse(text), clean=False),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_args(p)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:

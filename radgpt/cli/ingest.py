@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from radgpt.cli import add_config_args, config, doc
+from radgpt.cli import config, documented
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,13 +48,8 @@ def print_summary(m: dict) -> None:
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "ingest",
-        help="ingest report exports into the canonical Parquet table (Spark)",
-        description=doc("radgpt.ingest.run"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_config_args(p)
+    help = "ingest report exports into the canonical Parquet table (Spark)"
+    p = documented(sub, "ingest", help, "radgpt.ingest.run")
     add_arguments(p)
     p.set_defaults(func=cmd_ingest)
 

@@ -10,19 +10,16 @@ import argparse
 import logging
 import time
 
-from radgpt.cli import add_config_args, config, doc
+from radgpt.cli import config, documented
 
 log = logging.getLogger("radgpt.sample.write")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "sample",
-        help="write synthetic chest X-ray reports in every input format (MIMIC, OpenI, CSV, FHIR, HL7)",
-        description=doc("radgpt.sample.write"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    help = (
+        "write synthetic chest X-ray reports in every input format (MIMIC, OpenI, CSV, FHIR, HL7)"
     )
-    add_config_args(p)
+    p = documented(sub, "sample", help, "radgpt.sample.write")
     p.add_argument("--out", default=None, help="output directory (default: config paths.sample)")
     p.add_argument("--n", type=int, default=200, help="well-formed reports per format")
     p.add_argument("--seed", type=int, default=0)
