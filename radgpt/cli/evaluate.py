@@ -84,8 +84,8 @@ def baselines(text: str | None) -> list[str] | None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from radgpt.evaluation.run import run_evaluate
 
-    flags = {"paths.drafts": args.drafts, "paths.table": args.data}
-    cfg = config(args, flags | {"eval.baselines": baselines(args.baselines)})
+    paths = {"paths.drafts": args.drafts, "paths.table": args.data}
+    cfg = config(args, {**paths, "eval.baselines": baselines(args.baselines)})
     try:
         m = run_evaluate(
             cfg,
@@ -122,8 +122,10 @@ def _guard(fn):
 def cmd_review_export(args: argparse.Namespace) -> int:
     from radgpt.evaluation.review import run_export
 
-    flags = {"paths.drafts": args.drafts, "paths.table": args.data, "eval.seed": args.seed}
-    cfg = config(args, flags | {"eval.baselines": baselines(args.baselines)})
+    paths = {"paths.drafts": args.drafts, "paths.table": args.data}
+    cfg = config(
+        args, {**paths, "eval.seed": args.seed, "eval.baselines": baselines(args.baselines)}
+    )
     r = run_export(cfg, args.split, args.k, args.out, args.key, args.run_id or None)
     print(
         f"packet {r['packet_id']}: {r['packet_dir']}/packet.html, packet.csv; key {r['key_path']}"
