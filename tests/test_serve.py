@@ -38,10 +38,11 @@ def url(tmp_path, tiny_model_dir, ray_local):
             "draft.cpus_per_actor": 1,
             "serve.max_batch_size": 4,
             "serve.batch_wait_timeout_s": 0.5,
+            "serve.port": free_port(),
         }
     )
     assert cfg.serve.host == "127.0.0.1"  # localhost by default
-    yield start(cfg, port=free_port())
+    yield start(cfg)
     serve.shutdown()
 
 

@@ -3,7 +3,7 @@
     radgpt draft --config conf/local.yaml [--data DIR] [--adapter DIR] [--split NAME] [--limit N] [--out DIR]
 
     from radgpt.draft.run import run_draft
-    run_draft(cfg, split="test")  # Ray Data + commit, returns a summary
+    run_draft(load_config(path, {"draft.selection": "split", "draft.split": "test"}))  # a summary
 
 Each actor holds one radgpt.draft.drafter.Drafter (the model, loaded once; prompts exactly as in
 training; greedy by default, stop at EOS); in-process drafts: radgpt.draft.drafter.generate.
@@ -14,14 +14,12 @@ Test hook: env RADGPT_FAULT_ONCE=<marker file> makes one actor os._exit() on its
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import shutil
 import time
 import warnings
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,7 +27,7 @@ import pyarrow.parquet as pq
 
 from radgpt.config import Config, ConfigError
 from radgpt.draft.drafter import Drafter, adapter_dir, model_spec
-from radgpt.runtime import new_run_id, utcnow, write_json_atomic
+from radgpt.runtime import new_run_id, utcnow
 from radgpt.schema import arrow_schema
 from radgpt.writeback.provenance import draft_id
 
@@ -108,24 +106,20 @@ def _map(ds, ray, cfg: Config, spec: dict, run_id: str, run_date: str):
     )
 
 
-def run_draft(cfg: Config, data=None, adapter=None, split=None, limit=None, out=None) -> dict:
-    """Draft the selected reports on Ray Data and commit them to the drafts table; a summary."""
+def run_draft(cfg: Config) -> dict:
+    """Draft the reports of paths.table selected per draft.* with model.adapter on Ray Data and
+    commit them to the drafts table paths.drafts; a summary."""
     from tqdm import tqdm
 
     from radgpt.runtime import init_ray
     from radgpt.table import read_reports
     from radgpt.writeback.fhir import commit_drafts, committed_ids
 
-    cfg = Config.from_json(cfg.to_json())  # a private copy for the overrides below
-    if split:
-        cfg.draft.selection, cfg.draft.split = "split", split
-    if limit:
-        cfg.draft.limit = limit
     t0, run_id = time.perf_counter(), new_run_id("draft")
     run_date = utcnow().strftime("%Y-%m-%d")
-    drafts = Path(out) if out else cfg.path("drafts")
-    spec = model_spec(cfg, adapter_dir(cfg, adapter or True), data)
-    reports = read_reports(Path(data) if data else cfg)
+    drafts = cfg.path("drafts")
+    spec = model_spec(cfg, adapter_dir(cfg))
+    reports = read_reports(cfg)
     done = committed_ids(drafts) if cfg.draft.selection == "new" else set()
     sel = select(reports, cfg, spec, done)
     summary = {
@@ -195,28 +189,3 @@ def run_draft(cfg: Config, data=None, adapter=None, split=None, limit=None, out=
         "total_seconds": round(time.perf_counter() - t0, 3),
         "manifest": manifest["files"],
     }
-
-
-def add_commands(sub) -> None:
-    from radgpt.cli import add_config_args
-
-    p = sub.add_parser("draft", help="draft Impressions on Ray Data and commit them (drafts table)")
-    add_config_args(p)
-    p.add_argument("--data", help="reports table dir (default: paths.table)")
-    p.add_argument("--adapter", help="PEFT adapter dir (default: model.adapter)")
-    p.add_argument(
-        "--split", help="draft these splits: test | validate,test (sets draft.selection=split)"
-    )
-    p.add_argument("--limit", type=int, help="at most N reports")
-    p.add_argument("--out", help="drafts table dir (default: paths.drafts)")
-    p.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    from radgpt.cli import config_from_args
-
-    cfg = config_from_args(args)
-    s = run_draft(cfg, args.data, args.adapter, args.split, args.limit, args.out)
-    write_json_atomic(cfg.path("runs") / f"{s['run_id']}.json", s)
-    print(json.dumps(s, indent=2, default=str))
-    return 0

@@ -125,11 +125,11 @@ def deployment():
     return Impressions
 
 
-def _app(cfg: Config, adapter=True):
-    """The bound Serve application: one deployment sized like a drafting actor."""
+def _app(cfg: Config):
+    """The bound Serve application (model.adapter): one deployment sized like a drafting actor."""
     from radgpt.draft.drafter import adapter_dir, model_spec
 
-    spec = model_spec(cfg, adapter_dir(cfg, adapter))
+    spec = model_spec(cfg, adapter_dir(cfg))
     opts = {"num_cpus": cfg.draft.cpus_per_actor, "num_gpus": cfg.draft.gpus_per_actor}
     return deployment().options(ray_actor_options=opts).bind(cfg.to_json(), spec), spec
 
@@ -141,46 +141,17 @@ def build_app(args: dict):
     return _app(load_config(args.get("config")))[0]
 
 
-def start(cfg: Config, port: int | None = None, host: str | None = None, adapter=True) -> str:
-    """Deploy on the configured Ray (local by default); returns the base URL."""
+def start(cfg: Config) -> str:
+    """Deploy on the configured Ray (local by default) at serve.host:serve.port; the base URL."""
     from radgpt.runtime import init_ray
 
     init_ray(cfg)
-    app, spec = _app(cfg, adapter)
+    app, spec = _app(cfg)
     from ray import serve
 
-    host, port = host or cfg.serve.host, port or cfg.serve.port
+    host, port = cfg.serve.host, cfg.serve.port
     serve.start(http_options={"host": host, "port": port})
     serve.run(app, name="radgpt", route_prefix="/")
     url = f"http://{host}:{port}"
     log.info("serving %s (adapter %s)", url, spec["adapter_id"])
     return url
-
-
-def add_commands(sub) -> None:
-    from radgpt.cli import add_config_args
-
-    p = sub.add_parser("serve", help="HTTP drafting service on Ray Serve (POST /v1/impressions)")
-    add_config_args(p)
-    p.add_argument("--port", type=int, help="port (default: serve.port)")
-    p.add_argument("--host", help="bind address (default: serve.host = 127.0.0.1)")
-    p.add_argument("--adapter", help="PEFT adapter dir (default: model.adapter)")
-    p.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    from radgpt.cli import config_from_args
-
-    cfg = config_from_args(args, serve__port=args.port, serve__host=args.host)
-    url = start(cfg, adapter=args.adapter or True)
-    print(f"serving on {url}  (POST {ROUTE}, GET /healthz); Ctrl-C stops", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        from ray import serve
-
-        serve.shutdown()
-    return 0

