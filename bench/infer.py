@@ -35,7 +35,7 @@ def main() -> None:
     from radgpt.model.base import ensure_default_model
     from radgpt.runtime import setup_logging
     from radgpt.sample.write import write_sample
-    from radgpt.writeback.fhir import read_drafts
+    from radgpt.writeback.drafts import read_drafts
 
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     a.add_argument("--n", type=int, default=48, help="reports to draft")

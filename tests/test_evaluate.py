@@ -14,7 +14,7 @@ from radgpt import table
 from radgpt.cli import main
 from radgpt.evaluation.run import join, select_drafts, select_refs
 from radgpt.schema import arrow_schema
-from radgpt.writeback.fhir import commit_drafts, read_drafts
+from radgpt.writeback.drafts import commit_drafts, read_drafts
 
 NOW = dt.datetime(2024, 5, 1, 2, 0, tzinfo=dt.UTC)
 NORMAL = "No acute cardiopulmonary abnormality."

@@ -127,7 +127,8 @@ def test_generate_batched_equals_one_by_one(cfg):
 @pytest.mark.slow
 def test_draft_end_to_end_idempotent(cfg, ray_local):
     from radgpt.draft.run import run_draft
-    from radgpt.writeback.fhir import read_drafts, run_writeback
+    from radgpt.writeback.drafts import read_drafts
+    from radgpt.writeback.fhir import run_writeback
 
     write_reports(cfg.path("table"), 10)
     s = run_draft(cfg)
@@ -166,7 +167,7 @@ def test_draft_end_to_end_idempotent(cfg, ray_local):
 @pytest.mark.slow
 def test_actor_killed_mid_run_drafts_each_report_once(cfg, ray_local, tmp_path, monkeypatch):
     from radgpt.draft.run import run_draft
-    from radgpt.writeback.fhir import read_drafts
+    from radgpt.writeback.drafts import read_drafts
 
     marker = tmp_path / "killed-once"
     monkeypatch.setenv("RADGPT_FAULT_ONCE", str(marker))

@@ -113,7 +113,7 @@ def run_draft(cfg: Config) -> dict:
 
     from radgpt.runtime import init_ray
     from radgpt.table import read_reports
-    from radgpt.writeback.fhir import commit_drafts, committed_ids
+    from radgpt.writeback.drafts import commit_drafts, committed_ids
 
     t0, run_id = time.perf_counter(), new_run_id("draft")
     run_date = utcnow().strftime("%Y-%m-%d")

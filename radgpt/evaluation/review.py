@@ -301,7 +301,7 @@ def run_export(cfg, split="test", k=20, out=None, key=None, run_ids=None) -> dic
     from radgpt.evaluation.baselines import run_baselines
     from radgpt.evaluation.run import join, select_drafts, select_refs
     from radgpt.table import read_reports
-    from radgpt.writeback.fhir import read_drafts
+    from radgpt.writeback.drafts import read_drafts
 
     seed, baselines = cfg.eval.seed, list(cfg.eval.baselines)
     out = Path(out) if out else cfg.path("runs") / "review"

@@ -108,7 +108,7 @@ def run_evaluate(
     from radgpt.evaluation.baselines import run_baselines
     from radgpt.evaluation.score import score
     from radgpt.table import read_reports
-    from radgpt.writeback.fhir import read_drafts
+    from radgpt.writeback.drafts import read_drafts
 
     t0 = time.time()
     data_root = cfg.path("table")

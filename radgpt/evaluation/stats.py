@@ -42,6 +42,6 @@ def summarize(df: pl.DataFrame) -> pl.DataFrame:
 def load(drafts) -> pl.DataFrame:
     import polars as pl
 
-    from radgpt.writeback.fhir import read_drafts
+    from radgpt.writeback.drafts import read_drafts
 
     return pl.from_arrow(read_drafts(drafts))
