@@ -156,7 +156,7 @@ class DraftCfg(_Cfg):
     selection: Literal["new", "missing", "split", "all"] = "new"
     split: str | None = None
     limit: int | None = Field(default=None, ge=1)
-    engine: Literal["transformers", "vllm"] = "transformers"
+    engine: Literal["transformers"] = "transformers"  # radgpt.draft.stages.ENGINES
     max_new_tokens: int = Field(default=96, ge=1)
     batch_size: int = Field(default=8, ge=1)
     num_actors: int = Field(default=1, ge=1)

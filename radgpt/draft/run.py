@@ -5,18 +5,17 @@
     from radgpt.draft.run import run_draft
     run_draft(load_config(path, {"draft.selection": "split", "draft.split": "test"}))  # a summary
 
-Each actor holds one radgpt.draft.drafter.Drafter (the model, loaded once; prompts exactly as in
-training; greedy by default, stop at EOS); in-process drafts: radgpt.draft.drafter.generate.
+The run resolves one radgpt.model.spec.ModelSpec; each actor holds one radgpt.draft.drafter.Drafter
+built from it (the model, loaded once; prompts exactly as in training; greedy by default, stop at
+EOS); in-process drafts: radgpt.draft.drafter.generate.
 Fault tolerance: a dead actor is restarted and its batch retried (draft.max_retries); drafts are
 keyed by a deterministic draft_id, so the commit keeps every selected report exactly once.
-Test hook: env RADGPT_FAULT_ONCE=<marker file> makes one actor os._exit() on its first batch once.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import time
 import warnings
@@ -26,10 +25,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from radgpt.config import Config, ConfigError
-from radgpt.draft.drafter import Drafter, adapter_dir, model_spec
+from radgpt.draft.drafter import Drafter, adapter_dir
+from radgpt.model.spec import ModelSpec
 from radgpt.runtime import new_run_id, utcnow
 from radgpt.schema import arrow_schema
-from radgpt.writeback.provenance import draft_id
 
 log = logging.getLogger("radgpt.draft.run")
 KEEP = ["report_id", "source", "patient_id", "study_id", "findings", "source_sha256"]
@@ -39,7 +38,9 @@ def _blank(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col.fill_null(""))), 0)
 
 
-def select(reports: pa.Table, cfg: Config, spec: dict, done: set[str] = frozenset()) -> pa.Table:
+def select(
+    reports: pa.Table, cfg: Config, spec: ModelSpec, done: set[str] = frozenset()
+) -> pa.Table:
     """Reports to draft per draft.selection, with their draft_id, sorted by Findings length.
 
     new: eligible or impression-less reports without a committed draft for this draft_id;
@@ -61,11 +62,7 @@ def select(reports: pa.Table, cfg: Config, spec: dict, done: set[str] = frozense
     else:
         mask = has_f
     t = reports.filter(mask).select(KEEP)
-    s = spec
-    ids = [
-        draft_id(r, s["model_key"], s["prompt_name"], s["prompt_version"], s["generation"])
-        for r in t.column("report_id").to_pylist()
-    ]
+    ids = [spec.draft_id(r) for r in t.column("report_id").to_pylist()]
     t = t.append_column("draft_id", pa.array(ids, pa.string()))
     if mode == "new" and done:
         t = t.filter(pc.invert(pc.is_in(t.column("draft_id"), pa.array(sorted(done)))))
@@ -86,15 +83,14 @@ def _check_cpus(cfg: Config, ray) -> None:
         )
 
 
-def _map(ds, ray, cfg: Config, spec: dict, run_id: str, run_date: str):
+def _map(ds, ray, cfg: Config, spec: ModelSpec, run_id: str, run_date: str, actor: type):
     d = cfg.draft
     return ds.map_batches(
-        Drafter,
+        actor,
         fn_constructor_kwargs={
             "cfg_json": cfg.to_json(),
-            "spec": spec,
+            "spec": spec.to_json(),  # plain JSON into each actor, version-checked there
             "run": {"run_id": run_id, "run_date": run_date},
-            "fault_marker": os.environ.get("RADGPT_FAULT_ONCE"),
         },
         compute=ray.data.ActorPoolStrategy(size=d.num_actors),
         num_cpus=d.cpus_per_actor,
@@ -106,9 +102,13 @@ def _map(ds, ray, cfg: Config, spec: dict, run_id: str, run_date: str):
     )
 
 
-def run_draft(cfg: Config) -> dict:
+def run_draft(cfg: Config, *, actor=Drafter) -> dict:
     """Draft the reports of paths.table selected per draft.* with model.adapter on Ray Data and
-    commit them to the drafts table paths.drafts; a summary."""
+    commit them to the drafts table paths.drafts; a summary.
+
+    actor: the class each Ray actor instantiates, Drafter or a subclass taking the same
+    arguments; the fault-injection seam of tests (a subclass that dies mid-run).
+    """
     from tqdm import tqdm
 
     from radgpt.runtime import init_ray
@@ -118,7 +118,7 @@ def run_draft(cfg: Config) -> dict:
     t0, run_id = time.perf_counter(), new_run_id("draft")
     run_date = utcnow().strftime("%Y-%m-%d")
     drafts = cfg.path("drafts")
-    spec = model_spec(cfg, adapter_dir(cfg))
+    spec = ModelSpec.resolve(cfg, adapter_dir(cfg))
     reports = read_reports(cfg)
     done = committed_ids(drafts) if cfg.draft.selection == "new" else set()
     sel = select(reports, cfg, spec, done)
@@ -128,7 +128,7 @@ def run_draft(cfg: Config) -> dict:
         "selection": cfg.draft.selection,
         "reports": len(reports),
         "selected": len(sel),
-        **{k: spec[k] for k in ("adapter_id", "prompt_name", "prompt_version", "generation")},
+        **spec.model_dump(include={"adapter_id", "prompt_name", "prompt_version", "generation"}),
         "drafts_dir": str(drafts),
     }
     log.info(
@@ -151,7 +151,7 @@ def run_draft(cfg: Config) -> dict:
         ds = ray.data.read_parquet(str(stage / "selection.parquet"), override_num_blocks=blocks)
         with warnings.catch_warnings():  # max_restarts/max_task_retries have no named parameter yet
             warnings.simplefilter("ignore", DeprecationWarning)
-            ds = _map(ds, ray, cfg, spec, run_id, run_date)
+            ds = _map(ds, ray, cfg, spec, run_id, run_date, actor)
 
         parts = []
         t_draft = time.perf_counter()

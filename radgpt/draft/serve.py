@@ -24,6 +24,8 @@ from radgpt.config import Config
 if TYPE_CHECKING:
     from starlette.responses import JSONResponse
 
+    from radgpt.model.spec import ModelSpec
+
 log = logging.getLogger("radgpt.draft.serve")
 MAX_CHARS = 20_000  # longer Findings are a client error, not a silent truncation
 ROUTE = "/v1/impressions"
@@ -51,6 +53,15 @@ def parse(body: bytes) -> str | JSONResponse:
     return f
 
 
+def request_report(spec: ModelSpec, findings: str) -> dict:
+    """A request as the report a draft row is built from: identified by its Findings' hash."""
+    from radgpt.writeback.provenance import text_sha256
+
+    rid = f"findings:{text_sha256(findings)}"
+    ids = {"draft_id": spec.draft_id(rid), "report_id": rid, "findings": findings}
+    return ids | {"source": None, "patient_id": None, "study_id": None, "source_sha256": None}
+
+
 @functools.cache
 def deployment():
     """The Serve deployment class, built on first use (ray.serve and starlette load only then)."""
@@ -60,56 +71,39 @@ def deployment():
 
     @serve.deployment(name="impressions")
     class Impressions:
-        def __init__(self, cfg_json: str, spec: dict):
+        def __init__(self, cfg_json: str, spec_json: str):
             from radgpt.draft.drafter import Drafter
             from radgpt.runtime import new_run_id, utcnow
 
             cfg = Config.from_json(cfg_json)
             run = {"run_id": new_run_id("serve"), "run_date": utcnow().strftime("%Y-%m-%d")}
-            self.drafter, self.spec, self.run = Drafter(cfg_json, spec, run), spec, run
+            self.drafter = Drafter(cfg_json, spec_json, run)
+            self.spec = self.drafter.spec
             self.draft_batch.set_max_batch_size(cfg.serve.max_batch_size)
             self.draft_batch.set_batch_wait_timeout_s(cfg.serve.batch_wait_timeout_s)
 
         @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
         async def draft_batch(self, findings: list[str]) -> list[dict]:
-            from radgpt.runtime import code_version, utcnow
-            from radgpt.writeback.provenance import draft_id, provenance_fields, text_sha256
+            from radgpt.writeback.provenance import provenance_fields
 
             outs = await asyncio.to_thread(self.drafter.generate, findings)  # keeps /healthz live
-            now, s = utcnow(), self.spec
-            res = []
-            for f, o in zip(findings, outs, strict=True):
-                sha = text_sha256(f)
-                row = {
-                    **s,
-                    **o,
-                    "draft_id": draft_id(
-                        f"findings:{sha}",
-                        s["model_key"],
-                        s["prompt_name"],
-                        s["prompt_version"],
-                        s["generation"],
-                    ),
-                    "findings_sha256": sha,
-                    "run_id": self.run["run_id"],
-                    "code_version": code_version(),
-                    "worker_host": self.drafter.host,
-                    "generated_at": now,
+            rows = self.drafter.postprocess.rows(
+                [request_report(self.spec, f) for f in findings], outs
+            )
+            n = len(findings)
+            return [
+                {
+                    "impression": r["draft"],
+                    "flags": r["flags"],
+                    "provenance": provenance_fields(r) | {"batch_size": n},
                 }
-                prov = provenance_fields(row) | {"batch_size": len(findings)}
-                res.append(
-                    {
-                        "impression": o["draft"],
-                        "flags": self.drafter.flags(f, o),
-                        "provenance": prov,
-                    }
-                )
-            return res
+                for r in rows
+            ]
 
         async def __call__(self, request: Request) -> JSONResponse:
             path = request.url.path.rstrip("/") or "/"
             if path == "/healthz":
-                return JSONResponse({"status": "ok", "adapter_id": self.spec["adapter_id"]})
+                return JSONResponse({"status": "ok", "adapter_id": self.spec.adapter_id})
             if path != ROUTE:
                 return error(404, f"no route {path}; use POST {ROUTE} or GET /healthz")
             if request.method != "POST":
@@ -127,11 +121,13 @@ def deployment():
 
 def _app(cfg: Config):
     """The bound Serve application (model.adapter): one deployment sized like a drafting actor."""
-    from radgpt.draft.drafter import adapter_dir, model_spec
+    from radgpt.draft.drafter import adapter_dir
+    from radgpt.model.spec import ModelSpec
 
-    spec = model_spec(cfg, adapter_dir(cfg))
+    spec = ModelSpec.resolve(cfg, adapter_dir(cfg))
     opts = {"num_cpus": cfg.draft.cpus_per_actor, "num_gpus": cfg.draft.gpus_per_actor}
-    return deployment().options(ray_actor_options=opts).bind(cfg.to_json(), spec), spec
+    app = deployment().options(ray_actor_options=opts).bind(cfg.to_json(), spec.to_json())
+    return app, spec
 
 
 def build_app(args: dict):
@@ -153,5 +149,5 @@ def start(cfg: Config) -> str:
     serve.start(http_options={"host": host, "port": port})
     serve.run(app, name="radgpt", route_prefix="/")
     url = f"http://{host}:{port}"
-    log.info("serving %s (adapter %s)", url, spec["adapter_id"])
+    log.info("serving %s (adapter %s)", url, spec.adapter_id)
     return url

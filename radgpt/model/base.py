@@ -129,6 +129,7 @@ def tokenizer_sha256(model_dir) -> str:
 
 
 def read_adapter_record(adapter_dir) -> dict:
+    """adapter_record.json as written, a plain dict; typed: radgpt.model.spec.AdapterRecord.load."""
     p = require_dir(adapter_dir) / ADAPTER_RECORD
     if not p.is_file():
         raise FileNotFoundError(f"{p} missing: not an adapter trained by `radgpt train`")
