@@ -21,9 +21,9 @@ from radgpt.config import ConfigError, load_config
 from radgpt.draft.drafter import Drafter
 from radgpt.draft.flags import FLAGS
 from radgpt.model import base as model
+from radgpt.model.ids import draft_id, text_sha256
 from radgpt.model.spec import ModelSpec
 from radgpt.schema import arrow_schema
-from radgpt.writeback.provenance import draft_id, text_sha256
 
 FINDINGS = [
     "The heart size is normal. The lungs are clear. No pleural effusion or pneumothorax.",

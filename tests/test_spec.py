@@ -13,8 +13,8 @@ import pytest
 
 from radgpt.config import load_config
 from radgpt.model import base as model
+from radgpt.model.ids import draft_id
 from radgpt.model.spec import RECORD_VERSION, SPEC_VERSION, AdapterRecord, ModelSpec
-from radgpt.writeback.provenance import draft_id
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "iu-default"
 

@@ -16,8 +16,9 @@ from test_infer import FINDINGS  # tests/ is on sys.path
 from radgpt.config import DraftCfg, load_config
 from radgpt.draft.drafter import Drafter
 from radgpt.draft.stages import ENGINES, HFEngine, Postprocess, Preprocess, draft_row
+from radgpt.model.ids import text_sha256
 from radgpt.model.spec import ModelSpec
-from radgpt.writeback.provenance import provenance_fields, text_sha256
+from radgpt.writeback.provenance import provenance_fields
 
 RUN = {"run_id": "draft-1", "run_date": "2024-05-01"}
 VOLATILE = ("generated_at", "latency_ms")

@@ -14,9 +14,9 @@ import pytest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.provenance import Provenance
 
+from radgpt.model.ids import draft_id
 from radgpt.schema import ContractError, field_names
 from radgpt.writeback import drafts, fhir
-from radgpt.writeback.provenance import draft_id
 
 GEN = '{"do_sample":false,"engine":"transformers","max_new_tokens":16}'
 

@@ -55,7 +55,7 @@ def parse(body: bytes) -> str | JSONResponse:
 
 def request_report(spec: ModelSpec, findings: str) -> dict:
     """A request as the report a draft row is built from: identified by its Findings' hash."""
-    from radgpt.writeback.provenance import text_sha256
+    from radgpt.model.ids import text_sha256
 
     rid = f"findings:{text_sha256(findings)}"
     ids = {"draft_id": spec.draft_id(rid), "report_id": rid, "findings": findings}

@@ -19,9 +19,9 @@ from typing import Any
 
 from radgpt.config import Config
 from radgpt.draft.flags import review_flags
+from radgpt.model.ids import text_sha256
 from radgpt.model.spec import ModelSpec
 from radgpt.runtime import code_version, utcnow
-from radgpt.writeback.provenance import text_sha256
 
 
 class Preprocess:

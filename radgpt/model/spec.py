@@ -21,13 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from radgpt.writeback.provenance import (
-    canonical,
-    draft_id,
-    generation_json,
-    generation_settings,
-    model_key,
-)
+from radgpt.model.ids import canonical, draft_id, generation_json, generation_settings, model_key
 
 if TYPE_CHECKING:
     from radgpt.config import Config
