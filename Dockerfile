@@ -53,6 +53,7 @@ LABEL org.opencontainers.image.title="radgpt" \
       org.opencontainers.image.base.digest="${PYTHON_DIGEST}"
 
 # RADGPT_SCHEMAS: the package is installed into site-packages; its data contracts stay in schemas/
+# RADGPT_HOME: relative paths in a config (models/iu-default, ./var) resolve against the checkout
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -64,6 +65,7 @@ ENV PYTHONUNBUFFERED=1 \
     JAVA_HOME=/usr/lib/jvm/java-17 \
     RADGPT_GIT_COMMIT=${GIT_COMMIT} \
     RADGPT_SCHEMAS=/opt/radgpt/schemas \
+    RADGPT_HOME=/opt/radgpt \
     SPARK_HOME=/usr/local/lib/python3.11/site-packages/pyspark \
     HOME=/tmp
 

@@ -99,7 +99,8 @@ def snapshot(out: Path) -> None:
                "--out", str(root / "eval"))  # fmt: skip
         r = str(root)
         dump(out, "table.jsonl", rows(root / "table", r))
-        dump(out, "quarantine.jsonl", rows(root / "table" / "_quarantine", r))
+        q = root / "quarantine"  # older versions kept it inside the table
+        dump(out, "quarantine.jsonl", rows(q if q.is_dir() else root / "table" / "_quarantine", r))
         dump(out, "drafts.jsonl", rows(root / "drafts", r))
         fhir = []
         for p in sorted((root / "fhir").rglob("*.ndjson")):

@@ -3,6 +3,13 @@
 Precedence (lowest to highest): class defaults < YAML file < env vars RADGPT__SECTION__KEY < CLI
 `--set section.key=value` (and the dedicated CLI flags, applied by each command).
 A bad value is a `ConfigError` whose message names the key, e.g. `train.lr: Input should be a valid number`.
+
+The class defaults ARE the embedded default (conf/local.yaml states the same values; a test keeps
+the two equal): no config file means the shipped adapter on the embedded SmolLM2, paths under var/.
+Relative paths in a config (file, env or --set) resolve against the project home `HOME`: env
+RADGPT_HOME, else the checkout holding this package (conf/, models/, schemas/), so a cron or
+Kubernetes job started from / finds `models/iu-default`. Paths given as command-line arguments
+(INPUT, --out, --data, ...) are made absolute against the working directory by radgpt.cli.
 """
 
 from __future__ import annotations
@@ -18,6 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CONFIG_VERSION = 1
 ENV_PREFIX = "RADGPT__"
+HOME = Path(os.environ.get("RADGPT_HOME") or Path(__file__).resolve().parent.parent)
+
+
+def anchored(raw: str | os.PathLike) -> Path:
+    """An absolute path: `raw` with ~ expanded, a relative one taken from HOME."""
+    p = Path(raw).expanduser()
+    return p if p.is_absolute() else HOME / p
 
 
 class ConfigError(ValueError):
@@ -31,8 +45,10 @@ class _Cfg(BaseModel):
 class SparkCfg(_Cfg):
     master: str = "local[*]"
     app_name: str = "radgpt-ingest"
-    # extra spark.* settings passed to the session builder (ignored under spark-submit for master)
-    conf: dict[str, str] = Field(default_factory=dict)
+    # extra spark.* settings passed to the session builder (spark-submit's own settings win)
+    conf: dict[str, str] = Field(
+        default_factory=lambda: {"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": "8"}
+    )
     # partitions of the work-unit list; None = 2 x default parallelism
     partitions: int | None = Field(default=None, ge=1)
 
@@ -61,11 +77,14 @@ class PathsCfg(_Cfg):
     models: str = "{root}/models"  # imported base models (safetensors HF dirs)
     checkpoints: str = "{root}/checkpoints"
     sample: str = "{root}/sample"
+    # rejected inputs with their reasons (Parquet, schemas/quarantine.json); outside the table's
+    # hive tree so that `<table>/**/*.parquet` globs read reports only
+    quarantine: str = "{root}/quarantine"
 
     def resolve(self, name: str) -> Path:
-        """Absolute path of a configured location with `{root}` expanded."""
+        """Absolute path of a configured location with `{root}` expanded (relative: from HOME)."""
         raw = getattr(self, name)
-        return Path(raw.format(root=self.root)).expanduser().resolve()
+        return anchored(raw.format(root=self.root)).resolve()
 
 
 class CsvMapCfg(_Cfg):
@@ -85,7 +104,8 @@ class CsvMapCfg(_Cfg):
 
 
 class IngestCfg(_Cfg):
-    inputs: list[str] = Field(default_factory=list)  # files/dirs; `{root}` expands to paths.root
+    # files/dirs; `{root}` expands to paths.root (`radgpt nightly` writes the sample when missing)
+    inputs: list[str] = Field(default_factory=lambda: ["{root}/sample"])
     # names skipped when a directory of mixed inputs is expanded (fnmatch patterns)
     ignore: list[str] = Field(default_factory=lambda: [".*", "MANIFEST.json", "README*", "_*"])
     format: Literal["auto", "mimic", "openi", "csv", "fhir", "hl7"] = "auto"
@@ -102,7 +122,9 @@ class IngestCfg(_Cfg):
 
 class ModelCfg(_Cfg):
     base: str = "{models}/smollm2-135m-instruct"  # local HF dir; never fetched from a hub
-    adapter: str | None = None  # PEFT adapter dir; None = base model only
+    # PEFT adapter dir (the shipped one: models/iu-default/README.md); null = the base model alone,
+    # an explicit choice that the draft summary states
+    adapter: str | None = "models/iu-default"
     template: str = "chat-v1"  # prompt template name (radgpt/templates/<name>.json)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
@@ -155,7 +177,9 @@ class TrainCfg(_Cfg):
 class DraftCfg(_Cfg):
     selection: Literal["new", "missing", "split", "all"] = "new"
     split: str | None = None
-    limit: int | None = Field(default=None, ge=1)
+    # reports drafted per run (by report_id); the rest wait for the next night. 96 fits a night on
+    # 2 CPU cores; null = all
+    limit: int | None = Field(default=96, ge=1)
     engine: Literal["transformers"] = "transformers"  # radgpt.draft.stages.ENGINES
     max_new_tokens: int = Field(default=96, ge=1)
     batch_size: int = Field(default=8, ge=1)
@@ -163,7 +187,8 @@ class DraftCfg(_Cfg):
     cpus_per_actor: float = Field(default=1, gt=0)  # Ray's reservation per actor
     # torch threads of a CPU actor; None = cpus_per_actor. More threads than reserved CPUs is fine
     # when the actor is the only heavy work (the selection's read tasks are short).
-    threads_per_actor: int | None = Field(default=None, ge=1)
+    # 2 = both cores of the embedded default's machine (1.5x reports/s, docs/benchmarks.md)
+    threads_per_actor: int | None = Field(default=2, ge=1)
     gpus_per_actor: float = Field(default=0, ge=0)
     merge_adapter: bool = True
     do_sample: bool = False
@@ -208,8 +233,8 @@ class Config(_Cfg):
         return self.paths.resolve(name)
 
     def model_path(self, raw: str) -> Path:
-        """Expand `{models}`/`{root}` in a model or adapter path."""
-        return Path(raw.format(models=self.path("models"), root=self.paths.root)).expanduser()
+        """Expand `{models}`/`{root}` in a model or adapter path (relative: from HOME)."""
+        return anchored(raw.format(models=self.path("models"), root=self.paths.root))
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2)
@@ -234,14 +259,18 @@ def _set_key(tree: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def _validate(tree: dict, origin: str) -> Config:
+def _validate(tree: dict, origin: str, env_keys: dict[str, str] | None = None) -> Config:
+    """Config.model_validate with errors that name the key (and the env var that set it, if one)."""
     try:
         return Config.model_validate(tree)
     except ValidationError as e:
-        lines = [
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in e.errors()
-        ]
+        lines = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "<root>"
+            var = next((v for k, v in (env_keys or {}).items() if key.startswith(k)), None)
+            lines.append(
+                f"{key}: {err['msg']}" + (f" (set by environment variable {var})" if var else "")
+            )
         raise ConfigError(f"invalid config ({origin}):\n  " + "\n  ".join(lines)) from None
 
 
@@ -265,13 +294,20 @@ def load_config(
             raise ConfigError(f"config file {p}: top level must be a mapping")
         origin = str(p)
     env = os.environ if env is None else env
+    env_keys: dict[str, str] = {}  # dotted key -> the variable that set it (for error messages)
     for k, v in sorted(env.items()):
         if k.startswith(ENV_PREFIX):
-            _set_key(tree, k[len(ENV_PREFIX) :].lower().replace("__", "."), yaml.safe_load(v))
+            key = k[len(ENV_PREFIX) :].lower().replace("__", ".")
+            try:
+                _set_key(tree, key, yaml.safe_load(v))
+            except (ConfigError, yaml.YAMLError) as e:
+                raise ConfigError(f"environment variable {k}: {e}") from None
+            env_keys[key] = k
     items = overrides.items() if isinstance(overrides, dict) else _parse_sets(overrides or [])
     for k, v in items:
         _set_key(tree, k, v)
-    return _validate(tree, origin)
+        env_keys.pop(k, None)  # a later override, not the environment, decides this key
+    return _validate(tree, origin, env_keys)
 
 
 def _parse_sets(sets: list) -> list[tuple[str, Any]]:

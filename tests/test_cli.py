@@ -6,7 +6,9 @@ YAML < env RADGPT__* < --set < dedicated flags.
 
 from __future__ import annotations
 
+import argparse
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,8 +126,43 @@ def test_draft_flags_become_config_keys(root, tmp_path, monkeypatch):
     assert (cfg.draft.selection, cfg.draft.split, cfg.draft.limit) == ("split", "validate,test", 5)
     assert (tmp_path / "runs" / "draft-x.json").is_file()
     cli.main(["draft", *root, "--set", "draft.selection=missing", "--limit", "0"])
-    (cfg,), _ = calls[1]  # no flags: the config's own values (--limit 0 = no limit, as always)
-    assert (cfg.draft.selection, cfg.draft.limit, cfg.model.adapter) == ("missing", None, None)
+    (cfg,), _ = calls[1]  # no flags: the config's own values (--limit 0 = not given, as always)
+    assert (cfg.draft.selection, cfg.draft.limit) == ("missing", 96)
+    assert cfg.model.adapter == "models/iu-default"  # no --config: the embedded default's adapter
+    cli.main(["draft", *root, "--adapter", "NONE"])
+    (cfg,), _ = calls[2]
+    assert cfg.model.adapter is None  # the base model alone, asked for explicitly
+
+
+def test_path_flags_are_relative_to_the_working_directory(root, tmp_path, monkeypatch):
+    calls = _capture(monkeypatch, "radgpt.draft.run", "run_draft", {"run_id": "draft-x"})
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["draft", *root, "--data", "t", "--adapter", "a", "--out", "d"]) == 0
+    (cfg,), _ = calls[0]
+    want = (str(tmp_path / "t"), str(tmp_path / "a"), str(tmp_path / "d"))
+    assert (cfg.paths.table, cfg.model.adapter, cfg.paths.drafts) == want
+    nightly = _capture(monkeypatch, "radgpt.nightly", "run_nightly", {"status": "ok"})
+    monkeypatch.setattr("radgpt.nightly.brief", lambda s: "ok")
+    assert cli.main(["nightly", "--out", "night"]) == 0
+    (cfg,), _ = nightly[0]
+    assert cfg.path("runs") == tmp_path / "night" / "runs"  # run summaries follow --out
+
+
+def test_cli_behaves(capsys):
+    p = cli.build_parser()
+    assert p.parse_args(["--log-level", "debug", "stats"]).log_level == "DEBUG"
+    for name in ("draft", "writeback", "nightly", "sample", "ingest"):
+        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+        desc = sub.choices[name].description
+        assert desc and len(desc.split()) > 8 and "issue" not in desc, name
+
+
+def test_a_missing_adapter_says_how_to_fix_it(root, tmp_path, capfd):
+    rc = cli.main(["draft", *root, "--adapter", str(tmp_path / "nope")])
+    assert rc == 2
+    msg = capfd.readouterr().err  # the CLI's logging goes to stderr
+    assert "adapter directory not found" in msg and "--adapter none" in msg
+    assert "import-smollm2" not in msg  # not the base model's hint
 
 
 def test_ingest_train_and_evaluate_flags_become_config_keys(root, monkeypatch):
@@ -135,7 +172,8 @@ def test_ingest_train_and_evaluate_flags_become_config_keys(root, monkeypatch):
     argv = ["ingest", *root, "--out", "/t", "--format", "csv", "--split-file", "/s.csv", "a", "b"]
     assert cli.main(argv) == 0
     (cfg,), kw = ingest[0]
-    assert not kw and (cfg.paths.table, cfg.ingest.inputs) == ("/t", ["a", "b"])
+    assert not kw and cfg.paths.table == "/t"
+    assert cfg.ingest.inputs == [os.path.abspath("a"), os.path.abspath("b")]  # from the cwd
     assert (cfg.ingest.format, cfg.ingest.split_file) == ("csv", "/s.csv")
 
     rec = {"adapter_id": "a", "task": "t", "template": "x", "retrieval_k": 0, "metrics": {},

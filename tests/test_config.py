@@ -71,3 +71,32 @@ def test_bad_files_are_clear_errors(tmp_path):
     wrong_version.write_text("version: 9\n")
     with pytest.raises(ConfigError, match="version"):
         load_config(wrong_version, env={})
+
+
+def test_built_in_defaults_are_the_embedded_default():
+    """One source of truth: no --config means exactly conf/local.yaml (the shipped adapter)."""
+    assert load_config(None, env={}) == load_config(REPO / "conf" / "local.yaml", env={})
+    assert load_config(None, env={}).model.adapter == "models/iu-default"
+
+
+def test_relative_paths_resolve_against_the_project_home_not_the_cwd(tmp_path, monkeypatch):
+    from radgpt.config import HOME
+
+    monkeypatch.chdir(tmp_path)  # as a cron job started elsewhere
+    cfg = load_config(None, env={})
+    assert cfg.model_path(cfg.model.adapter) == HOME / "models" / "iu-default"
+    assert cfg.path("table") == (HOME / "var" / "table").resolve()
+    assert cfg.path("quarantine") == (HOME / "var" / "quarantine").resolve()
+    assert (HOME / "models" / "iu-default" / "adapter_config.json").is_file()
+    abs_root = tmp_path / "elsewhere"
+    assert (
+        load_config(None, [f"paths.root={abs_root}"], env={}).path("drafts") == abs_root / "drafts"
+    )
+
+
+def test_env_override_errors_name_the_variable():
+    with pytest.raises(ConfigError, match=r"train\.lr: .*environment variable RADGPT__TRAIN__LR"):
+        load_config(None, env={"RADGPT__TRAIN__LR": "fast"})
+    with pytest.raises(ConfigError) as e:  # a --set of the same key decides: no env blame
+        load_config(None, ["train.lr=fast"], env={"RADGPT__TRAIN__LR": "0.1"})
+    assert "environment" not in str(e.value)

@@ -85,6 +85,7 @@ def cfg(tmp_path, tiny_model_dir):
         overrides={
             "paths.root": str(tmp_path),
             "model.base": str(tiny_model_dir),
+            "model.adapter": None,  # the base model alone
             "draft.max_new_tokens": 6,
             "draft.batch_size": 4,
             "draft.num_actors": 1,

@@ -34,6 +34,7 @@ def url(tmp_path, tiny_model_dir, ray_local):
         overrides={
             "paths.root": str(tmp_path),
             "model.base": str(tiny_model_dir),
+            "model.adapter": None,  # the base model alone
             "draft.max_new_tokens": 6,
             "draft.cpus_per_actor": 1,
             "serve.max_batch_size": 4,

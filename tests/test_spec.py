@@ -21,7 +21,13 @@ SHIPPED = Path(__file__).resolve().parent.parent / "models" / "iu-default"
 
 @pytest.fixture
 def cfg(tmp_path, tiny_model_dir):
-    return load_config(overrides={"paths.root": str(tmp_path), "model.base": str(tiny_model_dir)})
+    return load_config(
+        overrides={
+            "paths.root": str(tmp_path),
+            "model.base": str(tiny_model_dir),
+            "model.adapter": None,
+        }
+    )
 
 
 def fake_adapter(d: Path, rec: dict) -> Path:

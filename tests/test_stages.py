@@ -30,6 +30,7 @@ def drafter(tiny_model_dir, tmp_path_factory):
         overrides={
             "paths.root": str(tmp_path_factory.mktemp("root")),
             "model.base": str(tiny_model_dir),
+            "model.adapter": None,  # the base model alone
             "draft.max_new_tokens": 6,
             "draft.batch_size": 2,
             "train.cutoff_len": 128,

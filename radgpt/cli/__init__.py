@@ -36,7 +36,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
         default=os.environ.get("RADGPT_CONFIG"),
-        help="YAML config file (default: $RADGPT_CONFIG, else built-in defaults = conf/local.yaml values)",
+        help="YAML config file (default: $RADGPT_CONFIG, else the built-in defaults: the embedded "
+        "default, the same values as conf/local.yaml)",
     )
     p.add_argument(
         "--set",
@@ -47,15 +48,31 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+# config keys holding paths: a path given as a command-line flag is relative to the working
+# directory (what a shell user means), unlike a relative path in a config (radgpt.config.HOME)
+PATH_KEYS = {"paths.root", "paths.table", "paths.drafts", "paths.models", "model.base",
+             "model.adapter", "ingest.inputs", "ingest.split_file"}  # fmt: skip
+
+
+def _cwd_path(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_cwd_path(x) for x in v]
+    return os.path.abspath(os.path.expanduser(v)) if isinstance(v, str) else v
+
+
 def config(args: argparse.Namespace, flags: dict[str, Any] | None = None) -> Config:
     """The Config of a command: --config and --set of args, then its dedicated flags given as
-    {"section.key": value} (a None value = flag not given).
+    {"section.key": value} (a None value = flag not given; path flags taken from the working dir).
 
     Precedence: YAML < env RADGPT__* < --set < dedicated flags.
     """
     from radgpt.config import load_config
 
-    pairs = [(k, v) for k, v in (flags or {}).items() if v is not None]
+    pairs = [
+        (k, _cwd_path(v) if k in PATH_KEYS else v)
+        for k, v in (flags or {}).items()
+        if v is not None
+    ]
     return load_config(getattr(args, "config", None), list(getattr(args, "set", []) or []) + pairs)
 
 
@@ -100,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level",
         default="INFO",
-        help="DEBUG|INFO|WARNING (report text is never logged at INFO)",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="DEBUG|INFO|WARNING|ERROR, any case (report text is never logged at INFO)",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # in --help order

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "inputs", nargs="*", metavar="INPUT", help="files or dirs (default: ingest.inputs)"
     )
     p.add_argument(
-        "--out", help="table root (overrides paths.table); quarantine goes to OUT/_quarantine"
+        "--out", help="table root (overrides paths.table); the quarantine goes to paths.quarantine"
     )
     p.add_argument(
         "--format", choices=("auto", *FORMATS), help="input format (default: detect per input)"

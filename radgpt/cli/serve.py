@@ -9,6 +9,7 @@ import argparse
 import time
 
 from radgpt.cli import add_config_args, config
+from radgpt.cli.draft import no_adapter
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +17,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     add_config_args(p)
     p.add_argument("--port", type=int, help="port (default: serve.port)")
     p.add_argument("--host", help="bind address (default: serve.host = 127.0.0.1)")
-    p.add_argument("--adapter", help="PEFT adapter dir (default: model.adapter)")
+    p.add_argument(
+        "--adapter", help="PEFT adapter dir (default: model.adapter); none: the base model alone"
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -25,8 +28,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     cfg = config(
         args,
-        {"serve.port": args.port, "serve.host": args.host, "model.adapter": args.adapter or None},
+        {
+            "serve.port": args.port,
+            "serve.host": args.host,
+            "model.adapter": None if no_adapter(args) else args.adapter or None,
+        },
     )
+    if no_adapter(args):
+        cfg.model.adapter = None
     url = start(cfg)
     print(f"serving on {url}  (POST {ROUTE}, GET /healthz); Ctrl-C stops", flush=True)
     try:

@@ -1,7 +1,10 @@
 """`radgpt writeback`: committed drafts -> FHIR R4B NDJSON (radgpt.writeback.fhir.run_writeback).
 
-radgpt writeback --config conf/local.yaml            # FHIR NDJSON for committed runs not yet exported
-radgpt writeback --run-id draft-2024... --force      # re-export one run
+    radgpt writeback --config conf/local.yaml            # FHIR NDJSON for committed runs not yet exported
+    radgpt writeback --run-id draft-2024... --force      # re-export one run
+
+One folder per drafting run under paths.fhir: DiagnosticReport.ndjson (status preliminary) and
+Provenance.ndjson, written to a temporary folder and renamed, so a reader never sees half a run.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ from radgpt.cli import add_config_args, config
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("writeback", help="export committed drafts as FHIR R4B NDJSON")
+    p = sub.add_parser(
+        "writeback",
+        help="export committed drafts as FHIR R4B NDJSON",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_config_args(p)
     p.add_argument("--drafts", help="drafts table dir (default: paths.drafts)")
     p.add_argument("--run-id", help="one run only (default: every run not yet exported)")

@@ -20,16 +20,29 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from radgpt.config import Config
+from radgpt.config import HOME, Config
 from radgpt.draft.stages import ENGINES, Postprocess, Preprocess
 from radgpt.model.spec import ModelSpec
 from radgpt.schema import arrow_schema
 
 
 def adapter_dir(cfg: Config, adapter: str | bool | None = True) -> Path | None:
-    """True: cfg.model.adapter; None/False: base model only; a str: that adapter dir."""
+    """True: cfg.model.adapter; None/False: base model only; a str: that adapter dir.
+
+    A named adapter that is not there is an error saying what to set (never a silent fallback to
+    the base model: drafting with the base alone is `model.adapter: null`)."""
     raw = cfg.model.adapter if adapter is True else (adapter or None)
-    return cfg.model_path(raw) if raw else None
+    if not raw:
+        return None
+    p = cfg.model_path(raw)
+    if not p.is_dir():
+        raise FileNotFoundError(
+            f"adapter directory not found: {p} (model.adapter={raw!r}; relative paths resolve "
+            f"against {HOME}): point model.adapter (or --adapter) at a `radgpt train` output such as "
+            "the shipped models/iu-default, or set it to null (--adapter none) to draft with the "
+            "base model alone"
+        )
+    return p
 
 
 class Drafter:

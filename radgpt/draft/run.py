@@ -118,7 +118,13 @@ def run_draft(cfg: Config, *, actor=Drafter) -> dict:
     t0, run_id = time.perf_counter(), new_run_id("draft")
     run_date = utcnow().strftime("%Y-%m-%d")
     drafts = cfg.path("drafts")
-    spec = ModelSpec.resolve(cfg, adapter_dir(cfg))
+    adapter = adapter_dir(cfg)
+    spec = ModelSpec.resolve(cfg, adapter)
+    if adapter is None:
+        log.warning(
+            "run %s drafts with the base model alone (model.adapter is null), not an adapter",
+            run_id,
+        )
     reports = read_reports(cfg)
     done = committed_ids(drafts) if cfg.draft.selection == "new" else set()
     sel = select(reports, cfg, spec, done)
@@ -128,6 +134,7 @@ def run_draft(cfg: Config, *, actor=Drafter) -> dict:
         "selection": cfg.draft.selection,
         "reports": len(reports),
         "selected": len(sel),
+        "adapter": str(adapter) if adapter else None,  # None: the base model alone, by choice
         **spec.model_dump(include={"adapter_id", "prompt_name", "prompt_version", "generation"}),
         "drafts_dir": str(drafts),
     }

@@ -10,7 +10,8 @@ each tagged with a partition. Then:
 2. (radgpt.ingest.cohort) the cohort rules and splits run on the cached keys; in the same Spark job
 3. (radgpt.ingest.executor) every key's state and split go to tasks that count them and write the new rows'
    Parquet partitions.
-The table and the quarantine (<table>/_quarantine) are committed atomically (radgpt.table).
+The table and the quarantine (paths.quarantine, outside the table's hive tree) are committed
+atomically (radgpt.table).
 Counts reconcile or the run fails:
     parsed = new (eligible + excluded per reason) + already ingested + duplicate ids,
     written = new, quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
@@ -41,7 +42,14 @@ UNIT_BYTES = 4096  # nominal size of a unit whose size is unknown (balancing onl
 
 
 def quarantine_root(cfg: Config) -> Path:
-    return cfg.path("table") / "_quarantine"
+    """The quarantine table (paths.quarantine). A quarantine that an older version kept inside the
+    table (<table>/_quarantine, which broke `<table>/**/*.parquet` globs) is moved there once."""
+    q, old = cfg.path("quarantine"), cfg.path("table") / "_quarantine"
+    if old.is_dir() and not q.exists():
+        q.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(old, q)  # one rename: its manifests and files move together
+        log.warning("moved the quarantine out of the table: %s -> %s", old, q)
+    return q
 
 
 def resolve_inputs(

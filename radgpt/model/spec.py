@@ -189,7 +189,7 @@ class ModelSpec(_Versioned):
         from radgpt.model import base as model
         from radgpt.model import prompts
 
-        base = model.require_dir(cfg.model_path(cfg.model.base))
+        base = model.ensure_default_model(cfg)  # the embedded SmolLM2 is imported on first use
         rec = AdapterRecord.load(adapter_dir) if adapter_dir else AdapterRecord()
         tpl = prompts.get(rec.template or cfg.model.template)
         sha = model.base_sha256(base)

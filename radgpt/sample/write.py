@@ -1,4 +1,4 @@
-"""`radgpt sample`: synthetic chest X-ray reports in every input format the ingest reads (issue 2).
+"""`radgpt sample`: synthetic chest X-ray reports in every input format the ingest reads.
 
     radgpt sample --out var/sample --n 200 --seed 0     # default --out: config paths.sample
     radgpt sample --no-bad                              # leave out the malformed inputs
