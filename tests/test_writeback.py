@@ -33,6 +33,10 @@ def rows(n: int, run_id: str = "draft-a", run_date: str = "2024-05-01", start: i
                 "source": "openi",
                 "patient_id": f"p{i}" if i % 2 else None,
                 "study_id": f"s{i}",
+                "exam_time": None,  # an OpenI-like source: no exam time, code or accession
+                "exam": None,
+                "exam_code": None,
+                "accession": None,
                 "draft": f"No acute disease {i}.",
                 "flags": ["truncated"] if i % 3 == 0 else [],
                 "base_model": "/models/tiny",
@@ -69,6 +73,50 @@ def test_commit_is_idempotent_and_manifested(tmp_path):
     assert sorted(t.column("report_id").to_pylist()) == [f"openi:{i}" for i in range(7)]
     assert t.column_names == field_names("drafts")
     assert len(set(t.column("draft_id").to_pylist())) == 7
+
+
+def test_a_version_1_drafts_table_stays_readable(tmp_path):
+    """Files written before the exam columns existed read them as nulls, before or after new ones."""
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "drafts"
+    new = rows(2, "draft-b", start=5)
+    new[0] |= {"exam": "XR Chest 2V", "accession": "A1"}
+    drafts.commit_drafts(rows(2), d, "draft-a")
+    drafts.commit_drafts(new, d, "draft-b")
+    old = ["exam_time", "exam", "exam_code", "accession"]
+    for m in drafts.manifests(d):  # rewrite draft-a's files as version 1 wrote them
+        for f in m["files"]:
+            if m["run_id"] == "draft-a":
+                pq.write_table(pq.read_table(d / f).drop_columns(old), d / f)
+    t = drafts.read_drafts(d)
+    assert t.column_names == field_names("drafts") and len(t) == 4
+    got = {r["report_id"]: (r["exam"], r["accession"]) for r in t.to_pylist()}
+    assert got == {
+        "openi:0": (None, None),
+        "openi:1": (None, None),
+        "openi:5": ("XR Chest 2V", "A1"),
+        "openi:6": (None, None),
+    }
+    fhir.write_fhir(t, tmp_path / "fhir", "all")  # and they export
+
+
+def test_draft_rows_copy_the_reports_exam_columns():
+    """What a drafts row takes from its report: every column both contracts share, via select."""
+    from radgpt.draft.run import KEEP
+    from radgpt.draft.stages import draft_row
+    from radgpt.model.spec import ModelSpec
+
+    shared = set(field_names("drafts")) & set(field_names("reports"))
+    assert shared <= set(KEEP)
+    when = rows(1)[0]["generated_at"]
+    report = {k: f"v-{k}" for k in KEEP} | {"draft_id": "d1", "exam_time": when}
+    names = ("base_model", "base_model_sha256", "adapter_id", "prompt_name", "prompt_version")
+    spec = ModelSpec.model_construct(**dict.fromkeys(names, "x"), generation=GEN)
+    out = {"draft": "ok", "prompt_tokens": 1, "output_tokens": 1, "latency_ms": 1.0}
+    row = draft_row(spec, report, out, [], {"run_id": "r", "run_date": "2024-05-01"}, "h", when)
+    assert {k: row[k] for k in shared} == {k: report[k] for k in shared}
+    assert list(row) == field_names("drafts")
 
 
 def test_bad_rows_leave_nothing_visible(tmp_path):
