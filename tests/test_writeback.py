@@ -14,9 +14,11 @@ import pytest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.provenance import Provenance
 
+from radgpt.config import FhirCfg
 from radgpt.model.ids import draft_id
 from radgpt.schema import ContractError, field_names
 from radgpt.writeback import drafts, fhir
+from radgpt.writeback.provenance import AI_LABEL, fhir_provenance
 
 GEN = '{"do_sample":false,"engine":"transformers","max_new_tokens":16}'
 
@@ -176,14 +178,9 @@ def test_fhir_export_validates_and_links(tmp_path):
         Provenance.model_validate(p)
         row = by_id[r["id"]]
         assert r["status"] == "preliminary" and r["conclusion"] == row["draft"]
-        assert {"system": "urn:radgpt:report-id", "value": row["report_id"]}.items() <= {
-            **r["identifier"][1]
-        }.items()
         assert r["extension"][0]["valueReference"]["identifier"]["value"] == row["report_id"]
         assert any(tag["code"] == "ai-draft" for tag in r["meta"]["tag"])
-        assert r.get("subject") == (
-            {"reference": f"Patient/{row['patient_id']}"} if row["patient_id"] else None
-        )
+        assert r["issued"] == "2024-05-01T03:00:00.000Z"  # when the draft was generated
         assert p["target"] == [{"reference": f"DiagnosticReport/{r['id']}"}]
         dev = p["contained"][0]
         assert dev["resourceType"] == "Device" and p["agent"][0]["who"]["reference"] == "#model"
@@ -193,6 +190,143 @@ def test_fhir_export_validates_and_links(tmp_path):
         assert p["recorded"].startswith("2024-05-01T03:00:00")
     # export again: skipped, files unchanged
     assert fhir.write_fhir(t, out, "draft-a")["skipped"]
+
+
+# ---- one test per FHIR rule (docs/writeback.md) ---------------------------------------------------
+
+MRN = "http://hospital.example.org/fhir/sid/mrn"
+ACC = "http://hospital.example.org/fhir/sid/accession"
+CFG = FhirCfg(patient_id_system=MRN)
+
+
+def full_row(**kw) -> dict:
+    """An HL7-sourced draft with everything the sources can give (and two review flags)."""
+    row = rows(1)[0] | {
+        "report_id": "hl7:ACC7",
+        "source": "hl7",
+        "patient_id": "MRN123",
+        "study_id": "ACC7",
+        "exam_time": dt.datetime(2024, 4, 30, 22, 15, tzinfo=dt.UTC),
+        "exam": "XR Chest 2V",
+        "exam_code": "http://loinc.org|36643-5",
+        "accession": "ACC7",
+        "flags": ["truncated", "laterality_mismatch"],
+    }
+    return row | kw
+
+
+def references(res) -> list[str]:
+    """Every Reference.reference in a resource (literal references a server must resolve)."""
+    if isinstance(res, dict):
+        return [v for k, v in res.items() if k == "reference"] + [
+            x for v in res.values() for x in references(v)
+        ]
+    return [x for v in res for x in references(v)] if isinstance(res, list) else []
+
+
+def test_subject_is_a_logical_reference_or_stated_absent():
+    hl7 = fhir.diagnostic_report(full_row(), CFG)
+    assert hl7["subject"] == {"type": "Patient", "identifier": {"system": MRN, "value": "MRN123"}}
+    # a source without patient ids (CSV, OpenI): stated, never invented
+    dar = {"extension": [{"url": fhir.DAR, "valueCode": "unknown"}]}
+    assert fhir.diagnostic_report(full_row(patient_id=None), CFG)["subject"] == dar
+    # a FHIR source's Patient id resolves only on the server it came from
+    src = full_row(source="fhir", patient_id="p42")
+    assert fhir.diagnostic_report(src, CFG)["subject"] == dar
+    same = FhirCfg(patient_id_system=MRN, same_server=True)
+    assert fhir.diagnostic_report(src, same)["subject"] == {"reference": "Patient/p42"}
+    # nothing for a Bulk $import to resolve but the draft's own contained Device
+    assert references(hl7) == []
+
+
+def test_effective_is_the_exam_time_issued_the_generation_time():
+    r = fhir.diagnostic_report(full_row(), CFG)
+    assert (r["effectiveDateTime"], r["issued"]) == (
+        "2024-04-30T22:15:00.000Z",
+        "2024-05-01T03:00:00.000Z",
+    )
+    r = fhir.diagnostic_report(full_row(exam_time=None), CFG)
+    assert "effectiveDateTime" not in r and r["_effectiveDateTime"] == fhir.absent()
+
+
+def test_category_has_us_core_radiology_and_v2_rad():
+    cats = [c["coding"][0]["code"] for c in fhir.diagnostic_report(full_row(), CFG)["category"]]
+    assert cats == ["LP29684-5", "RAD"]
+
+
+def test_code_carries_the_source_exam_code_and_text():
+    c = fhir.diagnostic_report(full_row(), CFG)["code"]
+    assert [x["code"] for x in c["coding"]] == ["36643-5", "18748-4"]
+    assert c["text"] == "XR Chest 2V"
+    c = fhir.diagnostic_report(full_row(exam_code=None, exam=None), CFG)["code"]
+    assert c == {"coding": [fhir.IMAGING]}  # only what the source gave
+
+
+def test_accession_is_the_order_identifier_not_the_drafts():
+    r = fhir.diagnostic_report(full_row(accession=f"{ACC}|ACC7", study_id="s7"), CFG)
+    assert r["identifier"] == [{"system": "urn:radgpt:draft-id", "value": r["id"]}]
+    (order,) = r["basedOn"]
+    assert order["type"] == "ServiceRequest"
+    assert order["identifier"] == {"type": fhir.ACSN, "system": ACC, "value": "ACC7"}
+    assert r["imagingStudy"][0]["identifier"] == {"system": fhir.SYS_STUDY, "value": "s7"}
+    # HL7: OBR-3 is both; a system from config when the source names none
+    r = fhir.diagnostic_report(full_row(), FhirCfg(accession_system=ACC))
+    assert r["basedOn"][0]["identifier"]["system"] == ACC and "imagingStudy" not in r
+    assert "basedOn" not in fhir.diagnostic_report(full_row(accession=None), CFG)
+
+
+def test_review_flags_are_extensions_and_narrative(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    row = full_row(flag_details=[("laterality_mismatch", "says left; Findings name no side")])
+    r = fhir.diagnostic_report(row, CFG)
+    assert "conclusionCode" not in r
+    flags = [e for e in r["extension"] if e["url"] == fhir.FLAG_EXT]
+    assert [f["extension"][0]["valueCoding"]["code"] for f in flags] == row["flags"]
+    assert flags[1]["extension"][1] == {
+        "url": "detail",
+        "valueString": "says left; Findings name no side",
+    }
+    div = r["text"]["div"]
+    ET.fromstring(div)  # well-formed XHTML
+    for text in (fhir.REVIEW, row["draft"], "laterality mismatch: says left"):
+        assert text in div
+    # a drafts table with a per-flag detail column (map<string,string>) reaches the resource
+    t = drafts.to_table([full_row()])
+    t = t.append_column(
+        "flag_details",
+        pa.array([[("truncated", "hit 96 tokens")]], pa.map_(pa.string(), pa.string())),
+    )
+    fhir.write_fhir(t, tmp_path, "r")
+    (dr,) = [json.loads(x) for x in (tmp_path / "r" / "DiagnosticReport.ndjson").open()]
+    assert "truncated: hit 96 tokens" in dr["text"]["div"]
+
+
+def test_ai_label_is_a_security_label_and_the_model_the_author():
+    r = fhir.diagnostic_report(full_row(), CFG)
+    assert r["meta"]["security"] == [AI_LABEL] and AI_LABEL not in r["meta"]["tag"]
+    p = fhir_provenance(full_row(), f"DiagnosticReport/{r['id']}")
+    assert p["agent"][0]["type"]["coding"][0]["code"] == "author"
+    assert "signature" not in p  # none unless config names a signer
+
+
+def test_signature_only_when_a_signer_is_configured():
+    when = dt.datetime(2024, 5, 1, 6, 0, tzinfo=dt.UTC)
+    p = fhir_provenance(full_row(), "DiagnosticReport/x", "Organization/radiology-ai", when)
+    (sig,) = p["signature"]
+    assert sig["who"] == {"reference": "Organization/radiology-ai"} and "data" not in sig
+    assert sig["when"] == "2024-05-01T06:00:00.000Z" and sig["type"][0]["code"].endswith(".14")
+
+
+def test_us_core_profile_only_when_its_must_haves_are_there():
+    has = lambda r: fhir.US_CORE_NOTE in r["meta"].get("profile", [])  # noqa: E731
+    assert has(fhir.diagnostic_report(full_row(), CFG))
+    assert not has(fhir.diagnostic_report(full_row(patient_id=None), CFG))
+    assert not has(fhir.diagnostic_report(full_row(exam_time=None), CFG))
+    assert not has(fhir.diagnostic_report(full_row(), FhirCfg()))  # an MRN without its system
+    assert not has(
+        fhir.diagnostic_report(full_row(), FhirCfg(patient_id_system=MRN, us_core=False))
+    )
 
 
 def test_run_writeback_exports_pending_runs(tmp_path):
