@@ -140,7 +140,8 @@ def flag_extensions(row: dict) -> list[dict]:
 
 
 def narrative(row: dict, res: dict) -> dict:
-    """What a reviewer reads: the AI label, the exam, the draft, the review flags, what is absent."""
+    """What a reviewer reads: the AI label, the exam and its accession, the draft, the review flags
+    (with what they saw), what the source did not give."""
     exam = escape(row.get("exam") or IMAGING["display"])
     when = f" ({res['effectiveDateTime']})" if "effectiveDateTime" in res else ""
     draft = escape(row["draft"].strip()).replace("\n", "<br/>") or "<i>(empty)</i>"
@@ -154,6 +155,7 @@ def narrative(row: dict, res: dict) -> dict:
     parts = [
         f"<p><b>{REVIEW}.</b></p>",
         f"<p>Exam: {exam}{when}</p>",
+        *(f"<p>Accession: {escape(o['identifier']['value'])}</p>" for o in res.get("basedOn", [])),
         f"<p>Draft impression: {draft}</p>",
         f"<p>Review flags:</p><ul>{flags}</ul>" if flags else "<p>Review flags: none</p>",
         f"<p>Not given by the source: {', '.join(gone)}</p>" if gone else "",
