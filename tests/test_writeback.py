@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import re
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -340,3 +343,42 @@ def test_run_writeback_exports_pending_runs(tmp_path):
     assert fhir.run_writeback(cfg) == []
     with pytest.raises(FileNotFoundError):
         fhir.run_writeback(cfg, run_id="draft-zzz")
+
+
+# ---- docs/writeback.md: its example resources are what write_fhir writes ---------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "writeback.md"
+BLOCK = re.compile(r"(<!-- example: (\w+) -->\n```json\n)(.*?)(\n```)", re.S)
+
+
+def example_export(tmp_path) -> dict[str, dict]:
+    """The doc's fixed draft (an HL7 report with a review flag and its detail) through write_fhir."""
+    row = full_row(
+        draft_id=draft_id("hl7:ACC7", "lora-x", "chat-v1", "1", GEN),
+        base_model="/models/qwen2.5-7b-instruct",
+        draft="Left lower lobe opacity, possibly pneumonia.",
+        flags=["laterality_mismatch"],
+        accession=f"{ACC}|ACC7",
+    )
+    t = drafts.to_table([row])
+    detail = [[("laterality_mismatch", "says left; the Findings name no side")]]
+    t = t.append_column("flag_details", pa.array(detail, pa.map_(pa.string(), pa.string())))
+    cfg = FhirCfg(patient_id_system=MRN, signer="Organization/radiology-ai")
+    fhir.write_fhir(t, tmp_path, "draft-example", cfg=cfg)
+    out = {}
+    for name in ("DiagnosticReport", "Provenance"):
+        (res,) = [json.loads(x) for x in (tmp_path / "draft-example" / f"{name}.ndjson").open()]
+        out[name] = res
+    out["Provenance"]["signature"][0]["when"] = "2024-05-01T06:30:00.000Z"  # the export's clock
+    return out
+
+
+def test_doc_example_is_what_write_fhir_writes(tmp_path):
+    """RADGPT_UPDATE_DOCS=1 rewrites the doc's example blocks from the code."""
+    got = example_export(tmp_path)
+    text = DOC.read_text()
+    if os.environ.get("RADGPT_UPDATE_DOCS"):
+        text = BLOCK.sub(lambda m: m[1] + json.dumps(got[m[2]], indent=2) + m[4], text)
+        DOC.write_text(text)
+    blocks = {m[2]: json.loads(m[3]) for m in BLOCK.finditer(text)}
+    assert blocks == got, "docs/writeback.md is stale: RADGPT_UPDATE_DOCS=1 pytest -k doc_example"
