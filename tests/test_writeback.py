@@ -276,6 +276,12 @@ def test_accession_is_the_order_identifier_not_the_drafts():
     r = fhir.diagnostic_report(full_row(), FhirCfg(accession_system=ACC))
     assert r["basedOn"][0]["identifier"]["system"] == ACC and "imagingStudy" not in r
     assert "basedOn" not in fhir.diagnostic_report(full_row(accession=None), CFG)
+    # a FHIR source keeps its accession; its ImagingStudy id resolves only on its own server
+    src = full_row(source="fhir", accession=f"{ACC}|A1", study_id="ImagingStudy/is1")
+    r = fhir.diagnostic_report(src, CFG)
+    assert r["basedOn"][0]["identifier"]["value"] == "A1" and "imagingStudy" not in r
+    r = fhir.diagnostic_report(src, FhirCfg(same_server=True))
+    assert r["imagingStudy"] == [{"reference": "ImagingStudy/is1"}]
 
 
 def test_review_flags_are_extensions_and_narrative(tmp_path):

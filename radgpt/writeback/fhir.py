@@ -106,11 +106,12 @@ def order_and_study(row: dict, cfg: FhirCfg) -> dict:
     sid = row.get("study_id")
     if not sid or sid == acc[1]:
         return out
+    study = sid.removeprefix("ImagingStudy/")  # a fhir source's study is a reference there
     if row["source"] != "fhir":
         out["imagingStudy"] = [
             {"type": "ImagingStudy", "identifier": {"system": SYS_STUDY, "value": sid}}
         ]
-    elif cfg.same_server and sid.startswith("ImagingStudy/") and FHIR_ID.fullmatch(sid[13:]):
+    elif cfg.same_server and study != sid and FHIR_ID.fullmatch(study):
         out["imagingStudy"] = [{"reference": sid}]
     return out
 
