@@ -210,6 +210,32 @@ class EvalCfg(_Cfg):
     baselines: list[str] = Field(default_factory=lambda: ["constant", "nn"])
 
 
+class FhirCfg(_Cfg):
+    """The FHIR R4 write-back of drafts (radgpt.writeback.fhir; docs/writeback.md)."""
+
+    # identifier system (a URI) of the patient ids of the hl7, csv and mimic sources, e.g. the MRN
+    # system "http://hospital.example.org/fhir/sid/mrn": subject = {identifier: {system, value}},
+    # a logical reference; None = the value alone, which no server can match (logged)
+    patient_id_system: str | None = Field(default=None, pattern=r"^\S+:\S+$")
+    # identifier system of accession numbers whose source names none (HL7 OBR-3 without a
+    # universal id); None = the value alone
+    accession_system: str | None = Field(default=None, pattern=r"^\S+:\S+$")
+    # true when the NDJSON is loaded into the FHIR server the fhir-source reports came from: their
+    # Patient and ImagingStudy ids resolve there (subject = Patient/<id>); false: those ids name
+    # nothing on the target, so their subject is stated unknown (data-absent-reason)
+    same_server: bool = False
+    # meta.profile = US Core DiagnosticReport Note on drafts that meet its must-haves (a patient
+    # and an exam time); false: no profile claimed (a server without the US Core package)
+    us_core: bool = True
+    # literal reference to whoever vouches for the drafts' provenance, e.g.
+    # "Organization/radiology-ai": Provenance.signature (type source, who, when; no cryptographic
+    # data); None = no signature
+    signer: str | None = Field(
+        default=None,
+        pattern=r"^(Organization|Practitioner|PractitionerRole|Device)/[A-Za-z0-9.\-]{1,64}$",
+    )
+
+
 class Config(_Cfg):
     version: int = CONFIG_VERSION
     spark: SparkCfg = Field(default_factory=SparkCfg)
@@ -222,6 +248,7 @@ class Config(_Cfg):
     draft: DraftCfg = Field(default_factory=DraftCfg)
     serve: ServeCfg = Field(default_factory=ServeCfg)
     eval: EvalCfg = Field(default_factory=EvalCfg)
+    fhir: FhirCfg = Field(default_factory=FhirCfg)
 
     @model_validator(mode="after")
     def _version(self) -> Config:

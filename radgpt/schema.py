@@ -2,6 +2,7 @@
 
 from radgpt.schema import arrow_schema, spark_schema, check_arrow
 arrow_schema("reports"); spark_schema("drafts")
+token("http://loinc.org", "36643-5")   # "http://loinc.org|36643-5": a code or identifier in one column
 """
 
 from __future__ import annotations
@@ -91,3 +92,15 @@ def check_arrow(table: pa.Table, name: str) -> None:
             )
     if problems:
         raise ContractError(f"{name} contract broken: " + "; ".join(problems))
+
+
+def token(system: str | None, value: str) -> str:
+    """A code or identifier in one string column, in FHIR's search-token form: "system|value", or
+    the value alone when the source names no system (columns exam_code, accession)."""
+    return f"{system}|{value}" if system else value
+
+
+def split_token(tok: str) -> tuple[str | None, str]:
+    """ "system|value" -> (system, value); "value" -> (None, value). Systems are URIs (no "|")."""
+    system, bar, value = tok.partition("|")
+    return (system or None, value) if bar else (None, tok)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from radgpt.runtime import write_json_atomic
-from radgpt.schema import arrow_schema
+from radgpt.schema import ContractError, arrow_schema
 
 log = logging.getLogger(__name__)
 MANIFESTS = "_manifests"
@@ -99,7 +99,8 @@ def commit(root: str | os.PathLike, run_id: str, record: dict) -> dict:
 def read(
     root: str | os.PathLike, name: str, columns: list[str] | None = None, filter=None
 ) -> pa.Table:
-    """Committed rows of a table as pyarrow, cast to the contract `name` (schemas/<name>.json)."""
+    """Committed rows of a table as pyarrow, in the contract `name` (schemas/<name>.json); files
+    written before the contract gained a nullable column read it as nulls."""
     schema = arrow_schema(name)
     files = [str(p) for p in committed_files(root)]
     if not files:
@@ -107,9 +108,15 @@ def read(
         return t.select(columns) if columns else t
     part_names = [n for n in ("source", "split", "run_date") if n in schema.names]
     part = ds.partitioning(pa.schema([schema.field(n) for n in part_names]), flavor="hive")
-    dset = ds.dataset(files, format="parquet", partitioning=part, partition_base_dir=str(root))
+    # the contract as the dataset's schema: a nullable column the contract gained after some files
+    # were written reads as nulls there (whichever file comes first); a non-null one must be there
+    dset = ds.dataset(
+        files, schema=schema, format="parquet", partitioning=part, partition_base_dir=str(root)
+    )
     t = dset.to_table(filter=filter)
-    t = t.select(schema.names).cast(schema)
+    gone = [f.name for f in schema if not f.nullable and t.column(f.name).null_count]
+    if gone:
+        raise ContractError(f"{name} table {root}: nulls in non-null column(s) {gone}")
     return t.select(columns) if columns else t
 
 

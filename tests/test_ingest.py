@@ -5,6 +5,7 @@ import csv
 import json
 import shutil
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -61,6 +62,10 @@ def test_all_formats_end_to_end(spark, sample, tmp_path):
     # MIMIC official split came from the split file
     mim = t.filter(pc.equal(t.column("source"), "mimic"))
     assert set(mim.column("split_origin").to_pylist()) <= {"official", "duplicate"}
+    # the FHIR and HL7 inputs' exam code and accession reach the table (the FHIR write-back's)
+    coded = t.filter(pc.is_in(t.column("source"), pa.array(["fhir", "hl7"])))
+    assert coded.num_rows and coded.column("accession").null_count == 0
+    assert set(coded.column("exam_code").to_pylist()) == {"http://loinc.org|36643-5"}
     # every input is hashed: a file by content, a folder (MIMIC tree) by its listing
     from pathlib import Path
 

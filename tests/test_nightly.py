@@ -77,6 +77,11 @@ def test_nightly_end_to_end(tmp_path, tiny_model_dir, spark, ray_local):
     assert exp["resources"] == 2 * len(want)
     lines = (cfg.path("fhir") / d["run_id"] / "DiagnosticReport.ndjson").read_text().splitlines()
     assert len(lines) == len(want)
+    # the report's exam reaches the draft and its DiagnosticReport (an HL7 report has all of it)
+    hl7 = [r for r in read_drafts(cfg.path("drafts")).to_pylist() if r["source"] == "hl7"]
+    assert hl7 and all(r["exam_time"] and r["exam_code"] and r["accession"] for r in hl7)
+    drs = {x["id"]: x for x in map(json.loads, lines)}
+    assert all({"effectiveDateTime", "basedOn"} <= set(drs[r["draft_id"]]) for r in hl7)
     assert json.loads((cfg.path("runs") / f"{s['run_id']}.json").read_text())["status"] == "ok"
 
     again = run_nightly(cfg, spark=spark)  # same inputs: nothing new anywhere

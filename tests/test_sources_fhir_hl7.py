@@ -85,6 +85,8 @@ def test_fhir_ndjson_all_text_sources_and_bad_records(tmp_path):
     assert plain.exam == "XR Chest 2V" and plain.status == "final"
     assert plain.exam_time == dt.datetime(2021, 3, 4, 15, 20, 30, tzinfo=dt.UTC)
     assert plain.meta["identifier"] == f"{ACCESSION_SYSTEM}|acc-plain"
+    assert plain.accession == f"{ACCESSION_SYSTEM}|acc-plain"  # the identifier typed ACSN
+    assert plain.exam_code == "http://loinc.org|36643-5"
     assert plain.sha256 != by["1"].sha256
     assert pair(by["1"]) == ("Heart size normal & lungs clear.", "Normal.")  # html stripped
     assert pair(by["3"]) == ("Stable nodule.", "Unchanged.")  # text.div fallback
@@ -139,14 +141,35 @@ def test_hl7_two_messages_cr_separators(tmp_path):
     us, rs = read_all(hl7, p, IngestCfg())
     assert len(us) == 1 and [r.member for r in rs] == ["0", "1"]
     r1, r2 = rs
-    assert r1.native_id == r1.study_id == "FIL1" and r1.patient_id == "MRN123"
+    assert r1.native_id == r1.study_id == r1.accession == "FIL1" and r1.patient_id == "MRN123"
     assert r1.exam == "XR CHEST 2 VIEWS" and r1.status == "F"
+    assert r1.exam_code == "http://www.ama-assn.org/go/cpt|71020"  # OBR-4 coded CPT
     assert r1.exam_time == dt.datetime(2024, 1, 2, 15, 30, tzinfo=dt.UTC)
     assert r1.text.splitlines()[2] == "Heart size normal & stable."
     assert pair(r1) == ("The lungs are clear. Heart size normal & stable.", "No acute disease.")
     assert r2.native_id == "FIL2" and r2.exam_time == dt.datetime(2024, 1, 2, 10, 30, tzinfo=dt.UTC)
     assert pair(r2) == ("Left basilar opacity.", "Pneumonia Follow up.")
     assert r1.sha256 != r2.sha256
+
+
+def test_accession_and_exam_code_as_tokens():
+    """exam_code and accession: system|value when the source names the system, else what it has."""
+    acsn = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]}
+    order = {"type": "ServiceRequest", "identifier": {"type": acsn, "value": "A9"}}
+    res = diagnostic_report("r9", identifier=[], basedOn=[order], conclusion="x")
+    res["code"] = {"coding": [{"code": "local-1"}, {"system": "urn:ris", "code": "XR2"}]}
+    r = fhir.resource_to_raw("0", res, b"{}")
+    # the accession from basedOn; the first coding with a system
+    assert (r.accession, r.exam_code) == ("A9", "urn:ris|XR2")
+    r = fhir.resource_to_raw("0", diagnostic_report("r8", identifier=[], conclusion="x"), b"{}")
+    assert r.accession is None
+    msg = hl7_message("C1", "F1^RIS^1.2.3^ISO", [("TX", "IMPRESSION: Normal.")])
+    msg[3] = msg[3].replace("71020^XR CHEST 2 VIEWS^CPT", "36643-5^XR Chest 2V^LN")
+    r = hl7.parse_message("0", "\r".join(msg).encode())
+    assert (r.accession, r.exam_code) == ("urn:oid:1.2.3|F1", "http://loinc.org|36643-5")
+    msg[3] = msg[3].replace("36643-5^XR Chest 2V^LN", "XR2^XR Chest 2V^99RIS")
+    r = hl7.parse_message("0", "\r".join(msg).encode())
+    assert (r.accession, r.exam_code, r.exam) == ("urn:oid:1.2.3|F1", None, "XR Chest 2V")
 
 
 def test_hl7_newline_separators_and_bad_messages(tmp_path):

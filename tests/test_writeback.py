@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import re
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -14,9 +17,11 @@ import pytest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.provenance import Provenance
 
+from radgpt.config import FhirCfg
 from radgpt.model.ids import draft_id
 from radgpt.schema import ContractError, field_names
 from radgpt.writeback import drafts, fhir
+from radgpt.writeback.provenance import AI_LABEL, fhir_provenance
 
 GEN = '{"do_sample":false,"engine":"transformers","max_new_tokens":16}'
 
@@ -33,6 +38,10 @@ def rows(n: int, run_id: str = "draft-a", run_date: str = "2024-05-01", start: i
                 "source": "openi",
                 "patient_id": f"p{i}" if i % 2 else None,
                 "study_id": f"s{i}",
+                "exam_time": None,  # an OpenI-like source: no exam time, code or accession
+                "exam": None,
+                "exam_code": None,
+                "accession": None,
                 "draft": f"No acute disease {i}.",
                 "flags": ["truncated"] if i % 3 == 0 else [],
                 "base_model": "/models/tiny",
@@ -69,6 +78,50 @@ def test_commit_is_idempotent_and_manifested(tmp_path):
     assert sorted(t.column("report_id").to_pylist()) == [f"openi:{i}" for i in range(7)]
     assert t.column_names == field_names("drafts")
     assert len(set(t.column("draft_id").to_pylist())) == 7
+
+
+def test_a_version_1_drafts_table_stays_readable(tmp_path):
+    """Files written before the exam columns existed read them as nulls, before or after new ones."""
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "drafts"
+    new = rows(2, "draft-b", start=5)
+    new[0] |= {"exam": "XR Chest 2V", "accession": "A1"}
+    drafts.commit_drafts(rows(2), d, "draft-a")
+    drafts.commit_drafts(new, d, "draft-b")
+    old = ["exam_time", "exam", "exam_code", "accession"]
+    for m in drafts.manifests(d):  # rewrite draft-a's files as version 1 wrote them
+        for f in m["files"]:
+            if m["run_id"] == "draft-a":
+                pq.write_table(pq.read_table(d / f).drop_columns(old), d / f)
+    t = drafts.read_drafts(d)
+    assert t.column_names == field_names("drafts") and len(t) == 4
+    got = {r["report_id"]: (r["exam"], r["accession"]) for r in t.to_pylist()}
+    assert got == {
+        "openi:0": (None, None),
+        "openi:1": (None, None),
+        "openi:5": ("XR Chest 2V", "A1"),
+        "openi:6": (None, None),
+    }
+    fhir.write_fhir(t, tmp_path / "fhir", "all")  # and they export
+
+
+def test_draft_rows_copy_the_reports_exam_columns():
+    """What a drafts row takes from its report: every column both contracts share, via select."""
+    from radgpt.draft.run import KEEP
+    from radgpt.draft.stages import draft_row
+    from radgpt.model.spec import ModelSpec
+
+    shared = set(field_names("drafts")) & set(field_names("reports"))
+    assert shared <= set(KEEP)
+    when = rows(1)[0]["generated_at"]
+    report = {k: f"v-{k}" for k in KEEP} | {"draft_id": "d1", "exam_time": when}
+    names = ("base_model", "base_model_sha256", "adapter_id", "prompt_name", "prompt_version")
+    spec = ModelSpec.model_construct(**dict.fromkeys(names, "x"), generation=GEN)
+    out = {"draft": "ok", "prompt_tokens": 1, "output_tokens": 1, "latency_ms": 1.0}
+    row = draft_row(spec, report, out, [], {"run_id": "r", "run_date": "2024-05-01"}, "h", when)
+    assert {k: row[k] for k in shared} == {k: report[k] for k in shared}
+    assert list(row) == field_names("drafts")
 
 
 def test_bad_rows_leave_nothing_visible(tmp_path):
@@ -128,14 +181,9 @@ def test_fhir_export_validates_and_links(tmp_path):
         Provenance.model_validate(p)
         row = by_id[r["id"]]
         assert r["status"] == "preliminary" and r["conclusion"] == row["draft"]
-        assert {"system": "urn:radgpt:report-id", "value": row["report_id"]}.items() <= {
-            **r["identifier"][1]
-        }.items()
         assert r["extension"][0]["valueReference"]["identifier"]["value"] == row["report_id"]
         assert any(tag["code"] == "ai-draft" for tag in r["meta"]["tag"])
-        assert r.get("subject") == (
-            {"reference": f"Patient/{row['patient_id']}"} if row["patient_id"] else None
-        )
+        assert r["issued"] == "2024-05-01T03:00:00.000Z"  # when the draft was generated
         assert p["target"] == [{"reference": f"DiagnosticReport/{r['id']}"}]
         dev = p["contained"][0]
         assert dev["resourceType"] == "Device" and p["agent"][0]["who"]["reference"] == "#model"
@@ -145,6 +193,149 @@ def test_fhir_export_validates_and_links(tmp_path):
         assert p["recorded"].startswith("2024-05-01T03:00:00")
     # export again: skipped, files unchanged
     assert fhir.write_fhir(t, out, "draft-a")["skipped"]
+
+
+# ---- one test per FHIR rule (docs/writeback.md) ---------------------------------------------------
+
+MRN = "http://hospital.example.org/fhir/sid/mrn"
+ACC = "http://hospital.example.org/fhir/sid/accession"
+CFG = FhirCfg(patient_id_system=MRN)
+
+
+def full_row(**kw) -> dict:
+    """An HL7-sourced draft with everything the sources can give (and two review flags)."""
+    row = rows(1)[0] | {
+        "report_id": "hl7:ACC7",
+        "source": "hl7",
+        "patient_id": "MRN123",
+        "study_id": "ACC7",
+        "exam_time": dt.datetime(2024, 4, 30, 22, 15, tzinfo=dt.UTC),
+        "exam": "XR Chest 2V",
+        "exam_code": "http://loinc.org|36643-5",
+        "accession": "ACC7",
+        "flags": ["truncated", "laterality_mismatch"],
+    }
+    return row | kw
+
+
+def references(res) -> list[str]:
+    """Every Reference.reference in a resource (literal references a server must resolve)."""
+    if isinstance(res, dict):
+        return [v for k, v in res.items() if k == "reference"] + [
+            x for v in res.values() for x in references(v)
+        ]
+    return [x for v in res for x in references(v)] if isinstance(res, list) else []
+
+
+def test_subject_is_a_logical_reference_or_stated_absent():
+    hl7 = fhir.diagnostic_report(full_row(), CFG)
+    assert hl7["subject"] == {"type": "Patient", "identifier": {"system": MRN, "value": "MRN123"}}
+    # a source without patient ids (CSV, OpenI): stated, never invented
+    dar = {"extension": [{"url": fhir.DAR, "valueCode": "unknown"}]}
+    assert fhir.diagnostic_report(full_row(patient_id=None), CFG)["subject"] == dar
+    # a FHIR source's Patient id resolves only on the server it came from
+    src = full_row(source="fhir", patient_id="p42")
+    assert fhir.diagnostic_report(src, CFG)["subject"] == dar
+    same = FhirCfg(patient_id_system=MRN, same_server=True)
+    assert fhir.diagnostic_report(src, same)["subject"] == {"reference": "Patient/p42"}
+    # nothing for a Bulk $import to resolve but the draft's own contained Device
+    assert references(hl7) == []
+
+
+def test_effective_is_the_exam_time_issued_the_generation_time():
+    r = fhir.diagnostic_report(full_row(), CFG)
+    assert (r["effectiveDateTime"], r["issued"]) == (
+        "2024-04-30T22:15:00.000Z",
+        "2024-05-01T03:00:00.000Z",
+    )
+    r = fhir.diagnostic_report(full_row(exam_time=None), CFG)
+    assert "effectiveDateTime" not in r and r["_effectiveDateTime"] == fhir.absent()
+
+
+def test_category_has_us_core_radiology_and_v2_rad():
+    cats = [c["coding"][0]["code"] for c in fhir.diagnostic_report(full_row(), CFG)["category"]]
+    assert cats == ["LP29684-5", "RAD"]
+
+
+def test_code_carries_the_source_exam_code_and_text():
+    c = fhir.diagnostic_report(full_row(), CFG)["code"]
+    assert [x["code"] for x in c["coding"]] == ["36643-5", "18748-4"]
+    assert c["text"] == "XR Chest 2V"
+    c = fhir.diagnostic_report(full_row(exam_code=None, exam=None), CFG)["code"]
+    assert c == {"coding": [fhir.IMAGING]}  # only what the source gave
+
+
+def test_accession_is_the_order_identifier_not_the_drafts():
+    r = fhir.diagnostic_report(full_row(accession=f"{ACC}|ACC7", study_id="s7"), CFG)
+    assert r["identifier"] == [{"system": "urn:radgpt:draft-id", "value": r["id"]}]
+    (order,) = r["basedOn"]
+    assert order["type"] == "ServiceRequest"
+    assert order["identifier"] == {"type": fhir.ACSN, "system": ACC, "value": "ACC7"}
+    assert r["imagingStudy"][0]["identifier"] == {"system": fhir.SYS_STUDY, "value": "s7"}
+    # HL7: OBR-3 is both; a system from config when the source names none
+    r = fhir.diagnostic_report(full_row(), FhirCfg(accession_system=ACC))
+    assert r["basedOn"][0]["identifier"]["system"] == ACC and "imagingStudy" not in r
+    assert "basedOn" not in fhir.diagnostic_report(full_row(accession=None), CFG)
+    # a FHIR source keeps its accession; its ImagingStudy id resolves only on its own server
+    src = full_row(source="fhir", accession=f"{ACC}|A1", study_id="ImagingStudy/is1")
+    r = fhir.diagnostic_report(src, CFG)
+    assert r["basedOn"][0]["identifier"]["value"] == "A1" and "imagingStudy" not in r
+    r = fhir.diagnostic_report(src, FhirCfg(same_server=True))
+    assert r["imagingStudy"] == [{"reference": "ImagingStudy/is1"}]
+
+
+def test_review_flags_are_extensions_and_narrative(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    row = full_row(flag_details=[("laterality_mismatch", "says left; Findings name no side")])
+    r = fhir.diagnostic_report(row, CFG)
+    assert "conclusionCode" not in r
+    flags = [e for e in r["extension"] if e["url"] == fhir.FLAG_EXT]
+    assert [f["extension"][0]["valueCoding"]["code"] for f in flags] == row["flags"]
+    assert flags[1]["extension"][1] == {
+        "url": "detail",
+        "valueString": "says left; Findings name no side",
+    }
+    div = r["text"]["div"]
+    ET.fromstring(div)  # well-formed XHTML
+    for text in (fhir.REVIEW, row["draft"], "laterality mismatch: says left"):
+        assert text in div
+    # a drafts table with a per-flag detail column (map<string,string>) reaches the resource
+    t = drafts.to_table([full_row()])
+    t = t.append_column(
+        "flag_details",
+        pa.array([[("truncated", "hit 96 tokens")]], pa.map_(pa.string(), pa.string())),
+    )
+    fhir.write_fhir(t, tmp_path, "r")
+    (dr,) = [json.loads(x) for x in (tmp_path / "r" / "DiagnosticReport.ndjson").open()]
+    assert "truncated: hit 96 tokens" in dr["text"]["div"]
+
+
+def test_ai_label_is_a_security_label_and_the_model_the_author():
+    r = fhir.diagnostic_report(full_row(), CFG)
+    assert r["meta"]["security"] == [AI_LABEL] and AI_LABEL not in r["meta"]["tag"]
+    p = fhir_provenance(full_row(), f"DiagnosticReport/{r['id']}")
+    assert p["agent"][0]["type"]["coding"][0]["code"] == "author"
+    assert "signature" not in p  # none unless config names a signer
+
+
+def test_signature_only_when_a_signer_is_configured():
+    when = dt.datetime(2024, 5, 1, 6, 0, tzinfo=dt.UTC)
+    p = fhir_provenance(full_row(), "DiagnosticReport/x", "Organization/radiology-ai", when)
+    (sig,) = p["signature"]
+    assert sig["who"] == {"reference": "Organization/radiology-ai"} and "data" not in sig
+    assert sig["when"] == "2024-05-01T06:00:00.000Z" and sig["type"][0]["code"].endswith(".14")
+
+
+def test_us_core_profile_only_when_its_must_haves_are_there():
+    has = lambda r: fhir.US_CORE_NOTE in r["meta"].get("profile", [])  # noqa: E731
+    assert has(fhir.diagnostic_report(full_row(), CFG))
+    assert not has(fhir.diagnostic_report(full_row(patient_id=None), CFG))
+    assert not has(fhir.diagnostic_report(full_row(exam_time=None), CFG))
+    assert not has(fhir.diagnostic_report(full_row(), FhirCfg()))  # an MRN without its system
+    assert not has(
+        fhir.diagnostic_report(full_row(), FhirCfg(patient_id_system=MRN, us_core=False))
+    )
 
 
 def test_run_writeback_exports_pending_runs(tmp_path):
@@ -158,3 +349,42 @@ def test_run_writeback_exports_pending_runs(tmp_path):
     assert fhir.run_writeback(cfg) == []
     with pytest.raises(FileNotFoundError):
         fhir.run_writeback(cfg, run_id="draft-zzz")
+
+
+# ---- docs/writeback.md: its example resources are what write_fhir writes ---------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "writeback.md"
+BLOCK = re.compile(r"(<!-- example: (\w+) -->\n```json\n)(.*?)(\n```)", re.S)
+
+
+def example_export(tmp_path) -> dict[str, dict]:
+    """The doc's fixed draft (an HL7 report with a review flag and its detail) through write_fhir."""
+    row = full_row(
+        draft_id=draft_id("hl7:ACC7", "lora-x", "chat-v1", "1", GEN),
+        base_model="/models/qwen2.5-7b-instruct",
+        draft="Left lower lobe opacity, possibly pneumonia.",
+        flags=["laterality_mismatch"],
+        accession=f"{ACC}|ACC7",
+    )
+    t = drafts.to_table([row])
+    detail = [[("laterality_mismatch", "says left; the Findings name no side")]]
+    t = t.append_column("flag_details", pa.array(detail, pa.map_(pa.string(), pa.string())))
+    cfg = FhirCfg(patient_id_system=MRN, signer="Organization/radiology-ai")
+    fhir.write_fhir(t, tmp_path, "draft-example", cfg=cfg)
+    out = {}
+    for name in ("DiagnosticReport", "Provenance"):
+        (res,) = [json.loads(x) for x in (tmp_path / "draft-example" / f"{name}.ndjson").open()]
+        out[name] = res
+    out["Provenance"]["signature"][0]["when"] = "2024-05-01T06:30:00.000Z"  # the export's clock
+    return out
+
+
+def test_doc_example_is_what_write_fhir_writes(tmp_path):
+    """RADGPT_UPDATE_DOCS=1 rewrites the doc's example blocks from the code."""
+    got = example_export(tmp_path)
+    text = DOC.read_text()
+    if os.environ.get("RADGPT_UPDATE_DOCS"):
+        text = BLOCK.sub(lambda m: m[1] + json.dumps(got[m[2]], indent=2) + m[4], text)
+        DOC.write_text(text)
+    blocks = {m[2]: json.loads(m[3]) for m in BLOCK.finditer(text)}
+    assert blocks == got, "docs/writeback.md is stale: RADGPT_UPDATE_DOCS=1 pytest -k doc_example"

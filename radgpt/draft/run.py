@@ -31,7 +31,8 @@ from radgpt.runtime import new_run_id, utcnow
 from radgpt.schema import arrow_schema
 
 log = logging.getLogger("radgpt.draft.run")
-KEEP = ["report_id", "source", "patient_id", "study_id", "findings", "source_sha256"]
+KEEP = ["report_id", "source", "patient_id", "study_id", "exam_time", "exam", "exam_code", "accession",
+        "findings", "source_sha256"]  # fmt: skip
 
 
 def _blank(col: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -150,10 +150,12 @@ def draft_row(
     """One drafts table row (schemas/drafts.json): the report's ids, the draft, its provenance.
 
     `report` has the columns radgpt.draft.run.select keeps (+ draft_id); `out` is a Postprocess output; `run` has run_id and
-    run_date. The batch path and `radgpt serve` both build their drafts here.
+    run_date. The batch path and `radgpt serve` both build their drafts here (a serve request has
+    no exam: its exam columns are null).
     """
     return {  # in the schema's column order
         **{k: report[k] for k in ("draft_id", "report_id", "source", "patient_id", "study_id")},
+        **{k: report.get(k) for k in ("exam_time", "exam", "exam_code", "accession")},
         "draft": out["draft"],
         "flags": flags,
         "base_model": spec.base_model,

@@ -58,6 +58,8 @@ def report_row(unit: Unit, raw: Raw, cfg: IngestCfg) -> dict:
         "study_id": raw.study_id,
         "exam_time": raw.exam_time,
         "exam": raw.exam,
+        "exam_code": raw.exam_code,
+        "accession": raw.accession,
         "status": raw.status,
         "sections": secs or None,
         "findings": findings,

@@ -15,12 +15,29 @@ SYS_DRAFT = "urn:radgpt:draft-id"
 SYS_REPORT = "urn:radgpt:report-id"
 SYS_MODEL = "urn:radgpt:base-model-sha256"
 SYS_ADAPTER = "urn:radgpt:adapter-id"
-AI_TAG = {
+BASE = (
+    "https://radgpt.local/fhir"  # the project's canonical base: StructureDefinition/, CodeSystem/
+)
+XHTML = "http://www.w3.org/1999/xhtml"
+# HL7 AI Transparency: AI-asserted content carries this security label (meta.security)
+AI_LABEL = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
     "code": "AIAST",
     "display": "Artificial Intelligence asserted",
 }
+# the project's own tag on every resource of a write-back (find or withdraw them by tag)
 DRAFT_TAG = {"system": "urn:radgpt:tag", "code": "ai-draft", "display": "AI-generated draft"}
+AUTHOR = {
+    "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+    "code": "author",
+    "display": "Author",
+}
+# ISO/ASTM E1762 signature type: the signer vouches for the data's source, not for its content
+SOURCE_SIGNATURE = {
+    "system": "urn:iso-astm:E1762-95:2013",
+    "code": "1.2.840.10065.1.12.1.14",
+    "display": "Source Signature",
+}
 
 
 def _instant(t: dt.datetime) -> str:
@@ -57,14 +74,33 @@ def device(row: dict) -> dict:
     }
 
 
-def fhir_provenance(row: dict, report_ref: str) -> dict:
-    """Provenance: target = the draft DiagnosticReport, agent = model Device, entity = source."""
+def _narrative(row: dict, report_ref: str) -> dict:
+    from html import escape
+
+    model = str(row["base_model"]).rsplit("/", 1)[-1]
+    adapter = f", adapter {row['adapter_id']}" if row.get("adapter_id") else ""
+    prompt = f"{row['prompt_name']}/{row['prompt_version']}"
+    text = (
+        f"{report_ref} was drafted by the model {model}{adapter} (prompt {prompt}) from source "
+        f"report {row['report_id']} at {_instant(row['generated_at'])}: an AI-generated "
+        "preliminary draft that a radiologist has not reviewed."
+    )
+    return {"status": "generated", "div": f'<div xmlns="{XHTML}"><p>{escape(text)}</p></div>'}
+
+
+def fhir_provenance(
+    row: dict, report_ref: str, signer: str | None = None, signed_at: dt.datetime | None = None
+) -> dict:
+    """Provenance: target = the draft DiagnosticReport, agent = the model Device as its author,
+    entity = the source report; with a signer (a literal reference, config fhir.signer) a
+    signature of type source: who vouches for where the draft came from, without signature data."""
     from fhir.resources.R4B.provenance import Provenance
 
     res = {
         "resourceType": "Provenance",
         "id": f"prov-{row['draft_id']}",
-        "meta": {"tag": [AI_TAG, DRAFT_TAG]},
+        "meta": {"tag": [DRAFT_TAG]},  # a record about AI output, itself not AI-asserted
+        "text": _narrative(row, report_ref),
         "contained": [device(row)],
         "target": [{"reference": report_ref}],
         "recorded": _instant(row["generated_at"]),
@@ -78,19 +114,17 @@ def fhir_provenance(row: dict, report_ref: str) -> dict:
         },
         "agent": [
             {
-                "type": {
-                    "coding": [
-                        {
-                            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                            "code": "assembler",
-                        }
-                    ]
-                },
+                "type": {"coding": [AUTHOR]},
                 "who": {"reference": "#model", "display": "radgpt drafting model"},
             }
         ],
         "entity": [{"role": "source", "what": source_reference(row)}],
     }
+    if signer:
+        when = _instant(signed_at or row["generated_at"])
+        res["signature"] = [
+            {"type": [SOURCE_SIGNATURE], "when": when, "who": {"reference": signer}}
+        ]
     Provenance.model_validate(res)  # raises pydantic.ValidationError on a bad resource
     return res
 

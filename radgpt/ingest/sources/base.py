@@ -42,6 +42,8 @@ class Raw:
     study_id: str | None = None
     exam_time: dt.datetime | None = None  # timezone-aware UTC when known
     exam: str | None = None
+    exam_code: str | None = None  # "system|code" (radgpt.schema.token), when the source codes it
+    accession: str | None = None  # "system|value" or "value" (radgpt.schema.token)
     status: str | None = None
     split: str | None = None  # official split when the source carries one
     meta: dict[str, str] = field(default_factory=dict)  # e.g. MeSH terms

@@ -11,7 +11,9 @@ text/plain, else text/html stripped), else the narrative text.div (XHTML strippe
 the first identifier "system|value", else "sha256:<16 hex>" of the resource. subject "Patient/x" ->
 patient_id "x" (other references kept whole); imagingStudy[0] -> study_id; effectiveDateTime,
 else effectivePeriod.start, else issued -> exam_time (UTC; naive = UTC; partial dates -> None);
-code.text or coding[0].display -> exam; identifiers -> meta["identifier"].
+code.text or coding[0].display -> exam; the first code.coding with a system -> exam_code
+("system|code"); the first identifier of type ACSN (v2-0203), on the report or on a basedOn
+reference, -> accession ("system|value"); identifiers -> meta["identifier"].
 Every input record yields exactly one Raw or Bad so counts reconcile: resources that are not a
 DiagnosticReport -> Bad("skipped_resource"); bad JSON -> "bad_json"; model errors -> "invalid_fhir";
 no text and no conclusion -> "no_text". member = 0-based line (NDJSON) or entry index (Bundle;
@@ -35,6 +37,7 @@ from pydantic import ValidationError
 from radgpt.config import IngestCfg
 from radgpt.ingest.sources.base import Bad, Raw, Unit
 from radgpt.runtime import sha256_bytes
+from radgpt.schema import token
 
 NAME = "fhir"
 BLOCK = {
@@ -149,6 +152,17 @@ def _attachment_text(att) -> str | None:
     return strip_html(text) if ctype.startswith("text/html") else text
 
 
+def _accession(r) -> str | None:
+    """The first identifier typed ACSN (v2-0203) of the report, else of a basedOn (logical)
+    reference: "system|value"."""
+    ids = [*(r.identifier or []), *(b.identifier for b in r.basedOn or [] if b.identifier)]
+    for i in ids:
+        codes = [c.code for c in (i.type.coding or [] if i.type is not None else [])]
+        if "ACSN" in codes and i.value:
+            return token(i.system, i.value)
+    return None
+
+
 def _errors(e: ValidationError) -> str:
     """Locations and error types only: pydantic's messages may echo input values (report text)."""
     errs = e.errors()
@@ -198,9 +212,12 @@ def resource_to_raw(member: str, obj, raw: bytes) -> Raw | Bad:
     when = r.effectiveDateTime
     if when is None and r.effectivePeriod is not None:
         when = r.effectivePeriod.start
-    exam = None
+    exam = code = None
     if r.code is not None:
         exam = r.code.text or next((c.display for c in r.code.coding or [] if c.display), None)
+        code = next(
+            (token(c.system, c.code) for c in r.code.coding or [] if c.system and c.code), None
+        )
     return Raw(
         native_id=native,
         member=member,
@@ -211,6 +228,8 @@ def resource_to_raw(member: str, obj, raw: bytes) -> Raw | Bad:
         study_id=study,
         exam_time=_utc(when) or _utc(r.issued),
         exam=exam,
+        exam_code=code,
+        accession=_accession(r),
         status=r.status,
         meta={"identifier": "; ".join(idents)} if idents else {},
     )

@@ -8,8 +8,10 @@ Segments may end in \\r, \\n or \\r\\n (MLLP framing bytes 0x0b/0x1c are dropped
 at each MSH segment. One Raw per message (member = 0-based message index in the file):
 OBX segments of value type TX/FT/ST, in order, joined by newlines -> Raw.text (OBX-5 repetitions are
 lines; FT/TX escapes unescaped: \\.br\\ -> newline, \\F\\ -> |, ...). From the first OBR: OBR-3
-filler order number (else OBR-2 placer) -> native_id and study_id, OBR-4 text -> exam, OBR-7 ->
-exam_time (UTC; no offset = UTC), OBR-25 -> status. PID-3 first id -> patient_id.
+filler order number (else OBR-2 placer) -> native_id and study_id, OBR-3 -> accession (its universal
+ID as the system when typed ISO or URI), OBR-4 text -> exam, OBR-4 code -> exam_code when its
+coding system is LN, SCT or C4/CPT, OBR-7 -> exam_time (UTC; no offset = UTC), OBR-25 -> status.
+PID-3 first id -> patient_id.
 Text is UTF-8, or ISO-8859-1 when MSH-18 says 8859/1. A message that does not parse or lacks
 MSH/OBR -> Bad("bad_hl7"); other messages in the same file still parse.
 """
@@ -27,9 +29,17 @@ import hl7 as pyhl7
 from radgpt.config import IngestCfg
 from radgpt.ingest.sources.base import Bad, Raw, Unit
 from radgpt.runtime import sha256_bytes
+from radgpt.schema import token
 
 NAME = "hl7"
 TEXT_TYPES = {"TX", "FT", "ST"}
+# HL7 table 0396 coding systems of OBR-4 -> FHIR code system URIs (others are not carried)
+CODING_SYSTEMS = {
+    "LN": "http://loinc.org",
+    "SCT": "http://snomed.info/sct",
+    "C4": "http://www.ama-assn.org/go/cpt",
+    "CPT": "http://www.ama-assn.org/go/cpt",
+}
 _SEG = re.compile(rb"[^\r\n]+")
 
 
@@ -94,6 +104,21 @@ def _comp(seg, n: int, c: int = 0) -> str:
     return v[c].strip() if len(v) > c else ""
 
 
+def _accession(obr) -> str | None:
+    """OBR-3 (EI: id^namespace^universal id^its type) as "system|value"; urn:oid: for ISO ids."""
+    value, uid, kind = _comp(obr, 3), _comp(obr, 3, 2), _comp(obr, 3, 3).upper()
+    if not value:
+        return None
+    system = f"urn:oid:{uid}" if uid and kind == "ISO" else uid if uid and kind == "URI" else None
+    return token(system, value)
+
+
+def _exam_code(obr) -> str | None:
+    """OBR-4 (CWE: code^text^coding system) as "system|code" when the system is a known one."""
+    code, system = _comp(obr, 4), CODING_SYSTEMS.get(_comp(obr, 4, 2).upper())
+    return token(system, code) if code and system else None
+
+
 def _time(s: str) -> dt.datetime | None:
     if not s:
         return None
@@ -146,6 +171,8 @@ def parse_message(member: str, raw: bytes) -> Raw | Bad:
         study_id=native,
         exam_time=_time(_comp(obr, 7)),
         exam=_comp(obr, 4, 1) or _comp(obr, 4) or None,
+        exam_code=_exam_code(obr),
+        accession=_accession(obr),
         status=_comp(obr, 25) or None,
         meta={"control_id": _comp(msg.segment("MSH"), 10)} if len(msg.segment("MSH")) > 10 else {},
     )
