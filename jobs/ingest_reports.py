@@ -1,12 +1,15 @@
-"""Spark entrypoint of the ingest, for spark-submit (same code as `radgpt ingest`).
+r"""Spark entrypoint of the ingest, for spark-submit (same code and options as `radgpt ingest`).
 
-    spark-submit --master local[2] jobs/ingest_reports.py --conf-file conf/local.yaml var/sample
+    spark-submit --master local[2] jobs/ingest_reports.py --config conf/local.yaml var/sample
     spark-submit --master yarn --deploy-mode client jobs/ingest_reports.py \
-        --conf-file conf/cluster.yaml --split-file /data/mimic/mimic-cxr-2.0.0-split.csv.gz /data/mimic
+        --config conf/cluster.yaml --split-file /data/mimic/mimic-cxr-2.0.0-split.csv.gz /data/mimic
 
-The radgpt package must be importable on the executors: install it in the image (Dockerfile) or
-ship it with `--py-files dist/radgpt.zip`. --master/--conf given to spark-submit win over the
-config file's `spark` section.
+The radgpt package and its data contract (schemas/, or RADGPT_SCHEMAS) must be on every executor:
+install them in the image (Dockerfile), as k8s/ does. spark-submit starts the driver with
+PYSPARK_DRIVER_PYTHON / PYSPARK_PYTHON, else the `python3` on PATH: with a virtualenv, put it first
+on PATH (`PATH=$PWD/.venv/bin:$PATH spark-submit ...`) or set PYSPARK_PYTHON=.venv/bin/python.
+Settings given to spark-submit (--master, --conf, --name, the operator's) win over the config
+file's `spark` section. `--conf-file` is the old name of `--config` and still works.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from radgpt.cli import config
+    from radgpt.cli import add_config_args, config
     from radgpt.cli.ingest import add_arguments, flags, print_summary
     from radgpt.config import ConfigError
     from radgpt.ingest.run import run_ingest
@@ -28,15 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(  # dest config: what radgpt.cli.config reads
-        "--conf-file",
-        dest="config",
-        metavar="CONF_FILE",
-        help="radgpt YAML config (conf/cluster.yaml on a cluster)",
-    )
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
-    )
+    add_config_args(p, "--config", "--conf-file")  # --conf-file: the name this job had first
     add_arguments(p)
     args = p.parse_args(argv)
     setup_logging()

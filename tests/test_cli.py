@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import os
 import subprocess
 import sys
@@ -200,3 +201,21 @@ def test_ingest_train_and_evaluate_flags_become_config_keys(root, monkeypatch):
     assert cli.main(["review", "export", *root, "--seed", "5", "--out", "/p", "-k", "3"]) == 0
     (cfg, *rest), kw = export[0]
     assert (cfg.eval.seed, cfg.eval.baselines, rest) == (5, [], ["test", 3, "/p", None, None])
+
+
+def test_spark_submit_job_takes_the_cli_config_option():
+    job = Path(__file__).resolve().parent.parent / "jobs" / "ingest_reports.py"
+    out = subprocess.run(
+        [sys.executable, str(job), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--config CONFIG" in out and "dist/radgpt.zip" not in out
+    assert "jobs/ingest_reports.py \\\n        --config conf/cluster.yaml" in out  # shown as typed
+    spec = importlib.util.spec_from_file_location("ingest_job", job)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import argparse as ap
+
+    for name in ("--config", "--conf-file"):  # the old name still parses
+        p = ap.ArgumentParser()
+        cli.add_config_args(p, "--config", "--conf-file")
+        assert p.parse_args([name, "c.yaml"]).config == "c.yaml"

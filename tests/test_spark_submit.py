@@ -44,7 +44,7 @@ def test_spark_submit_ingest_local(tmp_path):
     argv = [str(SPARK_SUBMIT), "--master", "local[2]", "--driver-memory", "1g",
             "--conf", "spark.ui.enabled=false",
             str(REPO / "jobs" / "ingest_reports.py"),
-            "--conf-file", str(REPO / "conf" / "cluster.yaml"),
+            "--config", str(REPO / "conf" / "cluster.yaml"),
             *[a for s in sets for a in ("--set", s)], str(sample)]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYSPARK_PYTHON": sys.executable}
     env.pop("PYSPARK_GATEWAY_PORT", None)

@@ -31,10 +31,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 log = logging.getLogger("radgpt")
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    """--config and --set, shared by every command that reads configuration."""
+def add_config_args(p: argparse.ArgumentParser, *names: str) -> None:
+    """--config and --set, shared by every command that reads configuration (and by the
+    spark-submit job, which also accepts its old name --conf-file: `names`)."""
     p.add_argument(
-        "--config",
+        *(names or ("--config",)),
+        dest="config",
         default=os.environ.get("RADGPT_CONFIG"),
         help="YAML config file (default: $RADGPT_CONFIG, else the built-in defaults: the embedded "
         "default, the same values as conf/local.yaml)",

@@ -1,7 +1,7 @@
 """Spark ingest: report exports (MIMIC-CXR, OpenI, CSV, FHIR, HL7) -> the canonical Parquet table.
 
     radgpt ingest --config conf/local.yaml var/sample
-    spark-submit jobs/ingest_reports.py --conf-file conf/cluster.yaml /data/exports/2026-11-23
+    spark-submit jobs/ingest_reports.py --config conf/cluster.yaml /data/exports/2026-11-23
 
 The driver lists work units (names, sizes, row ranges: never report text) into a JSON-lines file,
 each tagged with a partition. Then:
