@@ -113,18 +113,18 @@ def records(f: BinaryIO, cap: int) -> Iterator[Record]:
                 return
             resume = u.start if resume < 0 else resume
             size += u.size + len(u.term)
-            if u.data is None:
-                inq = u.quotes % 2 == 0
-            else:
-                inq, bad = _scan(u.data, True, strict=True)
-                if bad:
-                    broken = "meets a quote followed by neither a delimiter nor a line end"
-                    break
             held = held and u.data is not None and size <= cap
             if held:
                 group.append(u)
             else:
                 group.clear()
+            if u.data is None:
+                inq = u.quotes % 2 == 0
+            else:
+                inq, bad = _scan(u.data, True, strict=True)
+                if bad:  # this line too is split again
+                    broken = "meets a quote followed by neither a delimiter nor a line end"
+                    break
         line = None if t.data is None else t.data + t.term
         if broken:
             detail = f"the quoted field opened in this row {broken}: row quarantined, the lines after it read again"
