@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from radgpt.ingest.sources import tree
 from radgpt.runtime import sha256_bytes
 
 
@@ -125,13 +127,18 @@ def error_detail(e: BaseException) -> str:
 
 
 def safe_units(fmt: str):
-    """Decorates a reader's units(): an exception ends the listing with a fault unit `unreadable`
-    (the units listed before it stand), so one odd file never fails the night."""
+    """Decorates a reader's units(): a named pipe/device is a `special_file` fault unit (never
+    opened); an exception ends the listing with a fault unit `unreadable` (the units listed
+    before it stand), so one odd file never fails the night."""
 
     def deco(units: Callable[..., Iterator[Unit]]) -> Callable[..., Iterator[Unit]]:
         @functools.wraps(units)
         def wrapped(path, cfg) -> Iterator[Unit]:
             try:
+                what = tree.special(os.stat(path).st_mode)
+                if what:  # a named pipe would block the open
+                    yield fault(fmt, str(path), None, "special_file", f"{what}; not opened")
+                    return
                 yield from units(path, cfg)
             except Exception as e:  # noqa: BLE001 - a quarantine row, never a failed night
                 yield fault(fmt, str(path), None, "unreadable", error_detail(e))

@@ -55,6 +55,9 @@ def tokens(
     without separator is yielded when non-empty; a read error ends the stream with an error token.
     `start`: f's position (offsets of the tokens count from it)."""
     split = re.compile(b"([" + re.escape(seps) + b"])")
+    # read1: a gzip stream that ends early still gives every byte before the end (read(n) of its
+    # buffered reader drops the bytes it had when the next raw read fails)
+    read = getattr(f, "read1", f.read)
     buf, size, quotes, head, over = bytearray(), 0, 0, b"", False
     offset = first = start
 
@@ -75,7 +78,7 @@ def tokens(
 
     while True:
         try:
-            block = f.read(CHUNK)
+            block = read(CHUNK)
         except STREAM_ERRORS as e:
             yield token(b"", stream_error(e))
             return

@@ -73,8 +73,14 @@ def check(path: str, root_real: str) -> Entry:
         return Entry(name, path, FILE, real=real, size=st.st_size, link=link)
     if stat.S_ISDIR(st.st_mode):
         return Entry(name, path, DIR, real=real, link=link)
-    what = next((w for test, w in _SPECIAL if test(st.st_mode)), "not a regular file")
-    return Entry(name, path, "special_file", f"{what}; not opened")
+    return Entry(name, path, "special_file", f"{special(st.st_mode)}; not opened")
+
+
+def special(mode: int) -> str | None:
+    """What a stat mode is when it is neither a regular file nor a folder (e.g. "named pipe")."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((w for test, w in _SPECIAL if test(mode)), "not a regular file")
 
 
 def ignored(name: str, ignore: Iterable[str]) -> bool:
