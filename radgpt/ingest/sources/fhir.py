@@ -13,7 +13,8 @@ patient_id "x" (other references kept whole); imagingStudy[0] -> study_id; effec
 else effectivePeriod.start, else issued -> exam_time (UTC; naive = UTC; partial dates -> None);
 code.text or coding[0].display -> exam; identifiers -> meta["identifier"].
 Every input record yields exactly one Raw or Bad so counts reconcile: resources that are not a
-DiagnosticReport -> Bad("skipped_resource"); bad JSON -> "bad_json"; model errors -> "invalid_fhir";
+DiagnosticReport -> Bad("skipped_resource"); bad JSON -> "bad_json" (not UTF-8: "bad_encoding");
+model errors -> "invalid_fhir";
 no text and no conclusion -> "no_text". member = 0-based line (NDJSON) or entry index (Bundle;
 "0" for a lone resource); sha256 = of the line's bytes / of the resource's canonical JSON.
 Each line or entry is its own record: a line that does not parse (bad JSON, nesting too deep for
@@ -232,13 +233,15 @@ def _too_large(member: str | None, size: int, cfg: IngestCfg, sha: str | None = 
 
 
 def _json(member: str, raw: bytes) -> tuple[object, Bad | None]:
-    """json.loads, or a bad_json Bad (RecursionError: nesting deeper than the parser goes)."""
+    """json.loads, or a Bad: bad_encoding (not UTF-8), else bad_json (RecursionError: nesting
+    deeper than the parser goes; ValueError: an int past Python's digit limit)."""
     try:
         return json.loads(raw), None
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # JSONDecodeError is a ValueError
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
         where = getattr(e, "pos", getattr(e, "start", None))
         detail = type(e).__name__ + (f" at pos {where}" if where is not None else "")
-        return None, Bad(member, "bad_json", detail, sha256_bytes(raw), len(raw))
+        reason = "bad_encoding" if isinstance(e, UnicodeDecodeError) else "bad_json"
+        return None, Bad(member, reason, detail, sha256_bytes(raw), len(raw))
 
 
 def _entry(member: str, entry) -> Raw | Bad:
