@@ -35,7 +35,7 @@ from typing import BinaryIO
 
 from radgpt.config import IngestCfg
 from radgpt.ingest.sources.base import Bad, Raw, Unit, fault, guarded, reads_faults, safe_units
-from radgpt.ingest.sources.stream import open_bytes, tokens
+from radgpt.ingest.sources.stream import STREAM_ERRORS, open_bytes, stream_error, tokens
 from radgpt.runtime import sha256_bytes
 
 NAME = "csv"
@@ -43,8 +43,8 @@ SECTION_COLS = ("findings", "impression", "indication", "comparison")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long reports; size is capped per row below
 log = logging.getLogger(__name__)
-# one record: (raw bytes | None when over the cap, size, (reason, detail) | None)
-Record = tuple[bytes | None, int, tuple[str, str] | None]
+# one record: (raw bytes | None when over the cap, size, (reason, detail) | None, start offset)
+Record = tuple[bytes | None, int, tuple[str, str] | None, int]
 
 
 def detect(path: Path) -> bool:
@@ -57,6 +57,8 @@ def _scan(line: bytes, inq: bool, strict: bool = False) -> tuple[bool, bool]:
     not; the csv module's quoting (a quote opens a field only at its start, "" is a quote).
     broken (strict only): a quote that closes a field and is followed by neither a delimiter nor
     the line end: inside a multi-line field that means its opening quote was never closed."""
+    if not inq and b'"' not in line:
+        return False, False
     i = 0
     while True:
         if inq:
@@ -86,17 +88,18 @@ def _scan(line: bytes, inq: bool, strict: bool = False) -> tuple[bool, bool]:
         i += 1
 
 
-def records(f: BinaryIO, cap: int) -> Iterator[Record]:
+def records(f: BinaryIO, cap: int, start: int = 0) -> Iterator[Record]:
     """Every CSV record of f, the header first (blank lines are not records); see the docstring.
     Memory: the lines of one record, up to `cap`; a longer quoted field is scanned without being
-    kept, and when it turns out broken the lines after its first are read again (f.seek)."""
-    toks, back = tokens(f, cap), deque()
+    kept, and when it turns out broken the lines after its first are read again (f.seek).
+    start: f's position, a record's first byte (the splitter keeps no state across records)."""
+    toks, back = tokens(f, cap, start=start), deque()
     while True:
         t = back.popleft() if back else next(toks, None)
         if t is None:
             return
         if t.error:
-            yield None, t.size, t.error
+            yield None, t.size, t.error, t.start
             return
         if t.data in (b"", b"\r"):
             continue
@@ -109,7 +112,7 @@ def records(f: BinaryIO, cap: int) -> Iterator[Record]:
                 broken = "reaches the end of the file"
                 break
             if u.error:  # the stream ends inside the field: the rest is one truncated record
-                yield None, size + u.size, u.error
+                yield None, size + u.size, u.error, t.start
                 return
             resume = u.start if resume < 0 else resume
             size += u.size + len(u.term)
@@ -128,18 +131,18 @@ def records(f: BinaryIO, cap: int) -> Iterator[Record]:
         line = None if t.data is None else t.data + t.term
         if broken:
             detail = f"the quoted field opened in this row {broken}: row quarantined, the lines after it read again"
-            yield line, t.size + len(t.term), ("bad_csv", detail)
+            yield line, t.size + len(t.term), ("bad_csv", detail), t.start
             if held:
                 back.extendleft(reversed(group))
-            else:  # not kept (over the cap): read them again
+            elif resume >= 0:  # not kept (over the cap): read them again
                 back.clear()
                 f.seek(resume)
                 toks = tokens(f, cap, start=resume)
             continue
         if line is not None and held and size <= cap:
-            yield line + b"".join(g.data + g.term for g in group), size, None
+            yield line + b"".join(g.data + g.term for g in group), size, None, t.start
         else:
-            yield None, size, None
+            yield None, size, None, t.start
 
 
 def _fields(raw: bytes) -> list[str]:
@@ -165,7 +168,7 @@ def _header(first: Record | None, cfg: IngestCfg) -> dict[str, int] | tuple[str,
     a header has a report as its first row)."""
     if first is None:
         return "empty_file", "no header row (empty file)"
-    raw, size, problem = first
+    raw, size, problem, _ = first
     if problem:
         return problem
     if raw is None:
@@ -187,19 +190,22 @@ def _header(first: Record | None, cfg: IngestCfg) -> dict[str, int] | tuple[str,
 
 @safe_units(NAME)
 def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
+    """Ranges of cfg.csv_rows_per_unit rows; Unit.extra = the byte offset (in the decompressed
+    stream) of the range's first row, where read() starts splitting."""
     path = Path(path).resolve()
-    size = path.stat().st_size
+    size, step, starts, n = path.stat().st_size, cfg.csv_rows_per_unit, [], 0
     with open_bytes(path) as f:
         recs = records(f, cfg.max_member_bytes)
         cols = _header(next(recs, None), cfg)
-        n = 0 if isinstance(cols, tuple) else sum(1 for _ in recs)
+        for n, rec in enumerate(() if isinstance(cols, tuple) else recs, 1):
+            if n % step == 1 or step == 1:
+                starts.append(rec[3])
     if isinstance(cols, tuple):
         log.warning("%s: quarantined whole (%s): %s", path, *cols)
         yield fault(NAME, str(path), None, *cols, size=size)
         return
-    step = cfg.csv_rows_per_unit
-    for a in range(0, n, step):
-        yield Unit(NAME, str(path), None, start=a, stop=min(a + step, n), size=size)
+    for k, a in enumerate(range(0, n, step)):
+        yield Unit(NAME, str(path), None, a, min(a + step, n), size, extra=str(starts[k]))
 
 
 def _time(s: str) -> dt.datetime | None:
@@ -268,11 +274,23 @@ def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
         if isinstance(cols, tuple):  # the file changed since the driver read its header
             yield Bad(None, *cols)
             return
-        for i, (raw, size, problem) in enumerate(recs):
+        first = 0
+        if unit.extra is not None:  # start at the range's first row (units() found it)
+            recs, first = seek_records(f, int(unit.extra), cfg.max_member_bytes), unit.start
+        for i, (raw, size, problem, _) in enumerate(recs, first):
             if i >= stop:
                 break
             if i >= unit.start:
                 yield _row(str(i), raw, size, problem, cols, cfg)
+
+
+def seek_records(f: BinaryIO, offset: int, cap: int) -> Iterator[Record]:
+    try:
+        f.seek(offset)
+    except STREAM_ERRORS as e:  # the file changed since units() read it
+        yield None, 0, stream_error(e), offset
+        return
+    yield from records(f, cap, start=offset)
 
 
 def _row(member: str, raw: bytes | None, size: int, problem, cols, cfg: IngestCfg) -> Raw | Bad:

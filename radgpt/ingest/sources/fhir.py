@@ -93,13 +93,15 @@ def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
     if not _is_ndjson(path):
         yield Unit(NAME, str(path), None, size=size)  # a Bundle/resource file is one unit
         return
+    step, starts, n = cfg.csv_rows_per_unit, [], 0
     with open_bytes(path) as f:  # streamed line count; lines are not kept
-        n = sum(1 for _ in tokens(f, cfg.max_member_bytes))
+        for n, tok in enumerate(tokens(f, cfg.max_member_bytes), 1):
+            if n % step == 1 or step == 1:
+                starts.append(tok.start)  # Unit.extra: where read() starts
     if n == 0:
         yield fault(NAME, str(path), None, "empty_file", "no lines", size=size)
-    step = cfg.csv_rows_per_unit
-    for a in range(0, n, step):
-        yield Unit(NAME, str(path), None, start=a, stop=min(a + step, n), size=size)
+    for k, a in enumerate(range(0, n, step)):
+        yield Unit(NAME, str(path), None, a, min(a + step, n), size, extra=str(starts[k]))
 
 
 class _Text(HTMLParser):
@@ -299,8 +301,11 @@ def _stream_bundle(path: str, size: int, cfg: IngestCfg) -> Iterator[Raw | Bad]:
 
 def _ndjson(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
     stop = unit.stop if unit.stop >= 0 else sys.maxsize
+    offset = int(unit.extra) if unit.extra is not None else 0
     with open_bytes(unit.uri) as f:
-        for i, tok in enumerate(tokens(f, cfg.max_member_bytes)):
+        f.seek(offset)  # the first line of the range (units() found it)
+        first = unit.start if unit.extra is not None else 0
+        for i, tok in enumerate(tokens(f, cfg.max_member_bytes, start=offset), first):
             if i >= stop:
                 break
             if i < unit.start:
