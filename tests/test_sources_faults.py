@@ -471,6 +471,8 @@ def test_cli_ingest_mixed_folder_goes_on_and_quarantines_the_odd_files(tmp_path,
     (d / "mimic").mkdir(parents=True)
     write_mimic_dir(d / "mimic", {(10000001, 50000001): MIMIC_REPORT.encode()})
     (d / "mimic/files/p10/p10000001/s50000002.txt").symlink_to("/etc/passwd")
+    (d / "mimic/files/p10/p10000001/s50000003.txt").symlink_to(d / "nowhere")
+    (d / "mimic/files/p10/loop").symlink_to(d / "mimic/files/p10/loop")
     good_csv = HEADER + "".join(
         f'{i},normal,normal,PA,,,"The heart is normal in size. The lungs are clear without effusion.",No acute disease.\n'
         for i in range(20)
@@ -517,5 +519,6 @@ def test_cli_ingest_mixed_folder_goes_on_and_quarantines_the_odd_files(tmp_path,
         ("cut.ndjson.gz", "truncated"): 1, ("results.hl7", "not_a_report"): 1,
         ("pipe.hl7", "special_file"): 1, ("dangling.csv", "dangling_symlink"): 1,
         ("notes.bin", "unknown_format"): 1, ("s50000002.txt", "symlink_outside_root"): 1,
+        ("s50000003.txt", "dangling_symlink"): 1, ("loop", "symlink_loop"): 1,
     }  # fmt: skip
     assert "root:" not in " ".join(q["detail"].to_pylist())

@@ -50,20 +50,17 @@ def resolve_inputs(
     """[(format, path)] for every input. With format auto, a MIMIC-CXR tree is one input and any
     other directory is expanded (up to 3 levels) into its files and subdirectories.
 
-    Returns also quarantine rows (never dropped, never failing the run) for files whose format
-    cannot be detected (unknown_format) and for folder entries that cannot be inputs: links that
-    resolve outside the input folder (symlink_outside_root: never opened), link loops and links
-    back up (symlink_loop), dangling links, named pipes, sockets and devices (special_file).
-    Names matching ingest.ignore are skipped without a row (radgpt.ingest.sources.tree).
+    Returns also quarantine rows for files of unknown format and for entries that cannot be
+    inputs (links out of the input: never opened, loops, dangling links, FIFOs, devices: see
+    radgpt.ingest.sources.tree); names matching ingest.ignore are skipped without a row.
     """
     from radgpt.ingest.sources import mimic, tree
 
     out, bad = [], []
 
     def quarantine(uri: str, reason: str, detail: str, size: int | None = None) -> None:
-        bad.append({"source": "unknown", "source_uri": uri, "source_member": None,
-                    "source_sha256": None, "reason": reason, "detail": detail,
-                    "size_bytes": size})  # fmt: skip
+        bad.append({"source": "unknown", "source_uri": uri, "source_member": None, "source_sha256":
+                    None, "reason": reason, "detail": detail, "size_bytes": size})  # fmt: skip
 
     def add(p: Path) -> None:
         try:
@@ -105,15 +102,20 @@ def input_hash(p: Path) -> str:
         return sha256_file(p)
     h = hashlib.sha256()
 
+    def stat(e: os.DirEntry) -> os.stat_result | None:  # None: a folder
+        try:
+            return None if e.is_dir() else e.stat()
+        except OSError:  # a link loop or a dangling link (quarantined): the link itself
+            return e.stat(follow_symlinks=False)
+
     def walk(d: str, rel: str) -> None:  # os.walk's order: a folder's files, then its subfolders
         with os.scandir(d) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for e in entries:
-            if not e.is_dir():
-                st = e.stat()
+            entries = [(e, stat(e)) for e in sorted(it, key=lambda e: e.name)]
+        for e, st in entries:
+            if st is not None:
                 h.update(f"{rel}{e.name}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
-        for e in entries:
-            if e.is_dir() and not e.is_symlink():  # like os.walk: symlinked folders not entered
+        for e, st in entries:
+            if st is None and not e.is_symlink():  # like os.walk: symlinked folders not entered
                 walk(e.path, f"{rel}{e.name}/")
 
     walk(str(p), "")
