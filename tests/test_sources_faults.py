@@ -448,6 +448,11 @@ def test_resolve_inputs_odd_entries_are_rows(tmp_path, secret):
         "x2": "symlink_loop",
     }  # fmt: skip
     assert all(r["source"] == "unknown" and r["reason"] in REASONS for r in rows)
+    deep = d / "sub" / "a" / "b" / "c"  # a folder detected whole (depth 0): detection opens no pipe
+    deep.mkdir(parents=True)
+    os.mkfifo(deep / "x.xml")
+    (deep / "y.xml").symlink_to(secret)
+    assert resolve_inputs(cfg, [str(d / "sub")], "auto")[1][0]["reason"] == "unknown_format"
     for fmt in ("csv", "fhir", "hl7", "openi", "mimic"):  # no reader raises on a folder or a pipe
         for p in (d, d / "pipe.csv", d / "sub"):
             for u in reader(fmt).units(p, cfg.ingest):

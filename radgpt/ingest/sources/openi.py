@@ -78,7 +78,7 @@ def detect(path: Path) -> bool:
         return path.suffix.lower() == ".xml" and _looks_xml(path)
     if path.is_dir():
         for i, p in enumerate(path.rglob("*.xml")):
-            if _looks_xml(p):
+            if p.is_file() and not p.is_symlink() and _looks_xml(p):  # no FIFO, no link out
                 return True
             if i >= 20:  # keep detection cheap
                 break
