@@ -69,7 +69,7 @@ def test_mimic_dir_with_split_file(tmp_path):
     (root / "mimic-cxr-2.0.0-split.csv.gz").write_bytes(gzip.compress(SPLIT.encode()))
     cfg = IngestCfg(max_member_bytes=1000)
     assert detect(root) == "mimic"
-    (root / "files/p10/p10000032/notes.txt").write_text("not a report")  # ignored: not s<n>.txt
+    (root / "files/p10/p10000032/notes.txt").write_text("not a report")  # a not_a_report row
     us, rs = read_all(mimic, root, cfg)
     # one unit per patient folder; the driver never lists or stats the report files
     assert [u.member for u in us] == [
@@ -78,8 +78,10 @@ def test_mimic_dir_with_split_file(tmp_path):
     ]  # fmt: skip
     assert all(u.uri == str(root.resolve()) and u.extra for u in us)
     assert pickle.loads(pickle.dumps(us)) == us  # units travel to Spark executors
-    assert len(rs) == 5
+    assert len(rs) == 6
     assert {r.uri for r in rs} == {str((root / r.member).resolve()) for r in rs}  # the file
+    notes = rs.pop(next(i for i, r in enumerate(rs) if r.member.endswith("notes.txt")))
+    assert notes.reason == "not_a_report" and notes.sha256 is None  # listed, never read
     _check_mimic(rs)
 
 
@@ -157,9 +159,10 @@ def test_openi_tgz_ranges_sections_mesh_and_bad_xml(tmp_path):
     cfg = IngestCfg(csv_rows_per_unit=2, max_member_bytes=600 + len(DOC1))
     assert detect(tgz) == "openi"
     us, rs = read_all(openi, tgz, cfg)
-    assert [(u.start, u.stop) for u in us] == [(0, 2), (2, 4), (4, 5)]
-    assert len(rs) == 5  # 5 xml members, each a Raw or a Bad
-    r1, r2, b3, b4, b5 = rs
+    assert [(u.start, u.stop) for u in us] == [(0, 2), (2, 4), (4, 6)]
+    assert len(rs) == 6  # 6 members, each a Raw or a Bad
+    r1, r2, readme, b3, b4, b5 = rs
+    assert (readme.member, readme.reason) == ("ecgen-radiology/README.txt", "not_a_report")
     assert r1.native_id == "1" and r1.study_id == "CXR1" and r1.member == "ecgen-radiology/1.xml"
     assert r1.sections == {
         "comparison": "None.",
@@ -252,12 +255,13 @@ def test_csv_bad_rows_encoding_and_gz(tmp_path):
     assert "Caf" not in rs[1].detail and "findings" in rs[1].detail
 
 
-def test_csv_unclosed_quote_runs_to_eof_as_one_bad_row(tmp_path):
+def test_csv_unclosed_quote_is_one_bad_row_and_the_next_rows_arrive(tmp_path):
     p = tmp_path / "r.csv"
     p.write_text(HEADER + '1,a,b,c,d,e,f,g\n2,a,b,c,d,e,"open,g\n3,a,b,c,d,e,f,g\n')
     us, rs = read_all(csvx, p, IngestCfg())
-    assert us[0].stop == 2  # the driver's count and read() agree: rows 2 and 3 are one record
-    assert [getattr(r, "reason", "ok") for r in rs] == ["ok", "bad_csv"]
+    assert us[0].stop == 3  # the driver's count and read() agree: row 2 alone is broken
+    assert [getattr(r, "reason", "ok") for r in rs] == ["ok", "bad_csv", "ok"]
+    assert rs[2].native_id == "3" and rs[2].member == "2"
 
 
 def test_csv_missing_column_error_and_text_column(tmp_path):
@@ -266,8 +270,9 @@ def test_csv_missing_column_error_and_text_column(tmp_path):
         "accession,report,impression,mrn,when\n"
         'A1,"FINDINGS: Lungs clear.\nIMPRESSION: Normal.",,M1,2021-01-02T03:04:05+01:00\n'
     )
-    with pytest.raises(ValueError, match=r"id='uid'.*export\.csv|export\.csv.*id='uid'"):
-        list(csvx.units(p, IngestCfg()))
+    # the default mapping does not fit: the file is one bad_header row naming the mapping
+    _, (bad,) = read_all(csvx, p, IngestCfg())
+    assert bad.reason == "bad_header" and "id='uid'" in bad.detail and "accession" not in bad.detail
     m = CsvMapCfg(
         id="accession", findings="impression", impression="impression", indication=None,
         comparison=None, exam=None, mesh=None, text="report", patient_id="mrn", exam_time="when",

@@ -119,8 +119,11 @@ def test_fhir_bundle_and_single_resource(tmp_path):
     bad.write_text('{"resourceType": "Bundle", "entry": [')
     _, (b,) = read_all(fhir, bad, IngestCfg())
     assert isinstance(b, Bad) and b.reason == "bad_json"
-    _, (big,) = read_all(fhir, p, IngestCfg(max_member_bytes=100))
-    assert big.reason == "too_large"
+    # the cap is per entry: a Bundle file over it is streamed, each entry over it is too_large
+    _, big = read_all(fhir, p, IngestCfg(max_member_bytes=100))
+    assert [(b.member, b.reason) for b in big] == [(str(i), "too_large") for i in range(3)]
+    _, (one_big,) = read_all(fhir, one, IngestCfg(max_member_bytes=100))  # a lone resource
+    assert one_big.reason == "too_large"
 
 
 # ---- HL7 v2 ----------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ Counts reconcile or the run fails:
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import logging
@@ -58,43 +57,49 @@ def resolve_inputs(
     """[(format, path)] for every input. With format auto, a MIMIC-CXR tree is one input and any
     other directory is expanded (up to 3 levels) into its files and subdirectories.
 
-    Returns also quarantine rows for files whose format cannot be detected (never dropped).
+    Returns also quarantine rows for files of unknown format and for entries that cannot be
+    inputs (links out of the input: never opened, loops, dangling links, FIFOs, devices: see
+    radgpt.ingest.sources.tree); names matching ingest.ignore are skipped without a row.
     """
-    from radgpt.ingest.sources import mimic
+    from radgpt.ingest.sources import mimic, tree
 
-    out, unknown = [], []
+    out, bad = [], []
 
-    def walk(p: Path, depth: int) -> None:
-        if p.is_dir() and (mimic.detect(p) or depth == 0):
-            try:
-                out.append((detect(p), p))
-            except ValueError:
-                unknown.append(p)
+    def quarantine(uri: str, reason: str, detail: str, size: int | None = None) -> None:
+        bad.append({"source": "unknown", "source_uri": uri, "source_member": None, "source_sha256":
+                    None, "reason": reason, "detail": detail, "size_bytes": size})  # fmt: skip
+
+    def add(p: Path) -> None:
+        try:
+            out.append((detect(p), p))
+        except ValueError:
+            detail = "no reader recognises this input; pass --format"
+            quarantine(str(p), "unknown_format", detail, p.stat().st_size if p.is_file() else None)
+
+    def walk(p: Path, depth: int, root: str, ancestors: tuple[str, ...]) -> None:
+        if p.is_file() or (p.is_dir() and (mimic.detect(p) or depth == 0)):
+            add(p)
             return
-        if p.is_file():
-            try:
-                out.append((detect(p), p))
-            except ValueError:
-                unknown.append(p)
-            return
-        for child in sorted(p.iterdir()):
-            if not any(fnmatch.fnmatch(child.name, pat) for pat in cfg.ingest.ignore):
-                walk(child.resolve(), depth - 1)
+        for e in tree.children(str(p), root, cfg.ingest.ignore):
+            down = tree.into(e, ancestors) if e.kind == tree.DIR else e
+            if isinstance(down, tuple):  # a folder (or a link to one inside the root)
+                walk(Path(down[-1]), depth - 1, root, down)
+            elif down.kind == tree.FILE:
+                walk(Path(down.real), depth - 1, root, ancestors)
+            else:
+                quarantine(down.path, down.kind, down.detail)
 
     for raw in inputs:
         p = Path(raw.format(root=cfg.paths.root)).expanduser().resolve()
         if not p.exists():
             raise FileNotFoundError(f"ingest input does not exist: {p}")
-        if fmt != "auto":
+        top = tree.check(str(p), str(p))
+        if top.kind not in (tree.FILE, tree.DIR):
+            quarantine(str(p), top.kind, top.detail)
+        elif fmt != "auto":
             out.append((fmt, p))
         else:
-            walk(p, 3)
-    bad = [
-        {"source": "unknown", "source_uri": str(u), "source_member": None, "source_sha256": None,
-         "reason": "unknown_format", "detail": "no reader recognises this input; pass --format",
-         "size_bytes": u.stat().st_size if u.is_file() else None}
-        for u in unknown
-    ]  # fmt: skip
+            walk(p, 3, str(p), (str(p),))
     return out, bad
 
 
@@ -104,15 +109,20 @@ def input_hash(p: Path) -> str:
         return sha256_file(p)
     h = hashlib.sha256()
 
+    def stat(e: os.DirEntry) -> os.stat_result | None:  # None: a folder
+        try:
+            return None if e.is_dir() else e.stat()
+        except OSError:  # a link loop or a dangling link (quarantined): the link itself
+            return e.stat(follow_symlinks=False)
+
     def walk(d: str, rel: str) -> None:  # os.walk's order: a folder's files, then its subfolders
         with os.scandir(d) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for e in entries:
-            if not e.is_dir():
-                st = e.stat()
+            entries = [(e, stat(e)) for e in sorted(it, key=lambda e: e.name)]
+        for e, st in entries:
+            if st is not None:
                 h.update(f"{rel}{e.name}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
-        for e in entries:
-            if e.is_dir() and not e.is_symlink():  # like os.walk: symlinked folders not entered
+        for e, st in entries:
+            if st is None and not e.is_symlink():  # like os.walk: symlinked folders not entered
                 walk(e.path, f"{rel}{e.name}/")
 
     walk(str(p), "")

@@ -5,33 +5,46 @@
     for r in csvx.read(units[0], cfg.ingest): ...                     # executor
 
 The defaults fit IU indiana_reports.csv (uid, MeSH, Problems, image, indication, comparison,
-findings, impression). A mapped column missing from the header is a ValueError at units() time.
-Units are ranges of cfg.csv_rows_per_unit data rows; the driver streams the file through the csv
-module to count records, so quoted multi-line fields are one row. Raw.member = data-row index
-(0-based, header excluded; blank lines are not rows). Raw.sha256 = sha256 of the row's raw bytes.
-Rows are decoded as UTF-8 one by one: undecodable bytes quarantine only their row (bad_encoding).
-Raw.sections holds the non-empty mapped section columns; when findings is empty and cfg.csv.text is
-mapped, the free-text column goes to Raw.text (use sections.merge(text, sections)).
+findings, impression). Units are ranges of cfg.csv_rows_per_unit data rows; the driver and the
+tasks split the file into records with the same function (`records`), so quoted multi-line fields
+are one row and the driver's count and read() agree. Raw.member = data-row index (0-based, header
+excluded; blank lines are not rows). Raw.sha256 = sha256 of the row's raw bytes.
+A broken quote does not swallow the file: when a quoted field that runs over a line end meets a
+quote followed by something other than a delimiter, or the end of the file, the row that opened it
+is quarantined alone (bad_csv) and the lines after it are split again. Rows are streamed with a
+cap (cfg.max_member_bytes): a row over it is `too_large`, never held whole.
+Whole-file problems are one quarantine row each, never a failed run: an empty file (`empty_file`),
+a header that lacks a mapped column (`bad_header`: per file, the other files go on; the row names
+the missing ingest.csv mapping, never the header's text), a gzip file that ends early (`truncated`:
+its last record). Rows are decoded as UTF-8 one by one: undecodable bytes quarantine only their row
+(bad_encoding). Raw.sections holds the non-empty mapped section columns; when findings is empty and
+cfg.csv.text is mapped, the free-text column goes to Raw.text (use sections.merge(text, sections)).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import gzip
+import logging
 import re
 import sys
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from radgpt.config import IngestCfg
-from radgpt.ingest.sources.base import Bad, Raw, Unit
+from radgpt.ingest.sources.base import Bad, Raw, Unit, fault, guarded, reads_faults, safe_units
+from radgpt.ingest.sources.stream import STREAM_ERRORS, open_bytes, stream_error, tokens
 from radgpt.runtime import sha256_bytes
 
 NAME = "csv"
 SECTION_COLS = ("findings", "impression", "indication", "comparison")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long reports; size is capped per row below
+log = logging.getLogger(__name__)
+# one record: (raw bytes | None when over the cap, size, (reason, detail) | None, start offset)
+Record = tuple[bytes | None, int, tuple[str, str] | None, int]
 
 
 def detect(path: Path) -> bool:
@@ -39,27 +52,109 @@ def detect(path: Path) -> bool:
     return Path(path).is_file() and (n.endswith(".csv") or n.endswith(".csv.gz"))
 
 
-def _rows(path: str | Path) -> Iterator[tuple[list[str], bytes]]:
-    """(fields, raw bytes) per CSV record, header first. Lines are decoded with surrogateescape so
-    that bad bytes survive to be reported per row; the raw bytes re-encode exactly."""
-    opener = gzip.open if str(path).lower().endswith(".gz") else open
-    with opener(path, "rb") as f:
-        buf: list[str] = []
+def _scan(line: bytes, inq: bool, strict: bool = False) -> tuple[bool, bool]:
+    """(inside a quoted field at the end of this physical line, broken), starting inside one or
+    not; the csv module's quoting (a quote opens a field only at its start, "" is a quote).
+    broken (strict only): a quote that closes a field and is followed by neither a delimiter nor
+    the line end: inside a multi-line field that means its opening quote was never closed."""
+    if not inq and b'"' not in line:
+        return False, False
+    i = 0
+    while True:
+        if inq:
+            j = line.find(b'"', i)
+            if j < 0:
+                return True, False
+            if line.startswith(b'"', j + 1):
+                i = j + 2
+                continue
+            inq, i = False, j + 1
+            c = line[i : i + 1]
+            if c in (b"", b"\r"):
+                return False, False
+            if c != b",":
+                if strict:
+                    return False, True
+                i = line.find(b",", i)  # non-strict: the field goes on unquoted
+                if i < 0:
+                    return False, False
+            i += 1
+        if line.startswith(b'"', i):  # at a field start
+            inq, i = True, i + 1
+            continue
+        i = line.find(b",", i)
+        if i < 0:
+            return False, False
+        i += 1
 
-        def lines() -> Iterator[str]:
-            for b in f:  # binary lines end at b"\n"; "\r\n" stays inside the line
-                s = b.decode("utf-8", "surrogateescape")
-                buf.append(s)
-                yield s
 
-        first = True
-        for fields in csv.reader(lines()):
-            raw = "".join(buf).encode("utf-8", "surrogateescape")
-            buf.clear()
-            if first and fields:
-                fields[0] = fields[0].removeprefix("\ufeff")  # UTF-8 BOM
-                first = False
-            yield fields, raw
+def records(f: BinaryIO, cap: int, start: int = 0) -> Iterator[Record]:
+    """Every CSV record of f, the header first (blank lines are not records); see the docstring.
+    Memory: the lines of one record, up to `cap`; a longer quoted field is scanned without being
+    kept, and when it turns out broken the lines after its first are read again (f.seek).
+    start: f's position, a record's first byte (the splitter keeps no state across records)."""
+    toks, back = tokens(f, cap, start=start), deque()
+    while True:
+        t = back.popleft() if back else next(toks, None)
+        if t is None:
+            return
+        if t.error:
+            yield None, t.size, t.error, t.start
+            return
+        if t.data in (b"", b"\r"):
+            continue
+        # a line over the cap cannot be scanned: the parity of its quotes stands in
+        inq = _scan(t.data, False)[0] if t.data is not None else t.quotes % 2 == 1
+        size, group, held, resume, broken = t.size + len(t.term), [], t.data is not None, -1, ""
+        while inq:
+            u = back.popleft() if back else next(toks, None)
+            if u is None:
+                broken = "reaches the end of the file"
+                break
+            if u.error:  # the stream ends inside the field: the rest is one truncated record
+                yield None, size + u.size, u.error, t.start
+                return
+            resume = u.start if resume < 0 else resume
+            size += u.size + len(u.term)
+            held = held and u.data is not None and size <= cap
+            if held:
+                group.append(u)
+            else:
+                group.clear()
+            if u.data is None:
+                inq = u.quotes % 2 == 0
+            else:
+                inq, bad = _scan(u.data, True, strict=True)
+                if bad:  # this line too is split again
+                    broken = "meets a quote followed by neither a delimiter nor a line end"
+                    break
+        line = None if t.data is None else t.data + t.term
+        if broken:
+            detail = f"the quoted field opened in this row {broken}: row quarantined, the lines after it read again"
+            yield line, t.size + len(t.term), ("bad_csv", detail), t.start
+            if held:
+                back.extendleft(reversed(group))
+            elif resume >= 0:  # not kept (over the cap): read them again
+                back.clear()
+                f.seek(resume)
+                toks = tokens(f, cap, start=resume)
+            continue
+        if line is not None and held and size <= cap:
+            yield line + b"".join(g.data + g.term for g in group), size, None, t.start
+        else:
+            yield None, size, None, t.start
+
+
+def _fields(raw: bytes) -> list[str]:
+    """The fields of one record's bytes (csv.Error when they are not one CSV record). Bytes that
+    are not UTF-8 survive as surrogates, to be reported per row."""
+    text = raw.decode("utf-8", "surrogateescape")
+    lines = [ln + "\n" for ln in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    rows = [r for r in csv.reader(ln for ln in lines if ln) if r]
+    if len(rows) != 1:
+        raise csv.Error(f"{len(rows)} records where one was expected")
+    return rows[0]
 
 
 def _mapping(cfg: IngestCfg) -> dict[str, str]:
@@ -67,38 +162,50 @@ def _mapping(cfg: IngestCfg) -> dict[str, str]:
     return {k: v for k, v in cfg.csv.model_dump().items() if v is not None}
 
 
-def _header(path: Path, cfg: IngestCfg, header: list[str]) -> dict[str, int]:
+def _header(first: Record | None, cfg: IngestCfg) -> dict[str, int] | tuple[str, str]:
+    """{column: index} from the header record, or (reason, detail): empty_file, bad_header,
+    truncated. The detail names the ingest.csv mapping, never the header's text (a file without
+    a header has a report as its first row)."""
+    if first is None:
+        return "empty_file", "no header row (empty file)"
+    raw, size, problem, _ = first
+    if problem:
+        return problem
+    if raw is None:
+        return "bad_header", f"header row of {size} bytes > {cfg.max_member_bytes}"
+    try:
+        header = _fields(raw)
+    except csv.Error as e:
+        return "bad_header", f"the header row is not a CSV record: {e}"
+    header[0] = header[0].removeprefix("\ufeff")  # UTF-8 BOM
     cols = {c.strip(): i for i, c in enumerate(header)}
     missing = [f"{k}={v!r}" for k, v in _mapping(cfg).items() if v not in cols]
     if missing:
-        raise ValueError(
-            f"{path}: CSV column(s) {', '.join(missing)} mapped by ingest.csv not in the header "
-            f"{sorted(cols)}; fix ingest.csv.<field> (set optional ones to null)"
+        return "bad_header", (
+            f"column(s) {', '.join(missing)} mapped by ingest.csv not in the header "
+            f"({len(cols)} columns); fix ingest.csv.<field> (set optional ones to null)"
         )
     return cols
 
 
+@safe_units(NAME)
 def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
+    """Ranges of cfg.csv_rows_per_unit rows; Unit.extra = the byte offset (in the decompressed
+    stream) of the range's first row, where read() starts splitting."""
     path = Path(path).resolve()
-    it = _rows(path)
-    try:
-        header, _ = next(it)
-    except StopIteration:
-        raise ValueError(f"{path}: empty CSV file (no header)") from None
-    except csv.Error as e:
-        raise ValueError(f"{path}: unreadable CSV header: {e}") from None
-    _header(path, cfg, header)
-    n, step = 0, cfg.csv_rows_per_unit
-    try:
-        for fields, _ in it:
-            n += bool(fields)  # blank lines are not rows
-    except csv.Error:
-        # a broken record stops the csv module: it counts as one row (read() quarantines it as
-        # bad_csv); rows after it are not listed
-        n += 1
-    size = path.stat().st_size
-    for a in range(0, n, step):
-        yield Unit(NAME, str(path), None, start=a, stop=min(a + step, n), size=size)
+    size, step, starts, n = path.stat().st_size, cfg.csv_rows_per_unit, [], 0
+    with open_bytes(path) as f:
+        recs = records(f, cfg.max_member_bytes)
+        cols = _header(next(recs, None), cfg)
+        for n, rec in enumerate(() if isinstance(cols, tuple) else recs, 1):
+            if n % step == 1 or step == 1:
+                starts.append(rec[3])
+    if isinstance(cols, tuple):
+        log.warning("%s: quarantined whole (%s): %s", path, *cols)
+        yield fault(NAME, str(path), None, *cols, size=size)
+        return
+    for k, a in enumerate(range(0, n, step)):
+        yield Unit(NAME, str(path), None, a, min(a + step, n), size, extra=str(starts[k]))
 
 
 def _time(s: str) -> dt.datetime | None:
@@ -153,23 +260,46 @@ def row_to_raw(
     )
 
 
+@reads_faults
 def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
     stop = unit.stop if unit.stop >= 0 else sys.maxsize
-    it = _rows(unit.uri)
-    header, _ = next(it)
-    cols = _header(Path(unit.uri), cfg, header)  # a mapping problem is a config error: raise
-    i = -1
     try:
-        for fields, raw in it:
-            if not fields:
-                continue
-            i += 1
-            if i < unit.start:
-                continue
+        f = open_bytes(unit.uri)
+    except OSError as e:
+        yield Bad(None, "unreadable", f"{type(e).__name__}: {e}"[:300])
+        return
+    with f:
+        recs = records(f, cfg.max_member_bytes)
+        cols = _header(next(recs, None), cfg)
+        if isinstance(cols, tuple):  # the file changed since the driver read its header
+            yield Bad(None, *cols)
+            return
+        first = 0
+        if unit.extra is not None:  # start at the range's first row (units() found it)
+            recs, first = seek_records(f, int(unit.extra), cfg.max_member_bytes), unit.start
+        for i, (raw, size, problem, _) in enumerate(recs, first):
             if i >= stop:
                 break
-            yield row_to_raw(i, fields, raw, cols, cfg)
-    except (csv.Error, OSError, EOFError) as e:
-        # csv.Error stops the reader: this row is quarantined, as units() counted it
-        if unit.start <= i + 1 < stop:
-            yield Bad(str(i + 1), "bad_csv", f"{type(e).__name__}: {e}"[:300])
+            if i >= unit.start:
+                yield _row(str(i), raw, size, problem, cols, cfg)
+
+
+def seek_records(f: BinaryIO, offset: int, cap: int) -> Iterator[Record]:
+    try:
+        f.seek(offset)
+    except STREAM_ERRORS as e:  # the file changed since units() read it
+        yield None, 0, stream_error(e), offset
+        return
+    yield from records(f, cap, start=offset)
+
+
+def _row(member: str, raw: bytes | None, size: int, problem, cols, cfg: IngestCfg) -> Raw | Bad:
+    if problem:
+        return Bad(member, *problem, sha256_bytes(raw) if raw else None, size)
+    if raw is None:
+        return Bad(member, "too_large", f"{size} bytes > {cfg.max_member_bytes}", size=size)
+    try:
+        fields = _fields(raw)
+    except csv.Error as e:
+        return Bad(member, "bad_csv", f"Error: {e}"[:300], sha256_bytes(raw), len(raw))
+    return guarded(member, raw, "bad_csv", lambda: row_to_raw(int(member), fields, raw, cols, cfg))

@@ -15,9 +15,16 @@ code.text or coding[0].display -> exam; the first code.coding with a system -> e
 ("system|code"); the first identifier of type ACSN (v2-0203), on the report or on a basedOn
 reference, -> accession ("system|value"); identifiers -> meta["identifier"].
 Every input record yields exactly one Raw or Bad so counts reconcile: resources that are not a
-DiagnosticReport -> Bad("skipped_resource"); bad JSON -> "bad_json"; model errors -> "invalid_fhir";
+DiagnosticReport -> Bad("skipped_resource"); bad JSON -> "bad_json" (not UTF-8: "bad_encoding");
+model errors -> "invalid_fhir";
 no text and no conclusion -> "no_text". member = 0-based line (NDJSON) or entry index (Bundle;
 "0" for a lone resource); sha256 = of the line's bytes / of the resource's canonical JSON.
+Each line or entry is its own record: a line that does not parse (bad JSON, nesting too deep for
+the parser -> RecursionError, not UTF-8) or makes the model raise quarantines only itself. The cap
+(cfg.max_member_bytes) applies to a record: lines are streamed (radgpt.ingest.sources.stream; a
+line over the cap is `too_large` without being held), a Bundle file over the cap is streamed entry
+by entry, and only a lone resource over the cap is `too_large` whole. A .ndjson.gz that ends early
+gives its lines, then one `truncated` row; an empty file is one `empty_file` row.
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import gzip
 import json
 import sys
 from collections.abc import Iterator
@@ -35,7 +41,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from radgpt.config import IngestCfg
-from radgpt.ingest.sources.base import Bad, Raw, Unit
+from radgpt.ingest.sources.base import Bad, Raw, Unit, fault, guarded, reads_faults, safe_units
+from radgpt.ingest.sources.stream import (
+    STREAM_ERRORS,
+    json_members,
+    open_bytes,
+    stream_error,
+    tokens,
+)
 from radgpt.runtime import sha256_bytes
 from radgpt.schema import token
 
@@ -76,21 +89,22 @@ def detect(path: Path) -> bool:
         return b'"resourceType"' in f.read(4096)
 
 
-def _open(path: str | Path):
-    return gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")
-
-
+@safe_units(NAME)
 def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
     path = Path(path).resolve()
     size = path.stat().st_size
     if not _is_ndjson(path):
         yield Unit(NAME, str(path), None, size=size)  # a Bundle/resource file is one unit
         return
-    with _open(path) as f:
-        n = sum(1 for _ in f)  # streamed line count; lines are not kept
-    step = cfg.csv_rows_per_unit
-    for a in range(0, n, step):
-        yield Unit(NAME, str(path), None, start=a, stop=min(a + step, n), size=size)
+    step, starts, n = cfg.csv_rows_per_unit, [], 0
+    with open_bytes(path) as f:  # streamed line count; lines are not kept
+        for n, tok in enumerate(tokens(f, cfg.max_member_bytes), 1):
+            if n % step == 1 or step == 1:
+                starts.append(tok.start)  # Unit.extra: where read() starts
+    if n == 0:
+        yield fault(NAME, str(path), None, "empty_file", "no lines", size=size)
+    for k, a in enumerate(range(0, n, step)):
+        yield Unit(NAME, str(path), None, a, min(a + step, n), size, extra=str(starts[k]))
 
 
 class _Text(HTMLParser):
@@ -235,55 +249,104 @@ def resource_to_raw(member: str, obj, raw: bytes) -> Raw | Bad:
     )
 
 
+def _too_large(member: str | None, size: int, cfg: IngestCfg, sha: str | None = None) -> Bad:
+    return Bad(member, "too_large", f"{size} bytes > {cfg.max_member_bytes}", sha, size)
+
+
+def _json(member: str, raw: bytes) -> tuple[object, Bad | None]:
+    """json.loads, or a Bad: bad_encoding (not UTF-8), else bad_json (RecursionError: nesting
+    deeper than the parser goes; ValueError: an int past Python's digit limit)."""
+    try:
+        return json.loads(raw), None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        where = getattr(e, "pos", getattr(e, "start", None))
+        detail = type(e).__name__ + (f" at pos {where}" if where is not None else "")
+        reason = "bad_encoding" if isinstance(e, UnicodeDecodeError) else "bad_json"
+        return None, Bad(member, reason, detail, sha256_bytes(raw), len(raw))
+
+
+def _entry(member: str, entry) -> Raw | Bad:
+    """One Bundle entry (parsed) -> Raw or Bad; sha256 of the resource's canonical JSON."""
+    res = entry.get("resource") if isinstance(entry, dict) else None
+    canon = json.dumps(res, sort_keys=True, separators=(",", ":")).encode()
+    return guarded(member, canon, "invalid_fhir", lambda: resource_to_raw(member, res, canon))
+
+
 def _parse(member: str, raw: bytes, cfg: IngestCfg) -> Iterator[Raw | Bad]:
     """A JSON document: a Bundle -> one record per entry, anything else -> one record."""
     if len(raw) > cfg.max_member_bytes:
-        yield Bad(
-            member,
-            "too_large",
-            f"{len(raw)} bytes > {cfg.max_member_bytes}",
-            sha256_bytes(raw),
-            len(raw),
-        )
+        yield _too_large(member, len(raw), cfg, sha256_bytes(raw))
         return
-    try:
-        obj = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        yield Bad(
-            member,
-            "bad_json",
-            f"{type(e).__name__} at pos {getattr(e, 'pos', getattr(e, 'start', '?'))}",
-            sha256_bytes(raw),
-            len(raw),
-        )
+    obj, bad = _json(member, raw)
+    if bad is not None:
+        yield bad
         return
     if isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
-        for i, entry in enumerate(obj.get("entry") or []):
-            res = entry.get("resource") if isinstance(entry, dict) else None
-            canon = json.dumps(res, sort_keys=True, separators=(",", ":")).encode()
-            yield resource_to_raw(f"{member}/{i}" if member else str(i), res, canon)
+        entries = obj.get("entry") or []
+        if not isinstance(entries, list):
+            yield Bad(member or None, "invalid_fhir", "Bundle.entry is not an array",
+                      sha256_bytes(raw), len(raw))  # fmt: skip
+            return
+        for i, entry in enumerate(entries):
+            yield _entry(f"{member}/{i}" if member else str(i), entry)
         return
-    yield resource_to_raw(member or "0", obj, raw)
+    yield guarded(
+        member or "0", raw, "invalid_fhir", lambda: resource_to_raw(member or "0", obj, raw)
+    )
 
 
+def _stream_bundle(path: str, size: int, cfg: IngestCfg) -> Iterator[Raw | Bad]:
+    """A JSON file over the cap: a Bundle's entries one by one (each capped), else too_large;
+    a Bundle that stops being well-formed JSON: one bad_json row for the rest of it."""
+    try:
+        with open(path, "rb") as f:  # pass 1: the top-level resourceType (usually the first key)
+            top = json_members(f, 64)
+            rtype = next((v for k, name, v, _ in top if (k, name) == ("key", "resourceType")), None)
+        if rtype != b'"Bundle"':
+            yield _too_large(None, size, cfg)  # one resource over the cap
+            return
+        with open(path, "rb") as f:  # pass 2: the entries
+            for kind, name, data, n in json_members(f, cfg.max_member_bytes):
+                if kind == "key" and name == "entry":
+                    yield Bad(None, "invalid_fhir", "Bundle.entry is not an array", size=n)
+                elif kind == "item" and data is None:
+                    yield _too_large(str(name), n, cfg)
+                elif kind == "item":
+                    entry, bad = _json(str(name), data)
+                    yield bad or _entry(str(name), entry)
+    except ValueError as e:  # json_members' own messages: no data in them
+        yield Bad(None, "bad_json", f"Bundle streamed from disk: {e}")
+
+
+def _ndjson(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
+    stop = unit.stop if unit.stop >= 0 else sys.maxsize
+    offset = int(unit.extra) if unit.extra is not None else 0
+    with open_bytes(unit.uri) as f:
+        f.seek(offset)  # the first line of the range (units() found it)
+        first = unit.start if unit.extra is not None else 0
+        for i, tok in enumerate(tokens(f, cfg.max_member_bytes, start=offset), first):
+            if i >= stop:
+                break
+            if i < unit.start:
+                continue
+            if tok.error:
+                yield Bad(str(i), *tok.error, size=tok.size or None)
+            elif tok.data is None:
+                yield _too_large(str(i), tok.size, cfg)
+            elif (line := tok.data.rstrip(b"\r")).strip():  # blank lines are not resources
+                yield from _parse(str(i), line, cfg)
+
+
+@reads_faults
 def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
     try:
-        if not _is_ndjson(Path(unit.uri)):
-            size = Path(unit.uri).stat().st_size
-            if size > cfg.max_member_bytes:
-                yield Bad(None, "too_large", f"{size} bytes > {cfg.max_member_bytes}", size=size)
-                return
-            yield from _parse("", Path(unit.uri).read_bytes(), cfg)
+        if _is_ndjson(Path(unit.uri)):
+            yield from _ndjson(unit, cfg)
             return
-        stop = unit.stop if unit.stop >= 0 else sys.maxsize
-        with _open(unit.uri) as f:
-            for i, line in enumerate(f):
-                if i < unit.start:
-                    continue
-                if i >= stop:
-                    break
-                line = line.rstrip(b"\r\n")
-                if line.strip():  # blank lines are not resources
-                    yield from _parse(str(i), line, cfg)
-    except (OSError, EOFError) as e:
-        yield Bad(None, "unreadable", f"{type(e).__name__}: {e}")
+        size = Path(unit.uri).stat().st_size
+        if size <= cfg.max_member_bytes:
+            yield from _parse("", Path(unit.uri).read_bytes(), cfg)
+        else:
+            yield from _stream_bundle(unit.uri, size, cfg)
+    except STREAM_ERRORS as e:  # opening or reading the file (lines report their own errors)
+        yield Bad(None, *stream_error(e))

@@ -13,13 +13,18 @@ ID as the system when typed ISO or URI), OBR-4 text -> exam, OBR-4 code -> exam_
 coding system is LN, SCT or C4/CPT, OBR-7 -> exam_time (UTC; no offset = UTC), OBR-25 -> status.
 PID-3 first id -> patient_id.
 Text is UTF-8, or ISO-8859-1 when MSH-18 says 8859/1. A message that does not parse or lacks
-MSH/OBR -> Bad("bad_hl7"); other messages in the same file still parse.
+MSH/OBR -> Bad("bad_hl7"); other messages in the same file still parse. Only results are reports:
+a message whose MSH-9 is not ORU^R01 (an ADT^A01, an ORM) -> Bad("not_a_report").
+Files are streamed (radgpt.ingest.sources.stream): the cap (cfg.max_member_bytes) applies to one
+message, so a batch file of any size gives all its messages and a message over the cap is
+`too_large` without being held. A folder gives one unit per .hl7 file; its other files, links out
+of it and special files are one quarantine row each (radgpt.ingest.sources.tree).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +32,9 @@ from pathlib import Path
 import hl7 as pyhl7
 
 from radgpt.config import IngestCfg
-from radgpt.ingest.sources.base import Bad, Raw, Unit
+from radgpt.ingest.sources import tree
+from radgpt.ingest.sources.base import Bad, Raw, Unit, fault, guarded, reads_faults, safe_units
+from radgpt.ingest.sources.stream import CHUNK, STREAM_ERRORS, open_bytes, tokens
 from radgpt.runtime import sha256_bytes
 from radgpt.schema import token
 
@@ -40,7 +47,9 @@ CODING_SYSTEMS = {
     "C4": "http://www.ama-assn.org/go/cpt",
     "CPT": "http://www.ama-assn.org/go/cpt",
 }
-_SEG = re.compile(rb"[^\r\n]+")
+RESULT = ("ORU", "R01")  # MSH-9: message code, trigger event
+MLLP = b"\x0b\x1c"  # framing bytes, dropped
+_BARE_CR = re.compile(rb"\r[^\n]")
 
 
 def _head(path: Path) -> bytes:
@@ -57,40 +66,72 @@ def detect(path: Path) -> bool:
     return False
 
 
+@safe_units(NAME)
 def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
     path = Path(path).resolve()
     if path.is_file():
-        yield Unit(NAME, str(path), None, size=path.stat().st_size)
+        yield _file_unit(str(path), path.stat().st_size)
         return
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for f in sorted(files):
-            if f.lower().endswith(".hl7"):
-                p = Path(root) / f
-                yield Unit(NAME, str(p), None, size=p.stat().st_size)
+    for rel, e in tree.files(str(path)):
+        if e.kind == tree.FILE and e.name.lower().endswith(".hl7"):
+            yield _file_unit(e.path, e.size)
+        elif e.kind == tree.FILE:
+            yield fault(NAME, e.path, rel, "not_a_report", "not a .hl7 file", size=e.size)
+        else:
+            yield fault(NAME, e.path, rel, e.kind, e.detail)
 
 
-def split_messages(data: bytes) -> list[bytes]:
-    """Raw bytes of each message: segments grouped from one MSH to the next, joined by \r.
-    Segments before the first MSH form a message of their own (it will fail: no MSH).
-    When segments are \r-separated and the file also has newlines, a newline ends a message
-    (the usual one-message-per-line batch layout): a line without MSH is then its own bad
-    message instead of being glued to the previous report."""
-    data = data.replace(b"\x0b", b"").replace(b"\x1c", b"")
-    cr_lines = re.search(rb"\r(?!\n)", data) is not None and b"\n" in data
-    chunks = re.split(rb"\r?\n", data) if cr_lines else [data]
-    msgs: list[list[bytes]] = []
-    for chunk in chunks:
-        first = True
-        for m in _SEG.finditer(chunk):
-            seg = m.group().strip(b" \t")
-            if not seg:
+def _file_unit(path: str, size: int) -> Unit:
+    if size == 0:
+        return fault(NAME, path, None, "empty_file", "no messages (empty file)")
+    return Unit(NAME, path, None, size=size)
+
+
+def _cr_lines(f) -> bool:
+    """Whether segments end in a bare \r while the file also has newlines (then a newline ends a
+    message too: the usual one-message-per-line batch layout). Streamed, stops when known."""
+    bare = newline = prev_cr = False
+    try:
+        while not (bare and newline) and (block := f.read(CHUNK)):
+            block = block.translate(None, MLLP)
+            if not block:
                 continue
-            if seg.startswith(b"MSH") or not msgs or (cr_lines and first):
-                msgs.append([])
-            first = False
-            msgs[-1].append(seg)
-    return [b"\r".join(s) for s in msgs]
+            bare = bare or (prev_cr and block[:1] != b"\n") or bool(_BARE_CR.search(block))
+            newline, prev_cr = newline or b"\n" in block, block.endswith(b"\r")
+    except STREAM_ERRORS:
+        pass  # the message pass reports it
+    return newline and (bare or prev_cr)
+
+
+def messages(f, cap: int, cr_lines: bool) -> Iterator[tuple[bytes | None, int, tuple | None]]:
+    """(raw message bytes | None when over the cap, size, (reason, detail) of a read error | None)
+    per message: segments (split at \r or \n, spaces trimmed) from one MSH to the next, joined
+    by \r; segments before the first MSH form a message of their own (it will fail: no MSH).
+    With cr_lines, a newline also ends a message, so a line without MSH is its own bad message
+    instead of being glued to the previous report."""
+    segs: list[bytes] | None = None  # None: no message yet
+    size, newline = 0, True
+    for tok in tokens(f, cap, seps=b"\r\n", drop=MLLP):
+        if tok.error:
+            yield None, size + tok.size, tok.error
+            return
+        seg = tok.data.strip(b" \t") if tok.data is not None else None
+        if seg == b"":
+            newline = newline or tok.term == b"\n"
+            continue
+        starts = (seg if seg is not None else tok.head.lstrip(b" \t")).startswith(b"MSH")
+        if starts or segs is None or (cr_lines and newline):
+            if segs is not None:
+                yield (b"\r".join(segs) if size <= cap else None), size, None
+            segs, size = [], -1
+        size += 1 + (len(seg) if seg is not None else tok.size)
+        if seg is not None and size <= cap:
+            segs.append(seg)
+        else:
+            segs.clear()  # over the cap: counted, not kept
+        newline = tok.term == b"\n"
+    if segs is not None:
+        yield (b"\r".join(segs) if size <= cap else None), size, None
 
 
 def _field(seg, n: int) -> str:
@@ -143,11 +184,16 @@ def parse_message(member: str, raw: bytes) -> Raw | Bad:
         return Bad(member, "bad_encoding", f"not UTF-8 at byte {e.start}", sha, size)
     try:
         msg = pyhl7.parse(text)
+        kind = (_comp(msg.segment("MSH"), 9), _comp(msg.segment("MSH"), 9, 1))
+    except Exception as e:  # python-hl7 raises assorted errors on malformed input
+        return Bad(member, "bad_hl7", f"{type(e).__name__}", sha, size)
+    if kind != RESULT:
+        shown = "^".join(re.sub(r"[^A-Z0-9_]", "?", k[:8]) for k in kind)  # a code, never text
+        return Bad(member, "not_a_report", f"MSH-9 {shown} is not a result (ORU^R01)", sha, size)
+    try:
         obr = msg.segment("OBR")
     except KeyError:
         return Bad(member, "bad_hl7", "no OBR segment", sha, size)
-    except Exception as e:  # python-hl7 raises assorted errors on malformed input
-        return Bad(member, "bad_hl7", f"{type(e).__name__}", sha, size)
     lines: list[str] = []
     for seg in msg:
         if str(seg[0]) != "OBX" or _field(seg, 2).strip() not in TEXT_TYPES:
@@ -178,16 +224,20 @@ def parse_message(member: str, raw: bytes) -> Raw | Bad:
     )
 
 
+@reads_faults
 def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
-    p = Path(unit.uri)
     try:
-        size = p.stat().st_size
-        if size > cfg.max_member_bytes:
-            yield Bad(None, "too_large", f"{size} bytes > {cfg.max_member_bytes}", size=size)
-            return
-        data = p.read_bytes()
+        with open_bytes(unit.uri) as f:
+            cr_lines = _cr_lines(f)
+        f = open_bytes(unit.uri)
     except OSError as e:
-        yield Bad(None, "unreadable", f"{type(e).__name__}: {e}")
+        yield Bad(None, "unreadable", f"{type(e).__name__}: {e}"[:300])
         return
-    for i, raw in enumerate(split_messages(data)):
-        yield parse_message(str(i), raw)
+    with f:
+        for i, (raw, size, error) in enumerate(messages(f, cfg.max_member_bytes, cr_lines)):
+            if error:
+                yield Bad(str(i), *error, size=size or None)
+            elif raw is None:
+                yield Bad(str(i), "too_large", f"{size} bytes > {cfg.max_member_bytes}", size=size)
+            else:
+                yield guarded(str(i), raw, "bad_hl7", functools.partial(parse_message, str(i), raw))

@@ -12,6 +12,12 @@ section-parses it. native_id = study_id = "s<study>", patient_id = "p<subject>".
 The official split (mimic-cxr-2.0.0-split.csv[.gz]: dicom_id,study_id,subject_id,split, several
 rows per study) is taken from cfg.split_file, else from the input dir (or the zip's dir, or a zip
 member); it is loaded once per executor process (cached) into {study id: split}.
+Nothing is skipped silently and nothing outside the input is opened (radgpt.ingest.sources.tree):
+a file or zip member that is not a report (README.txt, a folder inside a patient folder) is one
+`not_a_report` row; a link out of the tree `symlink_outside_root` (never opened), a link loop
+`symlink_loop`, a dangling link `dangling_symlink`, a named pipe or device `special_file`; a zip
+member with an absolute or ".." path `unsafe_path`, a zip link member `special_file` or
+`symlink_outside_root`. Only the split file is left out (it is read by the tasks).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import gzip
 import io
 import os
 import re
+import stat
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -30,7 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from radgpt.config import IngestCfg
-from radgpt.ingest.sources.base import Bad, Raw, Unit
+from radgpt.ingest.sources import tree
+from radgpt.ingest.sources.base import Bad, Raw, Unit, fault, reads_faults, safe_units
 from radgpt.runtime import sha256_bytes
 
 NAME = "mimic"
@@ -70,33 +78,46 @@ def _split_ref(path: Path, cfg: IngestCfg, names: list[str] | None = None) -> st
     return None
 
 
-def _zip_reports(z: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
-    """Report members in a stable order (sorted by name): unit index ranges refer to it."""
-    return sorted((i for i in z.infolist() if REPORT.search(i.filename)), key=lambda i: i.filename)
+def _zip_members(z: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The members that are records, in a stable order (sorted by name; unit index ranges refer
+    to it): every member but folders and the split file."""
+    infos = (
+        i
+        for i in z.infolist()
+        if not i.is_dir() and i.filename.rsplit("/", 1)[-1] not in SPLIT_NAMES
+    )
+    return sorted(infos, key=lambda i: i.filename)
 
 
-def _patient_dirs(root: Path, rel: str = "") -> Iterator[str]:
-    """Relative paths ("files/p10/p10000032/") of patient folders under root, in sorted order;
-    reads directory entries only (the tasks list, size-check and read the report files)."""
-    with os.scandir(root / rel) as it:
-        subs = sorted(e.name for e in it if e.is_dir())
-    for name in subs:
-        child = f"{rel}{name}/"
-        if PATIENT.search(child):
-            yield child
-        else:
-            yield from _patient_dirs(root, child)
+def _tree_units(root: Path, cfg: IngestCfg, split: str | None) -> Iterator[Unit]:
+    """A unit per patient folder ("files/p10/p10000032/", sorted), a fault unit per other entry;
+    reads folder entries only (the tasks list, size-check and read the report files)."""
+    root_real = os.path.realpath(root)
+
+    def walk(folder: str, rel: str, ancestors: tuple[str, ...]) -> Iterator[Unit]:
+        for e in tree.children(folder, root_real):
+            down = tree.into(e, ancestors) if e.kind == tree.DIR else e
+            if isinstance(down, tuple) and PATIENT.search(f"{rel}{e.name}/"):
+                yield Unit(NAME, str(root), f"{rel}{e.name}/", extra=split)
+            elif isinstance(down, tuple):
+                yield from walk(e.path, f"{rel}{e.name}/", down)
+            elif down.kind == tree.FILE and not (rel == "" and e.name in SPLIT_NAMES):
+                detail = "not a report file (files/pNN/p<subject>/s<study>.txt)"
+                yield fault(NAME, e.path, rel + e.name, "not_a_report", detail, size=e.size)
+            elif down.kind != tree.FILE:
+                yield fault(NAME, e.path, rel + e.name, down.kind, down.detail)
+
+    yield from walk(str(root), "", (root_real,))
 
 
+@safe_units(NAME)
 def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
     path = Path(path).resolve()
     if path.is_dir():  # one unit per patient folder; the task lists its s<study>.txt files
-        split = _split_ref(path, cfg)
-        for rel in _patient_dirs(path):
-            yield Unit(NAME, str(path), rel, extra=split)
+        yield from _tree_units(path, cfg, _split_ref(path, cfg))
         return
     with zipfile.ZipFile(path) as z:
-        infos = _zip_reports(z)
+        infos = _zip_members(z)
         split = _split_ref(path, cfg, z.namelist())
     step = cfg.csv_rows_per_unit
     for a in range(0, len(infos), step):
@@ -168,6 +189,38 @@ def _one(name: str, size: int, data_fn, split: dict[str, str] | None, cfg: Inges
     )
 
 
+def _folder_entry(unit: Unit, e: tree.Entry, split, cfg: IngestCfg) -> Raw | Bad:
+    rel = unit.member + e.name
+    if e.kind == tree.FILE and REPORT.search(rel):
+        item = _one(rel, e.size, functools.partial(_read, e.path), split, cfg)
+    elif e.kind == tree.FILE:
+        item = Bad(rel, "not_a_report", "not a report file (s<study>.txt)", size=e.size)
+    elif e.kind == tree.DIR:
+        item = Bad(rel + "/", "not_a_report", "a folder inside a patient folder; not walked")
+    else:
+        item = Bad(rel, e.kind, e.detail)
+    item.uri = e.path  # source_uri: the file itself
+    return item
+
+
+def _zip_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, split, cfg: IngestCfg) -> Raw | Bad:
+    name, size = info.filename, info.file_size
+    link = None
+    if stat.S_ISLNK(info.external_attr >> 16):  # a link's target is its data: small, or refused
+        try:
+            link = _zread(z, info).decode("utf-8", "replace") if size <= 4096 else "/"
+        except OSError as e:
+            return Bad(name, "unreadable", f"{type(e).__name__}: {e}", size=size)
+    problem = tree.member_problem(name, link)
+    if problem:
+        return Bad(name, *problem, size=size)
+    if not REPORT.search(name):
+        detail = "not a report member (files/pNN/p<subject>/s<study>.txt)"
+        return Bad(name, "not_a_report", detail, size=size)
+    return _one(name, size, functools.partial(_zread, z, info), split, cfg)
+
+
+@reads_faults
 def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
     try:
         split = load_split(unit.extra) if unit.extra else None
@@ -175,25 +228,14 @@ def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
         # a broken split file is a configuration problem, not bad data: fail the task loudly
         raise ValueError(f"cannot read MIMIC split file {unit.extra}: {e}") from e
     if unit.member is not None:  # a patient folder of a directory tree
-        d = Path(unit.uri) / unit.member
-        try:
-            with os.scandir(d) as it:
-                files = sorted((e for e in it if e.is_file()), key=lambda e: e.name)
+        d = os.path.join(unit.uri, unit.member)
+        try:  # links are checked against the tree's root: nothing outside it is opened
+            entries = tree.children(d, os.path.realpath(unit.uri))
         except OSError as e:
-            yield Bad(unit.member, "unreadable", f"{type(e).__name__}: {e}", uri=str(d))
+            yield Bad(unit.member, "unreadable", f"{type(e).__name__}: {e}", uri=d)
             return
-        for e in files:
-            rel = unit.member + e.name
-            if not REPORT.search(rel):
-                continue  # other files (images, notes) are not reports
-            try:
-                size = e.stat().st_size
-            except OSError as err:
-                yield Bad(rel, "unreadable", f"{type(err).__name__}: {err}", uri=e.path)
-                continue
-            item = _one(rel, size, functools.partial(_read, e.path), split, cfg)
-            item.uri = e.path  # source_uri: the report file itself
-            yield item
+        for e in entries:
+            yield _folder_entry(unit, e, split, cfg)
         return
     try:
         z = zipfile.ZipFile(unit.uri)
@@ -201,12 +243,10 @@ def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
         yield Bad(None, "unreadable", f"{type(e).__name__}: {e}")
         return
     with z:
-        infos = _zip_reports(z)
+        infos = _zip_members(z)
         stop = len(infos) if unit.stop < 0 else unit.stop
         for info in infos[unit.start : stop]:
-            yield _one(
-                info.filename, info.file_size, functools.partial(_zread, z, info), split, cfg
-            )
+            yield _zip_member(z, info, split, cfg)
 
 
 def _zread(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:

@@ -8,13 +8,19 @@ Each <AbstractText Label="FINDINGS|IMPRESSION|INDICATION|COMPARISON"> becomes Ra
 (label)]; MeSH major/minor terms go to Raw.meta["mesh"] ("; "-joined). native_id = the file
 number (<n>.xml, = IU CSV uid), else <IUXRId>/<pmcId>, else <uId>; study_id = <uId> ("CXR1").
 XML is parsed with defusedxml (or, without it, xml.etree after refusing any DTD/entity): XXE safe.
-A tar.gz is not random access: units are ranges of xml-member indices (tar order), and read()
-streams the tar and parses only its range. A dir gives one unit per .xml file.
+A tar.gz is not random access: units are ranges of member indices (tar order; every member but
+folders is a record), and read() streams the tar and parses only its range. A dir gives one unit
+per .xml file. Nothing is skipped silently, nothing is followed out of the input
+(radgpt.ingest.sources.tree): a member or file that is not .xml is `not_a_report`; a member with an
+absolute or ".." path `unsafe_path`; a link member `symlink_outside_root` (pointing out) or
+`special_file` (never followed), as are device and FIFO members; in a dir, links out of it,
+dangling links, loops and special files likewise. A tar that ends early or is corrupt gives its
+members, then one `truncated`/`unreadable` row for the rest (on the driver too: units() counts
+that row, so counts agree).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import tarfile
 import zlib
@@ -23,7 +29,8 @@ from pathlib import Path
 
 from radgpt.config import IngestCfg
 from radgpt.ingest.sections import canon
-from radgpt.ingest.sources.base import Bad, Raw, Unit
+from radgpt.ingest.sources import tree
+from radgpt.ingest.sources.base import Bad, Raw, Unit, fault, reads_faults, safe_units
 from radgpt.runtime import sha256_bytes
 
 try:  # defusedxml refuses DTDs, entity expansion and external references
@@ -71,29 +78,53 @@ def detect(path: Path) -> bool:
         return path.suffix.lower() == ".xml" and _looks_xml(path)
     if path.is_dir():
         for i, p in enumerate(path.rglob("*.xml")):
-            if _looks_xml(p):
+            if p.is_file() and not p.is_symlink() and _looks_xml(p):  # no FIFO, no link out
                 return True
             if i >= 20:  # keep detection cheap
                 break
     return False
 
 
-def _xml_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    """Regular .xml members in tar order (stream mode: headers only, no random access)."""
-    for info in tf:
-        if info.isfile() and info.name.lower().endswith(".xml"):
-            yield info
+TAR_ERRORS = (OSError, tarfile.TarError, EOFError, zlib.error)
 
 
+def _tar_error(e: BaseException) -> tuple[str, str]:
+    ended = isinstance(e, EOFError) or "unexpected end" in str(e)
+    return ("truncated" if ended else "unreadable"), f"{type(e).__name__}: {e}"[:300]
+
+
+def _records(tf: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo | None, tuple | None]]:
+    """(member, None) for every member but folders, in tar order (stream mode: headers only);
+    then (None, (reason, detail)) when the archive ends early or is corrupt: one more record."""
+    try:
+        for info in tf:
+            if not info.isdir():
+                yield info, None
+    except TAR_ERRORS as e:
+        yield None, _tar_error(e)
+
+
+def _member_problem(info: tarfile.TarInfo) -> tuple[str, str] | None:
+    link = info.linkname if info.issym() or info.islnk() else None
+    kind = ""
+    if link is None and not info.isfile():
+        kind = "FIFO" if info.isfifo() else "device" if info.ischr() or info.isblk() else "special"
+    return tree.member_problem(info.name, link, kind) or (
+        None if info.name.lower().endswith(".xml") else ("not_a_report", "not an .xml member")
+    )
+
+
+@safe_units(NAME)
 def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
     path = Path(path).resolve()
     if path.is_dir():
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for f in sorted(files):
-                if f.lower().endswith(".xml"):
-                    p = Path(root) / f
-                    yield Unit(NAME, str(p), p.relative_to(path).as_posix(), size=p.stat().st_size)
+        for rel, e in tree.files(str(path)):
+            if e.kind == tree.FILE and e.name.lower().endswith(".xml"):
+                yield Unit(NAME, e.path, rel, size=e.size)
+            elif e.kind == tree.FILE:
+                yield fault(NAME, e.path, rel, "not_a_report", "not an .xml file", size=e.size)
+            else:
+                yield fault(NAME, e.path, rel, e.kind, e.detail)
         return
     if not _is_tar(path):  # a single xml file
         yield Unit(NAME, str(path), path.name, size=path.stat().st_size)
@@ -101,14 +132,16 @@ def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
     step = cfg.csv_rows_per_unit
     n, size = 0, 0
     with tarfile.open(path, "r|*") as tf:  # streamed: reads headers, skips member data
-        for info in _xml_members(tf):
+        for info, _ in _records(tf):
             n += 1
-            size += info.size
+            size += info.size if info is not None else 0
             if n % step == 0:
                 yield Unit(NAME, str(path), None, start=n - step, stop=n, size=size)
                 size = 0
     if n % step:
         yield Unit(NAME, str(path), None, start=n - n % step, stop=n, size=size)
+    if n == 0:
+        yield fault(NAME, str(path), None, "empty_file", "no members")
 
 
 def _text(el) -> str:
@@ -153,6 +186,23 @@ def parse_xml(name: str, data: bytes) -> Raw | Bad:
     )
 
 
+def _tar_member(tf: tarfile.TarFile, info: tarfile.TarInfo, cfg: IngestCfg) -> Raw | Bad:
+    problem = _member_problem(info)
+    if problem:
+        return Bad(info.name, *problem, size=info.size or None)
+    if info.size > cfg.max_member_bytes:
+        return Bad(
+            info.name, "too_large", f"{info.size} bytes > {cfg.max_member_bytes}", size=info.size
+        )
+    try:
+        f = tf.extractfile(info)
+        data = f.read() if f else b""
+    except TAR_ERRORS as e:  # its data cut off: this member (the next record says the rest)
+        return Bad(info.name, *_tar_error(e), size=info.size)
+    return parse_xml(info.name, data)
+
+
+@reads_faults
 def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
     if unit.member is not None:  # one xml file
         p = Path(unit.uri)
@@ -173,22 +223,11 @@ def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
     i = -1
     try:
         with tarfile.open(unit.uri, "r|*") as tf:
-            for info in _xml_members(tf):
-                i += 1
-                if i < unit.start:
-                    continue
+            for i, (info, error) in enumerate(_records(tf)):
                 if i >= stop:
                     break
-                if info.size > cfg.max_member_bytes:
-                    yield Bad(
-                        info.name,
-                        "too_large",
-                        f"{info.size} bytes > {cfg.max_member_bytes}",
-                        size=info.size,
-                    )
+                if i < unit.start:
                     continue
-                f = tf.extractfile(info)
-                yield parse_xml(info.name, f.read() if f else b"")
-    except (OSError, tarfile.TarError, EOFError, zlib.error) as e:
-        # truncated/corrupt archive: the rest of this range cannot be read
-        yield Bad(f"index {i + 1}", "unreadable", f"{type(e).__name__}: {e}")
+                yield Bad(f"index {i}", *error) if error else _tar_member(tf, info, cfg)
+    except TAR_ERRORS as e:  # opening it (units() found it readable: the file changed)
+        yield Bad(f"index {i + 1}" if i >= 0 else None, *_tar_error(e))
