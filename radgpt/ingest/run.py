@@ -15,7 +15,8 @@ The table and the quarantine (paths.quarantine, outside the table's hive tree) a
 atomically (radgpt.table).
 Counts reconcile or the run fails:
     parsed = new + corrected (eligible + excluded per reason) + already ingested + duplicate ids,
-    written = new + corrected, quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
+    written = new + corrected,
+    quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
 """
 
 from __future__ import annotations
@@ -383,7 +384,7 @@ def _log_versions(counts: dict) -> None:
     """Say what happened to corrected reports (counts only, never text)."""
     n, said = counts["totals"]["corrected"], counts["status_corrected"]
     if n:
-        log.warning("%d reports came with changed content: written as new versions", n)
+        log.info("%d reports came with changed content: written as new versions", n)
     if said.get("already_ingested"):
         log.warning(
             "%d reports have a corrected/amended status but the content of their ingested version:"
