@@ -10,6 +10,11 @@ manifest is the commit. `recover(root)` (called before each run) deletes staging
 no manifest lists, so a crashed run leaves the last good table. `read(root)` reads committed files
 only; plain Spark/DuckDB/polars readers of the directory also see only committed files except
 between a crash and the next run's recovery.
+
+The reports table keeps every version of a corrected report (schemas/reports.json version,
+supersedes): `read_reports` gives the current view (the latest version of each report_id) unless
+asked for all versions; `latest_versions` + `current_mask` give the same view to other readers
+(Ray Data in radgpt.train.data).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from radgpt.runtime import write_json_atomic
@@ -120,7 +126,56 @@ def read(
     return t.select(columns) if columns else t
 
 
-def read_reports(cfg_or_path, columns: list[str] | None = None, filter=None) -> pa.Table:
-    """The canonical reports table (committed rows only). Accepts a Config or a table path."""
+def latest_versions(
+    root: str | os.PathLike, files: list[str | os.PathLike] | None = None
+) -> dict[str, str]:
+    """report_id -> the source_sha256 of its latest version, for the reports of the reports table
+    at root that have more than one version (corrected reports): reads the rows whose version > 1
+    only, three narrow columns."""
+    schema = arrow_schema("reports")
+    files = [str(p) for p in (committed_files(root) if files is None else files)]
+    if not files:
+        return {}
+    dset = ds.dataset(files, schema=schema, format="parquet")  # partitions not needed
+    t = dset.to_table(
+        columns=["report_id", "version", "source_sha256"], filter=ds.field("version") > 1
+    )
+    out: dict[str, tuple[int, str]] = {}
+    for rid, v, sha in zip(*(t[c].to_pylist() for c in t.column_names), strict=True):
+        if rid not in out or v > out[rid][0]:
+            out[rid] = (v, sha)
+    return {rid: sha for rid, (_, sha) in out.items()}
+
+
+def current_mask(report_id, source_sha256, latest: dict[str, str]) -> pa.Array:
+    """True where a row (report_id, source_sha256 columns) is the latest version of its report
+    (`latest` from latest_versions; a report with one version is its own latest)."""
+    if not latest:
+        return pc.is_valid(report_id)
+    ids = pa.array(list(latest), pa.string())
+    want = pc.take(pa.array(list(latest.values()), pa.string()), pc.index_in(report_id, ids))
+    return pc.or_kleene(pc.is_null(want), pc.equal(source_sha256, want))
+
+
+def read_reports(
+    cfg_or_path,
+    columns: list[str] | None = None,
+    filter=None,
+    all_versions: bool = False,
+) -> pa.Table:
+    """The canonical reports table (committed rows only). Accepts a Config or a table path.
+
+    The current view by default: one row per report_id, its latest version (a corrected report's
+    earlier rows are superseded); `filter` applies to that view (a report whose latest version
+    fails it is absent, its earlier versions are not returned instead). all_versions=True: every
+    row, earlier versions too (audit)."""
     root = cfg_or_path.path("table") if hasattr(cfg_or_path, "path") else Path(cfg_or_path)
-    return read(root, "reports", columns, filter)
+    if all_versions:
+        return read(root, "reports", columns, filter)
+    latest = latest_versions(root)
+    if not latest:  # no corrected report: every row is current
+        return read(root, "reports", columns, filter)
+    need = [c for c in ("report_id", "source_sha256") if columns and c not in columns]
+    t = read(root, "reports", columns and [*columns, *need], filter)
+    t = t.filter(current_mask(t["report_id"], t["source_sha256"], latest))
+    return t.select(columns) if columns else t

@@ -4,6 +4,7 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
+from pyspark.sql import functions as F
 
 from radgpt.config import IngestCfg
 from radgpt.ingest.cohort import KEYS, transform
@@ -119,3 +120,77 @@ def test_duplicate_pair_takes_the_first_occurrence_split(spark):
     out = run(spark, csv + [official])["new"].collect()
     assert {r["split"] for r in out} == {"validate"} and len(out) == 41
     assert {r["split_origin"] for r in out if r["source"] == "mimic"} == {"official"}
+
+
+def versioned(n, tag="a"):
+    """rows(n) with per-row bytes and content hashes (as radgpt.ingest.rows.report_row gives)."""
+    return [dict(r, source_sha256=f"sha-{tag}-{i}", content_sha256=f"content-{tag}-{i}")
+            for i, r in enumerate(rows(n))]  # fmt: skip
+
+
+def test_changed_content_is_a_new_version_in_the_first_version_split(spark, tmp_path):
+    first = run(spark, versioned(4))["new"]
+    assert {r["version"] for r in first.collect()} == {1}
+    # the table holds csv:0 in another split than its own (as a duplicate pair would have put it)
+    own = {r["report_id"]: r["split"] for r in first.collect()}
+    other = "validate" if own["csv:0"] != "validate" else "test"
+    first.withColumn(
+        "split", F.when(F.col("report_id") == "csv:0", other).otherwise(F.col("split"))
+    ).withColumn(
+        "split_origin",
+        F.when(F.col("report_id") == "csv:0", "duplicate").otherwise(F.col("split_origin")),
+    ).write.parquet(str(tmp_path / "t"))
+    existing = spark.read.parquet(str(tmp_path / "t"))
+    again = versioned(4)
+    changed = "tension pneumothorax, new text"
+    again[0] |= {"source_sha256": "sha-b-0", "content_sha256": "content-b-0", "findings": changed,
+                 "pair_sha256": pair_hash(changed, "No acute disease.")}  # fmt: skip
+    # csv:1 byte-identical; csv:2 status corrected, other bytes, same content
+    again[2] |= {"source_sha256": "sha-b-2", "status": "corrected"}
+    again[3] |= {"source_sha256": "sha-b-3", "status": "C", "content_sha256": None}  # old row: pair
+    out = run(spark, again, existing)
+    keys = {r["report_id"]: r for r in out["keys"].collect()}
+    assert {k: r["_state"] for k, r in keys.items()} == {
+        "csv:0": "corrected", "csv:1": "seen", "csv:2": "seen", "csv:3": "seen"}  # fmt: skip
+    v2 = out["corrected"].collect()
+    assert len(v2) == 1 and out["new"].count() == 0
+    assert (v2[0]["version"], v2[0]["supersedes"]) == (2, "sha-a-0")
+    assert (v2[0]["split"], v2[0]["split_origin"]) == (other, "duplicate")  # never moved
+    assert [keys[k]["_amended"] for k in sorted(keys)] == [False, False, True, True]
+
+
+def test_third_version_and_an_old_export_run_again(spark, tmp_path):
+    v1 = versioned(2)
+    t1 = run(spark, v1)["new"]
+    t1.write.parquet(str(tmp_path / "t"))
+    v2 = [dict(v1[0], source_sha256="sha-b-0", content_sha256="content-b-0")]
+    t2 = run(spark, v2, spark.read.parquet(str(tmp_path / "t")))["corrected"]
+    t2.write.mode("append").parquet(str(tmp_path / "t"))
+    existing = spark.read.parquet(str(tmp_path / "t"))
+    v3 = dict(v1[0], source_sha256="sha-c-0", content_sha256="content-c-0")
+    out = {r["report_id"]: r for r in run(spark, [v3, v1[1]], existing)["keys"].collect()}
+    assert (out["csv:0"]["_state"], out["csv:0"]["version"]) == ("corrected", 3)
+    assert out["csv:0"]["supersedes"] == "sha-b-0" and out["csv:1"]["_state"] == "seen"
+    # the first export run again (bytes of version 1): nothing changes back
+    old = run(spark, v1, existing)["keys"].collect()
+    assert {r["_state"] for r in old} == {"seen"}
+    # a record with version 1's content but other bytes, after version 2: a new version (a
+    # correction reverted), compared with the latest version only
+    back = dict(v1[0], source_sha256="sha-d-0")
+    got = run(spark, [back], existing)["corrected"].collect()
+    assert [(r["version"], r["supersedes"]) for r in got] == [(3, "sha-b-0")]
+
+
+def test_duplicate_pair_follows_a_corrected_report_split(spark, tmp_path):
+    first = run(spark, versioned(1))["new"]
+    first.withColumn("split", F.lit("test")).write.parquet(str(tmp_path / "t"))
+    existing = spark.read.parquet(str(tmp_path / "t"))
+    text = "A corrected finding that another new report repeats word for word, here."
+    pair = pair_hash(text, "No acute disease.")
+    fixed = dict(versioned(1)[0], source_sha256="sha-b-0", content_sha256="c-b-0",
+                 findings=text, pair_sha256=pair)  # fmt: skip
+    twins = [dict(r, report_id=f"csv:t{i}", findings=text, pair_sha256=pair, source_sha256=f"t{i}")
+             for i, r in enumerate(rows(30))]  # fmt: skip
+    out = run(spark, [fixed, *twins], existing)["keys"].collect()
+    assert {r["split"] for r in out} == {"test"}
+    assert {r["_state"] for r in out} == {"new", "corrected"}

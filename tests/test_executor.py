@@ -73,17 +73,17 @@ def test_a_changed_unit_file_fails_the_task(parsed):
         list(fn(iter([parts_batch(0)])))
 
 
-def states(keys, split="test", state="new"):
+def states(keys, split="test", state="new", version=1, supersedes=None):
     """STATE rows (what radgpt.ingest.cohort gives write_fn) for the parsed report keys."""
     rep = keys.filter(pc.equal(keys["kind"], "report"))
     n = rep.num_rows
-    return pa.record_batch(
-        [rep["_part"].combine_chunks(), rep["_idx"].combine_chunks(), pa.array([state] * n),
-         rep["source"].combine_chunks(), pa.array([split] * n, pa.string()),
-         pa.array(["random"] * n), rep["eligible"].combine_chunks(),
-         rep["exclusion_reason"].combine_chunks()],
-        schema=executor.STATE,
-    )  # fmt: skip
+    given = {
+        "_state": pa.array([state] * n), "split": pa.array([split] * n, pa.string()),
+        "split_origin": pa.array(["random"] * n), "version": pa.array([version] * n, pa.int32()),
+        "supersedes": pa.array([supersedes] * n, pa.string()), "_amended": pa.array([False] * n),
+    }  # fmt: skip
+    cols = [given.get(f.name) or rep[f.name].combine_chunks() for f in executor.STATE]
+    return pa.record_batch(cols, schema=executor.STATE)
 
 
 def test_write_counts_every_row_writes_new_ones_with_run_fields_by_source_and_split(
@@ -116,6 +116,22 @@ def test_write_counts_every_row_writes_new_ones_with_run_fields_by_source_and_sp
     first = keys.filter(pc.equal(keys["kind"], "report"))["report_id"][0].as_py()
     assert first not in t["report_id"].to_pylist() and t.num_rows == 5
     assert list(fn(iter([]))) == []  # a task with no keys yields nothing
+    assert set(t["version"].to_pylist()) == {1} and t["supersedes"].null_count == t.num_rows
+    assert t["content_sha256"].null_count == 0  # what makes a version, from the parse
+
+
+def test_write_writes_corrected_rows_as_new_versions(parsed, tmp_path):
+    _, work, _, keys = parsed
+    fn = executor.write_fn(str(work), str(staging := tmp_path / "staging"), "ingest-x", NOW)
+    fixed = states(keys, state="corrected", version=2, supersedes="a" * 64).slice(0, 2)
+    out = pa.Table.from_batches(list(fn(iter([fixed, states(keys, state="seen").slice(2)]))))
+    counted = Counter()
+    for r in (r for r in out.to_pylist() if r["what"] == "count"):
+        counted[r["_state"]] += r["rows"]
+    assert counted == {"corrected": 2, "seen": 4}
+    t = pa.concat_tables([pq.read_table(f) for f in sorted(staging.rglob("*.parquet"))])
+    assert t.num_rows == 2 and set(t["version"].to_pylist()) == {2}
+    assert set(t["supersedes"].to_pylist()) == {"a" * 64}
 
 
 def test_write_fails_loudly_on_a_contract_break(parsed, tmp_path):

@@ -45,6 +45,8 @@ def print_summary(m: dict) -> None:
     print("  new by rule:       ", c["new_by_rule"])
     print("  eligible by split: ", c["eligible_by_split"])
     print("  quarantined:       ", c["quarantined"])
+    if c.get("status_corrected"):  # the sources' corrected/amended statuses, by outcome
+        print("  status corrected:  ", c["status_corrected"])
 
 
 def add(sub: argparse._SubParsersAction) -> None:

@@ -44,6 +44,9 @@ def select(
 ) -> pa.Table:
     """Reports to draft per draft.selection, with their draft_id, sorted by Findings length.
 
+    `reports` is the current view (radgpt.table.read_reports: the latest version of each report);
+    a corrected report's draft_id covers its new Findings (ModelSpec.draft_id), so `new` drafts it
+    again while the ids of reports never corrected stay as they were.
     new: eligible or impression-less reports without a committed draft for this draft_id;
     missing: no Impression but Findings; split: the comma list draft.split; all: every report with Findings.
     """
@@ -62,8 +65,14 @@ def select(
         )
     else:
         mask = has_f
-    t = reports.filter(mask).select(KEEP)
-    ids = [spec.draft_id(r) for r in t.column("report_id").to_pylist()]
+    t = reports.filter(mask)
+    vs = t.column("version").to_pylist() if "version" in t.column_names else [None] * len(t)
+    f = t.column("findings")  # read per row for later versions only
+    ids = [
+        spec.draft_id(r, v, f[i].as_py() if v and v > 1 else None)
+        for i, (r, v) in enumerate(zip(t.column("report_id").to_pylist(), vs, strict=True))
+    ]
+    t = t.select(KEEP)
     t = t.append_column("draft_id", pa.array(ids, pa.string()))
     if mode == "new" and done:
         t = t.filter(pc.invert(pc.is_in(t.column("draft_id"), pa.array(sorted(done)))))

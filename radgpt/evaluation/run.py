@@ -18,12 +18,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from radgpt.model.ids import text_sha256
 from radgpt.runtime import code_version, new_run_id, sha256_bytes, utcnow
 
 log = logging.getLogger("radgpt.evaluate")
-REF_COLS = ["report_id", "source", "split", "findings", "impression", "eligible", "pair_sha256"]
+REF_COLS = ["report_id", "source", "split", "findings", "impression", "eligible", "pair_sha256",
+            "version"]  # fmt: skip
 DRAFT_COLS = ["report_id", "draft", "adapter_id", "run_id", "base_model", "base_model_sha256",
-              "prompt_name", "prompt_version", "generation", "code_version", "generated_at"]  # fmt: skip
+              "prompt_name", "prompt_version", "generation", "code_version", "generated_at",
+              "findings_sha256"]  # fmt: skip
 
 
 def select_refs(t: pa.Table, splits: list[str] | None) -> pd.DataFrame:
@@ -51,8 +54,23 @@ def select_drafts(
     return df.assign(system=df["adapter"].map(name)).reset_index(drop=True)
 
 
+def current_drafts(refs: pd.DataFrame, drafts: pd.DataFrame) -> pd.DataFrame:
+    """Drafts less those of a corrected report (version > 1) drafted from Findings it no longer
+    has (drafts.findings_sha256): a draft is scored only against the version it was made from."""
+    if "version" not in refs or "findings_sha256" not in drafts:
+        return drafts
+    later = refs[refs["version"].fillna(1) > 1]
+    if later.empty:
+        return drafts
+    now = dict(zip(later["report_id"], later["findings"].map(text_sha256), strict=True))
+    want = drafts["report_id"].map(now)
+    return drafts[want.isna() | (want == drafts["findings_sha256"])]
+
+
 def join(refs: pd.DataFrame, drafts: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """One row per report covered by every draft system; one column per draft system."""
+    """One row per report covered by every draft system; one column per draft system (a
+    corrected report's drafts count when made from its current Findings: current_drafts)."""
+    drafts = current_drafts(refs, drafts)
     wide = drafts.pivot(index="report_id", columns="system", values="draft")
     systems = sorted(wide.columns)
     wide = wide.dropna().reset_index()

@@ -10,6 +10,14 @@ Splits:
 - duplicate: an exact (findings, impression) pair already seen takes the split of its first
   occurrence (earlier runs win, then official before random, then the smallest report_id), so a
   pair never lands in two splits.
+
+Versions: a report_id already in the table whose record comes with other content (content_sha256:
+radgpt.ingest.rows.content_hash) is `corrected`, a new version of the report (version n + 1,
+supersedes the latest version's source_sha256) that keeps the split and split origin of its
+first version: a corrected report never moves between train and test (its new pair may then sit
+in another split than a twin: the report's split wins). Bytes identical to any of its versions,
+or content equal to its latest version's (a status-only change: FHIR corrected, HL7 C with the
+same text), is `seen`.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from pyspark.sql import functions as F
 
 from radgpt.config import IngestCfg
 from radgpt.ingest.executor import REPORT_KEYS
-from radgpt.ingest.rows import NO_PAIR
+from radgpt.ingest.rows import CORRECTION_STATUSES, NO_PAIR
 
 
 def random_split(cfg: IngestCfg):
@@ -49,31 +57,63 @@ def has_pair():
     return F.coalesce(~F.col("exclusion_reason").isin(*NO_PAIR), F.lit(True))
 
 
+def latest(existing: DataFrame) -> DataFrame:
+    """report_id -> _cur (the latest version's version, source_sha256, content_sha256, pair_sha256,
+    split, split_origin) and _shas (the source_sha256 of all its versions). Narrow columns only;
+    a null version (a file written before versions) is 1."""
+    v = F.coalesce(F.col("version"), F.lit(1)).alias("v")
+    cur = F.struct(v, "source_sha256", "content_sha256", "pair_sha256", "split", "split_origin")
+    return existing.groupBy("report_id").agg(
+        F.max(cur).alias("_cur"), F.collect_set("source_sha256").alias("_shas")
+    )
+
+
 def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFrame:
     """Narrow key rows (KEYS + _pair: ids, hashes, rule outcome; ~150 bytes a row) -> KEYS with
-    _state (new | seen | dup_id), split and split_origin.
+    _state (new | corrected | seen | dup_id), split, split_origin, version, supersedes, _amended.
+
+    A report_id already in the table is `seen` when this record's bytes are those of one of its
+    versions (a re-export, an old export run again) or its content (content_sha256; pair_sha256
+    where the table's row predates content_sha256) equals the latest version's; else it is
+    `corrected`: version latest + 1, superseding the latest, in the latest version's split.
 
     Few projections on purpose: each withColumn re-analyses the plan in the driver."""
     w = Window.partitionBy("report_id").orderBy("source_uri", "source_member", "_part", "_idx")
+    amended = F.coalesce(F.lower("status").isin(*CORRECTION_STATUSES), F.lit(False))
     keys = keys.withColumns(
-        {"_rank": F.row_number().over(w), "_own_split": own_split(cfg), "_own_origin": own_origin()}
-    )
-    seen, prior = F.lit(False), F.lit(None).cast("string")
+        {"_rank": F.row_number().over(w), "_own_split": own_split(cfg), "_own_origin": own_origin(),
+         "_amended": amended}
+    )  # fmt: skip
+    cur = F.lit(None).cast("struct<v:int,source_sha256:string,content_sha256:string,"
+                           "pair_sha256:string,split:string,split_origin:string>")  # fmt: skip
+    same = F.lit(False)
     if existing is not None:
-        ids = existing.select("report_id", F.lit(True).alias("_seen")).distinct()
-        keys, seen = keys.join(ids, "report_id", "left"), F.col("_seen")
+        keys, cur = keys.join(latest(existing), "report_id", "left"), F.col("_cur")
+        same = F.array_contains("_shas", F.col("source_sha256")) | F.coalesce(
+            F.col("content_sha256") == cur["content_sha256"],
+            F.col("pair_sha256") == cur["pair_sha256"],
+        )
     keys = keys.withColumn(
-        "_state", F.when(F.col("_rank") > 1, "dup_id").when(seen, "seen").otherwise("new")
+        "_state",
+        F.when(F.col("_rank") > 1, "dup_id")
+        .when(cur.isNull(), "new")
+        .when(same, "seen")
+        .otherwise("corrected"),
     )
-    # the split of the first occurrence of each (findings, impression) pair among this run's new
-    # rows (official before random, then the smallest report_id): one window, no join back
-    first = F.when((F.col("_state") == "new") & F.col("_pair"), F.col("_own_split"))
+    fixed = F.when(F.col("_state") == "corrected", cur["split"])  # a new version keeps its split
+    # the split of the first occurrence of each (findings, impression) pair among this run's
+    # written rows (new versions first: their split is fixed; then official before random, then
+    # the smallest report_id): one window, no join back
+    written = F.col("_state").isin("new", "corrected") & F.col("_pair")
+    first = F.when(written, F.coalesce(fixed, "_own_split"))
+    order = F.when(fixed.isNotNull(), 0).when(F.col("_own_origin") == "official", 1).otherwise(2)
     pw = (
         Window.partitionBy("pair_sha256")
-        .orderBy(F.when(F.col("_own_origin") == "official", 0).otherwise(1), "report_id")
+        .orderBy(order, "report_id")
         .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     )
     keys = keys.withColumn("_group_split", F.first(first, ignorenulls=True).over(pw))
+    prior = F.lit(None).cast("string")
     if existing is not None:  # earlier runs win
         earlier = (
             existing.filter(has_pair())  # no text columns read
@@ -85,23 +125,36 @@ def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFra
         F.col("_own_split")
     )
     origin = F.when(split != F.col("_own_split"), "duplicate").otherwise(F.col("_own_origin"))
-    return keys.select(*KEYS, "_state", split.alias("split"), origin.alias("split_origin"))
+    corrected = F.col("_state") == "corrected"
+    version = F.when(corrected, cur["v"] + 1).when(F.col("_state") == "new", 1)
+    return keys.select(
+        *KEYS,
+        "_state",
+        F.coalesce(fixed, split).alias("split"),
+        F.when(corrected, cur["split_origin"]).otherwise(origin).alias("split_origin"),
+        version.cast("int").alias("version"),
+        F.when(corrected, cur["source_sha256"]).alias("supersedes"),
+        "_amended",
+    )
 
 
 def transform(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> dict[str, DataFrame]:
     """Narrow key rows of this run's parsed reports (KEYS; radgpt.ingest.executor yields them) + the
-    committed table -> {'keys', 'new', 'seen', 'dup_ids'}.
+    committed table -> {'keys', 'new', 'corrected', 'seen', 'dup_ids'}.
 
-    'keys' is every row's KEYS with its _state (new | seen | dup_id), split and split_origin
-    (radgpt.ingest.executor.write_fn counts them all and writes the new ones, found in the parsed rows by
-    _part and _idx); 'new' are keys of the rows to add; 'seen' are keys of rows already in the
-    table (re-runs add nothing); 'dup_ids' are keys of extra rows with a report_id seen twice in
-    this run (quarantined). Each view recomputes the rules unless 'keys' is cached.
+    'keys' is every row's KEYS with its _state (new | corrected | seen | dup_id), split,
+    split_origin, version, supersedes and _amended (radgpt.ingest.executor.write_fn counts them all
+    and writes the new and corrected ones, found in the parsed rows by _part and _idx); 'new' are
+    keys of first versions to add; 'corrected' of new versions of reports in the table; 'seen' are
+    keys of rows already in the table (re-runs add nothing); 'dup_ids' are keys of extra rows with
+    a report_id seen twice in this run (quarantined). Each view recomputes the rules unless 'keys'
+    is cached.
     """
     keys = mark(keys.select(*KEYS, has_pair().alias("_pair")), existing, cfg)
     return {
         "keys": keys,
         "new": keys.filter("_state = 'new'"),
+        "corrected": keys.filter("_state = 'corrected'"),
         "seen": keys.filter("_state = 'seen'"),
         "dup_ids": keys.filter("_state = 'dup_id'"),
     }

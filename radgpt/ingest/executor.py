@@ -5,8 +5,9 @@
    temporary file) and yields to Spark only narrow key rows (ids, hashes, rule outcome, where the
    row is: _part, _idx) and quarantine rows. Spark runs the cohort rules on the keys.
 2. write_fn (mapInArrow over every report's key + state, repartitioned by _part): counts its
-   rows by state and rule outcome, reads the new rows from the IPC files, adds split,
-   split_origin and the run fields, checks the contract and writes the hive-partitioned Parquet
+   rows by state and rule outcome, reads the rows to write (new reports and new versions of
+   ingested ones) from the IPC files, adds split, split_origin, version, supersedes and the run
+   fields, checks the contract and writes the hive-partitioned Parquet
    files (source=/split=) into the staging dir. It yields the counts and one row per written file;
    so the cohort rules run once, in the same Spark job (no cached keys, no count job). The driver
    reconciles the counts and checks the staged files' row counts (Parquet footers) against them.
@@ -32,13 +33,16 @@ from radgpt.ingest.sources.base import Unit
 from radgpt.schema import arrow_schema, check_arrow
 
 BATCH_ROWS = 2048  # parsed rows per Arrow batch (~2 MB of text)
-LATER = ("split", "split_origin", "ingest_run_id", "ingested_at")  # filled after the cohort rules
+# filled after the cohort rules
+LATER = ("split", "split_origin", "version", "supersedes", "ingest_run_id", "ingested_at")
+WRITE = ("new", "corrected")  # the states whose rows are written (a first version, a new version)
 PARTITIONS = ("source", "split")  # hive partition columns: in the path, not in the files
 
 # the key of a parsed report: ids, hashes, rule outcome and where the row is (the cohort rules' input)
 REPORT_KEYS = [("report_id", pa.string()), ("source", pa.string()), ("source_uri", pa.string()),
                ("source_member", pa.string()), ("source_sha256", pa.string()),
-               ("pair_sha256", pa.string()), ("official_split", pa.string()),
+               ("pair_sha256", pa.string()), ("content_sha256", pa.string()),
+               ("status", pa.string()), ("official_split", pa.string()),
                ("eligible", pa.bool_()), ("exclusion_reason", pa.string()),
                ("_part", pa.int32()), ("_idx", pa.int64())]  # fmt: skip
 # what Spark sees of a parse: keys of report rows (kind = report) and quarantine rows (kind = bad)
@@ -46,12 +50,15 @@ KEYS = [*REPORT_KEYS, ("kind", pa.string()), ("reason", pa.string()), ("detail",
         ("size_bytes", pa.int64())]  # fmt: skip
 KEY_SCHEMA = pa.schema(KEYS)
 # what write_fn gets for every parsed report (radgpt.ingest.cohort's keys): where the row is, its state
-# (new | seen | dup_id), split and rule outcome; and what it yields: one row per written file
-# (what = file) and one per group of COUNTED (what = count): the run's counts
+# (new | corrected | seen | dup_id), split, version and rule outcome, whether its source status
+# announces a correction (_amended); and what it yields: one row per written file (what = file)
+# and one per group of COUNTED (what = count): the run's counts
 STATE = pa.schema([("_part", pa.int32()), ("_idx", pa.int64()), ("_state", pa.string()),
                    ("source", pa.string()), ("split", pa.string()), ("split_origin", pa.string()),
-                   ("eligible", pa.bool_()), ("exclusion_reason", pa.string())])  # fmt: skip
-COUNTED = ["_state", "source", "split", "split_origin", "eligible", "exclusion_reason"]
+                   ("version", pa.int32()), ("supersedes", pa.string()),
+                   ("eligible", pa.bool_()), ("exclusion_reason", pa.string()),
+                   ("_amended", pa.bool_())])  # fmt: skip
+COUNTED = ["_state", "source", "split", "split_origin", "eligible", "exclusion_reason", "_amended"]
 WRITTEN = pa.schema([("what", pa.string()), ("path", pa.string()), ("rows", pa.int64()),
                      *((n, STATE.field(n).type) for n in COUNTED)])  # fmt: skip
 
@@ -158,15 +165,14 @@ def write_fn(work: str, staging: str, run_id: str, now: dt.datetime):
              counts["_idx_count"].combine_chunks(), *(counts[c].combine_chunks() for c in COUNTED)],
             schema=WRITTEN,
         )  # fmt: skip
-        dec = keys.filter(pc.equal(keys["_state"], "new"))
+        dec = keys.filter(pc.is_in(keys["_state"], pa.array(WRITE)))
         for part in sorted(set(dec.column("_part").to_pylist())):
             d = dec.filter(pc.equal(dec.column("_part"), part)).sort_by("_idx")
             with pa.memory_map(parsed_path(work, part)) as src:
                 t = pa.ipc.open_file(src).read_all().take(d.column("_idx"))
             n = t.num_rows
-            t = t.append_column("split", d.column("split")).append_column(
-                "split_origin", d.column("split_origin")
-            )
+            for c in ("split", "split_origin", "version", "supersedes"):
+                t = t.append_column(c, d.column(c))
             t = t.append_column("ingest_run_id", pa.repeat(pa.scalar(run_id), n))
             t = t.append_column("ingested_at", pa.repeat(at, n)).select(schema.names)
             check_arrow(t, "reports")  # fail loudly: nulls in non-null fields, missing columns

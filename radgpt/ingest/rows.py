@@ -7,6 +7,7 @@ no I/O. Split fields are filled later by radgpt.ingest.cohort (they depend on ot
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 
 from radgpt.config import IngestCfg
@@ -16,6 +17,10 @@ from radgpt.ingest.sources.base import Bad, Raw, Unit
 # order matters: the first failed rule is the recorded reason
 RULES = ("no_findings", "no_impression", "findings_too_short", "impression_too_short")
 NO_PAIR = RULES[:2]  # a row failing these lacks a section: no (findings, impression) pair
+# source statuses that announce a replaced report (lower-cased): FHIR DiagnosticReport.status
+# amended | corrected | appended, HL7 v2 OBR-25 result status C (correction). Counted only: what
+# makes a new version is changed content (content_hash), whatever the status says.
+CORRECTION_STATUSES = ("amended", "corrected", "appended", "c")
 
 
 def exclusion(findings: str | None, impression: str | None, cfg: IngestCfg) -> str | None:
@@ -34,6 +39,18 @@ def exclusion(findings: str | None, impression: str | None, cfg: IngestCfg) -> s
 def pair_hash(findings: str | None, impression: str | None) -> str:
     """Exact-duplicate key: sha256 of the normalized (findings, impression) pair."""
     return hashlib.sha256(f"{findings or ''}\x1f{impression or ''}".encode()).hexdigest()
+
+
+def content_hash(secs: dict[str, str], findings, impression, raw: Raw) -> str:
+    """What makes a report version (schemas/reports.json content_sha256): sha256 of all its text,
+    normalized (every section, the preamble too; Findings, Impression and a FHIR conclusion) and
+    of its identity and exam (patient, study, accession, exam, exam code, exam time). Not the
+    status (a status-only change is no new version), nor the record's bytes or place (a re-export
+    with other quoting, headers or message ids is the same version)."""
+    t = raw.exam_time.isoformat() if raw.exam_time else None
+    ident = [raw.patient_id, raw.study_id, raw.accession, raw.exam, raw.exam_code, t]
+    text = [sorted(secs.items()), findings, impression, sections.normalize(raw.conclusion)]
+    return hashlib.sha256(json.dumps([text, ident], separators=(",", ":")).encode()).hexdigest()
 
 
 def report_row(unit: Unit, raw: Raw, cfg: IngestCfg) -> dict:
@@ -67,6 +84,7 @@ def report_row(unit: Unit, raw: Raw, cfg: IngestCfg) -> dict:
         "findings_words": sections.word_count(findings),
         "impression_words": sections.word_count(impression),
         "pair_sha256": pair_hash(findings, impression),
+        "content_sha256": content_hash(secs, findings, impression, raw),
         "eligible": reason is None,
         "exclusion_reason": reason,
         "official_split": raw.split,

@@ -7,14 +7,16 @@ The driver lists work units (names, sizes, row ranges: never report text) into a
 each tagged with a partition. Then:
 1. (radgpt.ingest.executor) task i of spark.range(partitions).mapInArrow parses its units, keeps its report
    rows in an Arrow file and gives Spark narrow key rows only (ids, hashes, rule outcome);
-2. (radgpt.ingest.cohort) the cohort rules and splits run on the cached keys; in the same Spark job
-3. (radgpt.ingest.executor) every key's state and split go to tasks that count them and write the new rows'
-   Parquet partitions.
+2. (radgpt.ingest.cohort) the cohort rules, versions and splits run on the cached keys; in the
+   same Spark job
+3. (radgpt.ingest.executor) every key's state and split go to tasks that count them and write the
+   Parquet partitions of the new rows and of new versions (corrected reports).
 The table and the quarantine (paths.quarantine, outside the table's hive tree) are committed
 atomically (radgpt.table).
 Counts reconcile or the run fails:
-    parsed = new (eligible + excluded per reason) + already ingested + duplicate ids,
-    written = new, quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
+    parsed = new + corrected (eligible + excluded per reason) + already ingested + duplicate ids,
+    written = new + corrected,
+    quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ def run_ingest(cfg: Config, spark=None) -> dict:
         )
 
         files = [str(p) for p in table.committed_files(root)]
-        existing = spark.read.option("basePath", str(root)).parquet(*files) if files else None
+        existing = existing_reports(spark, root, files)
         out = transform(parsed.filter("kind = 'report'"), existing, cfg.ingest)
         staging = table.staging_dir(root, run_id)
         write = executor.write_fn(str(work), str(staging), run_id, now)
@@ -259,6 +261,7 @@ def run_ingest(cfg: Config, spark=None) -> dict:
         # counts before anything is committed: a run whose counts do not add up commits nothing
         counts = _count([r for r in rows if r["what"] == "count"], bad, unknown_rows)
         _reconcile(n_parsed, counts)
+        _log_versions(counts)
         timings["write_s"] = lap()
         log.info(
             "cohort rules, counts and staged Parquet: %d files (%.1fs)",
@@ -275,7 +278,8 @@ def run_ingest(cfg: Config, spark=None) -> dict:
             quarantine.write.partitionBy("source").parquet(str(qstaging))
         qstaging.mkdir(parents=True, exist_ok=True)
         # what was written, from the Parquet footers, against what was counted
-        _check_written(table.staged_rows(root, run_id), counts["totals"]["new"], "reports")
+        t = counts["totals"]
+        _check_written(table.staged_rows(root, run_id), t["new"] + t["corrected"], "reports")
         _check_written(
             table.staged_rows(qroot, run_id), counts["totals"]["quarantined"], "quarantine"
         )
@@ -306,31 +310,44 @@ def run_ingest(cfg: Config, spark=None) -> dict:
     return manifest
 
 
+def existing_reports(spark, root: Path, files: list[str]):
+    """The committed reports table for the cohort rules (None when empty), read in the contract's
+    schema: files written before a nullable column existed (content_sha256, version) read it as
+    nulls, whichever file Spark would have taken the schema from."""
+    if not files:
+        return None
+    return spark.read.schema(spark_schema("reports")).option("basePath", str(root)).parquet(*files)
+
+
 def _count(rows: list, bad: dict, unknown_rows: list[dict]) -> dict:
     """The counts from the write tasks' counts per (state, source, split, origin, rule outcome)
     (radgpt.ingest.executor.write_fn), the parse's bad items per (source, reason) and the inputs of
     unknown format."""
-    state = {"new": 0, "seen": 0, "dup_id": 0}
-    by_reason, by_split, by_source, moved = {}, {}, {}, 0
+    state = {"new": 0, "corrected": 0, "seen": 0, "dup_id": 0}
+    by_reason, by_split, by_source, moved, amended = {}, {}, {}, 0, {}
     q = dict(bad)  # quarantined items per (source, reason)
     for r in rows:
         n = r["rows"]
         state[r["_state"]] += n
+        if r["_amended"]:  # the source status says corrected/amended: by what the rules saw
+            amended[r["_state"]] = amended.get(r["_state"], 0) + n
         if r["_state"] == "dup_id":  # a second row with a report_id seen in this run
             k = (r["source"], "duplicate_report_id")
             q[k] = q.get(k, 0) + n
-        if r["_state"] != "new":
+        if r["_state"] not in executor.WRITE:
             continue
         key = "eligible" if r["eligible"] else r["exclusion_reason"]
         by_reason[key] = by_reason.get(key, 0) + n
         if r["eligible"]:
             by_split[r["split"]] = by_split.get(r["split"], 0) + n
-        s = by_source.setdefault(r["source"], {"new": 0, "eligible": 0})
-        s["new"] += n
+        s = by_source.setdefault(r["source"], {"new": 0, "corrected": 0, "eligible": 0})
+        s[r["_state"]] += n
         s["eligible"] += n if r["eligible"] else 0
-        moved += n if r["split_origin"] == "duplicate" else 0
+        moved += n if r["split_origin"] == "duplicate" and r["_state"] == "new" else 0
     for u in unknown_rows:
         q[(u["source"], u["reason"])] = q.get((u["source"], u["reason"]), 0) + 1
+    names = {"new": "new", "corrected": "corrected", "seen": "already_ingested",
+             "dup_id": "duplicate_ids"}  # fmt: skip
     quarantined = {}
     for (source, reason), n in sorted(q.items()):
         quarantined.setdefault(source, {})[reason] = n
@@ -340,10 +357,15 @@ def _count(rows: list, bad: dict, unknown_rows: list[dict]) -> dict:
         "by_source": dict(sorted(by_source.items())),
         "quarantined": quarantined,
         "duplicate_pairs_moved": moved,
+        # rows whose source status announces a correction (FHIR amended|corrected|appended, HL7
+        # C), by what they became: corrected (changed content), already_ingested (same content),
+        # new (no earlier version in the table), duplicate_ids
+        "status_corrected": {names[k]: n for k, n in sorted(amended.items())},
         "totals": {
             "new": state["new"],
+            "corrected": state["corrected"],
             "eligible": by_reason.get("eligible", 0),
-            "excluded": state["new"] - by_reason.get("eligible", 0),
+            "excluded": state["new"] + state["corrected"] - by_reason.get("eligible", 0),
             "already_ingested": state["seen"],
             "duplicate_ids": state["dup_id"],
             "quarantined": sum(q.values()),
@@ -354,8 +376,21 @@ def _count(rows: list, bad: dict, unknown_rows: list[dict]) -> dict:
 def _reconcile(n_parsed: int, counts: dict) -> None:
     """Fail loudly unless every parsed report is accounted for exactly once."""
     t = counts["totals"]
-    if n_parsed != t["new"] + t["already_ingested"] + t["duplicate_ids"]:
+    if n_parsed != t["new"] + t["corrected"] + t["already_ingested"] + t["duplicate_ids"]:
         raise RuntimeError(f"counts do not reconcile: parsed {n_parsed} reports but {t}")
+
+
+def _log_versions(counts: dict) -> None:
+    """Say what happened to corrected reports (counts only, never text)."""
+    n, said = counts["totals"]["corrected"], counts["status_corrected"]
+    if n:
+        log.info("%d reports came with changed content: written as new versions", n)
+    if said.get("already_ingested"):
+        log.warning(
+            "%d reports have a corrected/amended status but the content of their ingested version:"
+            " kept as already ingested",
+            said["already_ingested"],
+        )
 
 
 def _check_written(written: int, counted: int, what: str) -> None:

@@ -4,7 +4,8 @@
     g = generation_json(cfg)                               # canonical JSON of the generation settings
     draft_id("openi:1", "lora-abc", "chat-v1", "1", g)     # 32 hex, same inputs -> same id
 
-A draft_id names (report, model, prompt, generation settings): re-running the same night with the
+A draft_id names (report, model, prompt, generation settings; the Findings of a corrected report's
+later version): re-running the same night with the
 same inputs yields the same ids, which is how the drafts table stays free of duplicates. Used by
 the model spec (radgpt.model.spec), the drafting stages and the write-back.
 """
@@ -43,9 +44,22 @@ def model_key(adapter_id: str | None, base_sha256: str) -> str:
     return adapter_id or f"base:{base_sha256}"
 
 
-def draft_id(report_id: str, model: str, prompt_name: str, prompt_version: str, gen: str) -> str:
-    """sha256 over (report_id, model key, prompt name/version, generation JSON), 32 hex chars."""
+def draft_id(
+    report_id: str,
+    model: str,
+    prompt_name: str,
+    prompt_version: str,
+    gen: str,
+    findings_sha256: str | None = None,
+) -> str:
+    """sha256 over (report_id, model key, prompt name/version, generation JSON), 32 hex chars.
+
+    findings_sha256 (text_sha256 of the Findings) is given for a report's later versions only
+    (schemas/reports.json version > 1: a corrected report), so a corrected report gets a new draft
+    while the draft ids of reports never corrected stay what they were."""
     parts = [report_id, model, prompt_name, str(prompt_version), gen]
+    if findings_sha256 is not None:
+        parts.append(findings_sha256)
     return sha256_bytes("\x1f".join(parts).encode())[:32]
 
 

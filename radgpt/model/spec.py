@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from radgpt.model.ids import canonical, draft_id, generation_json, generation_settings, model_key
+from radgpt.model.ids import (
+    canonical,
+    draft_id,
+    generation_json,
+    generation_settings,
+    model_key,
+    text_sha256,
+)
 
 if TYPE_CHECKING:
     from radgpt.config import Config
@@ -172,10 +179,15 @@ class ModelSpec(_Versioned):
         description="canonical JSON of the generation settings (+ retrieval); part of the draft id"
     )
 
-    def draft_id(self, report_id: str) -> str:
-        """The deterministic id of this model's draft of one report."""
+    def draft_id(
+        self, report_id: str, version: int | None = None, findings: str | None = None
+    ) -> str:
+        """The deterministic id of this model's draft of one report. A later version of a report
+        (version > 1: corrected) adds its Findings' hash, so it gets a new draft; a first version
+        (version None or 1) keeps the id it always had."""
+        f = text_sha256(findings) if version is not None and version > 1 else None
         return draft_id(
-            report_id, self.model_key, self.prompt_name, self.prompt_version, self.generation
+            report_id, self.model_key, self.prompt_name, self.prompt_version, self.generation, f
         )
 
     @classmethod

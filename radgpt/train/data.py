@@ -17,7 +17,8 @@ from pathlib import Path
 from radgpt.model import prompts
 
 log = logging.getLogger(__name__)
-COLUMNS = ["report_id", "findings", "impression", "eligible", "split", "pair_sha256"]
+COLUMNS = ["report_id", "findings", "impression", "eligible", "split", "pair_sha256",
+           "source_sha256"]  # fmt: skip
 
 
 def table_files(root: str | Path) -> list[Path]:
@@ -33,18 +34,27 @@ def table_files(root: str | Path) -> list[Path]:
     return files
 
 
-def _keep(batch, split: str):
+def _keep(batch, split: str, latest: dict[str, str] | None = None):
+    """Eligible rows of `split` with both texts, each report's latest version only (`latest`:
+    radgpt.table.latest_versions; a corrected report's earlier rows are not trained on)."""
     import pyarrow.compute as pc
+
+    from radgpt.table import current_mask
 
     m = pc.and_(pc.fill_null(batch["eligible"], False), pc.equal(batch["split"], split))
     m = pc.and_(m, pc.and_(pc.is_valid(batch["findings"]), pc.is_valid(batch["impression"])))
+    if latest:
+        m = pc.and_(m, current_mask(batch["report_id"], batch["source_sha256"], latest))
     return batch.filter(m)
 
 
 def read_split(root: str | Path, split: str, files: list[Path] | None = None):
-    """Eligible rows of `split` as a Ray Dataset (hive partitions source=/split= under root)."""
+    """Eligible rows of `split` as a Ray Dataset (hive partitions source=/split= under root), the
+    current view: the latest version of each report (radgpt.table.read_reports)."""
     import ray
     from ray.data.datasource import Partitioning
+
+    from radgpt.table import latest_versions
 
     files = files or table_files(root)
     mine = [p for p in files if f"split={split}" in p.relative_to(root).parts]  # partition pruning
@@ -55,7 +65,10 @@ def read_split(root: str | Path, split: str, files: list[Path] | None = None):
         partitioning=Partitioning("hive", base_dir=str(root)),
         columns=COLUMNS,
     )
-    return ds.map_batches(_keep, batch_format="pyarrow", fn_kwargs={"split": split})
+    latest = latest_versions(root, files)  # corrected reports only: small
+    return ds.map_batches(
+        _keep, batch_format="pyarrow", fn_kwargs={"split": split, "latest": latest}
+    )
 
 
 def snapshot(root: str | Path, files: list[Path], rows: dict[str, list[dict]]) -> dict:
