@@ -81,7 +81,7 @@ def states(keys, split="test", state="new"):
         [rep["_part"].combine_chunks(), rep["_idx"].combine_chunks(), pa.array([state] * n),
          rep["source"].combine_chunks(), pa.array([split] * n, pa.string()),
          pa.array(["random"] * n), rep["eligible"].combine_chunks(),
-         rep["exclusion_reason"].combine_chunks()],
+         rep["exclusion_reason"].combine_chunks(), rep["_input"].combine_chunks()],
         schema=executor.STATE,
     )  # fmt: skip
 
@@ -131,7 +131,9 @@ def test_units_go_to_tasks_in_contiguous_runs_of_about_equal_bytes(tmp_path):
     cfg = load_config(None, [("paths.root", str(tmp_path))], env={})
     path = tmp_path / "units.jsonl"
     assert write_units(cfg, [("mimic", src)], path, 3) == 10
-    lines = [ln.split("\t", 1) for ln in path.read_text().splitlines()]
+    lines = [ln.split("\t", 2) for ln in path.read_text().splitlines()]
+    assert {inp for _, inp, _ in lines} == {"0"}  # the index of the unit's input
+    lines = [(p, js) for p, _, js in lines]
     parts = [int(p) for p, _ in lines]
     assert parts == sorted(parts)  # contiguous: neighbouring folders share a task
     assert sorted(Counter(parts).values()) == [3, 3, 4]  # equal sizes: equal shares

@@ -45,6 +45,17 @@ def print_summary(m: dict) -> None:
     print("  new by rule:       ", c["new_by_rule"])
     print("  eligible by split: ", c["eligible_by_split"])
     print("  quarantined:       ", c["quarantined"])
+    # every record of every input, per source (counts.by_file in the manifest: per input)
+    print("  records by source:  seen = new + already ingested + quarantined (+ unread)")
+    for source, n in c["by_source"].items():
+        unread = f" + {n['unread']} unread" if n.get("unread") else ""
+        print(
+            f"    {source:<8} {n['seen']} = {n['new']} new ({n['excluded']} excluded) + "
+            f"{n['already_ingested']} already ingested + {n['quarantined']} quarantined "
+            f"({n['duplicate_ids']} duplicate ids){unread}"
+        )
+    odd = sum(1 for f in c["by_file"].values() if f["quarantined"])
+    print(f"  inputs with quarantined records: {odd} of {len(c['by_file'])}")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
