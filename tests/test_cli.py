@@ -168,7 +168,7 @@ def test_a_missing_adapter_says_how_to_fix_it(root, tmp_path, capfd):
 
 def test_ingest_train_and_evaluate_flags_become_config_keys(root, monkeypatch):
     man = {"run_id": "ingest-x", "counts": dict.fromkeys(
-        ("totals", "new_by_rule", "eligible_by_split", "quarantined"), {})}  # fmt: skip
+        ("totals", "new_by_rule", "eligible_by_split", "quarantined", "by_source", "by_file"), {})}  # fmt: skip
     ingest = _capture(monkeypatch, "radgpt.ingest.run", "run_ingest", man)
     argv = ["ingest", *root, "--out", "/t", "--format", "csv", "--split-file", "/s.csv", "a", "b"]
     assert cli.main(argv) == 0

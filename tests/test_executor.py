@@ -45,6 +45,10 @@ def test_keys_point_at_the_parsed_rows(parsed):
     bad = keys.filter(pc.equal(keys["kind"], "bad"))
     assert rep.num_rows == 6 and bad.num_rows == 1 and n == 7  # one unit per patient folder
     assert bad["reason"].to_pylist() == ["bad_encoding"] and bad["report_id"][0].as_py() is None
+    # each task says how many records it saw per input (here: the MIMIC tree, input 0)
+    seen = keys.filter(pc.equal(keys["kind"], "seen"))
+    assert set(seen["_input"].to_pylist()) == {0} and sum(seen["seen"].to_pylist()) == 7
+    assert set(keys["_input"].to_pylist()) == {0}  # every row names its input
     for part in (0, 1):
         with pa.memory_map(executor.parsed_path(str(work), part)) as f:
             t = pa.ipc.open_file(f).read_all()
@@ -106,6 +110,11 @@ def test_write_counts_every_row_writes_new_ones_with_run_fields_by_source_and_sp
     reasons = Counter(r for r in keys.filter(pc.equal(keys["kind"], "report"))["exclusion_reason"]
                       .to_pylist()[1:])  # fmt: skip
     assert {c["exclusion_reason"]: c["rows"] for c in counted if c["_state"] == "new"} == reasons
+    per_input = Counter()  # radgpt.ingest.counts' rows per (input, state)
+    for r in out:
+        if r["what"] == "input":
+            per_input[r["_input"], r["_state"]] += r["rows"]
+    assert per_input == {(0, "seen"): 1, (0, "new"): 5}
     files = sorted((staging / "source=mimic" / "split=test").glob("*.parquet"))
     assert [str(f) for f in files] == sorted(w["path"] for w in written)
     t = pa.concat_tables([pq.read_table(f) for f in files])
@@ -147,7 +156,9 @@ def test_units_go_to_tasks_in_contiguous_runs_of_about_equal_bytes(tmp_path):
     cfg = load_config(None, [("paths.root", str(tmp_path))], env={})
     path = tmp_path / "units.jsonl"
     assert write_units(cfg, [("mimic", src)], path, 3) == 10
-    lines = [ln.split("\t", 1) for ln in path.read_text().splitlines()]
+    lines = [ln.split("\t", 2) for ln in path.read_text().splitlines()]
+    assert {inp for _, inp, _ in lines} == {"0"}  # the index of the unit's input
+    lines = [(p, js) for p, _, js in lines]
     parts = [int(p) for p, _ in lines]
     assert parts == sorted(parts)  # contiguous: neighbouring folders share a task
     assert sorted(Counter(parts).values()) == [3, 3, 4]  # equal sizes: equal shares

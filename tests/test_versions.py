@@ -128,7 +128,9 @@ def test_corrected_reports_are_new_versions(nights):
     # the sources' statuses, by outcome: HL7 C / FHIR amended with new text, and the two reports
     # whose status says corrected over the same text (kept as already ingested)
     assert m2["counts"]["status_corrected"] == {"already_ingested": 2, "corrected": 2}
-    assert m2["counts"]["by_source"]["csv"] == {"new": 0, "corrected": 1, "eligible": 1}
+    csv = m2["counts"]["by_source"]["csv"]
+    assert (csv["new"], csv["corrected"], csv["eligible"]) == (0, 1, 1)
+    assert csv["seen"] == csv["corrected"] + csv["already_ingested"] + csv["quarantined"]
     every = table.read_reports(nights["cfg"], all_versions=True)
     assert every.num_rows == n + 3  # the old rows stay, for audit
     first = {r["report_id"]: r for r in t1.to_pylist()}

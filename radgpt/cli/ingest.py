@@ -47,6 +47,19 @@ def print_summary(m: dict) -> None:
     print("  quarantined:       ", c["quarantined"])
     if c.get("status_corrected"):  # the sources' corrected/amended statuses, by outcome
         print("  status corrected:  ", c["status_corrected"])
+    # every record of every input, per source (counts.by_file in the manifest: per input)
+    print(
+        "  records by source:  seen = new + corrected + already ingested + quarantined (+ unread)"
+    )
+    for source, n in c["by_source"].items():
+        unread = f" + {n['unread']} unread" if n.get("unread") else ""
+        print(
+            f"    {source:<8} {n['seen']} = {n['new']} new ({n['excluded']} excluded) + "
+            f"{n.get('corrected', 0)} corrected + {n['already_ingested']} already ingested + "
+            f"{n['quarantined']} quarantined ({n['duplicate_ids']} duplicate ids){unread}"
+        )
+    odd = sum(1 for f in c["by_file"].values() if f["quarantined"])
+    print(f"  inputs with quarantined records: {odd} of {len(c['by_file'])}")
 
 
 def add(sub: argparse._SubParsersAction) -> None:

@@ -5,5 +5,6 @@ sections     free text -> Findings / Impression / ... sections
 rows         raw reports -> canonical rows + quarantine rows; the paper's exclusion rules
 cohort       rules across rows: incremental dedup, splits, duplicate pairs (pure transform)
 executor     the Spark executor side: parse tasks, Arrow work files, Parquet writes
+counts       the run's counts per input and in total, and the checks that they add up
 run          the driver: plan units, run the two Spark jobs, reconcile counts, commit
 """

@@ -3,11 +3,12 @@
 1. parse_fn (spark.range(parts).mapInArrow): task i reads its work units from the unit file,
    parses them, writes its report rows to <work>/parsed-<i>.arrow (Arrow IPC, uncompressed, a
    temporary file) and yields to Spark only narrow key rows (ids, hashes, rule outcome, where the
-   row is: _part, _idx) and quarantine rows. Spark runs the cohort rules on the keys.
+   row is: _part, _idx, and its input: _input), quarantine rows and, per input, the records it
+   saw (radgpt.ingest.counts.Tally). Spark runs the cohort rules on the keys.
 2. write_fn (mapInArrow over every report's key + state, repartitioned by _part): counts its
-   rows by state and rule outcome, reads the rows to write (new reports and new versions of
-   ingested ones) from the IPC files, adds split, split_origin, version, supersedes and the run
-   fields, checks the contract and writes the hive-partitioned Parquet
+   rows by state and rule outcome, and by input, reads the rows to write (new reports and new
+   versions of ingested ones) from the IPC files, adds split, split_origin, version, supersedes
+   and the run fields, checks the contract and writes the hive-partitioned Parquet
    files (source=/split=) into the staging dir. It yields the counts and one row per written file;
    so the cohort rules run once, in the same Spark job (no cached keys, no count job). The driver
    reconciles the counts and checks the staged files' row counts (Parquet footers) against them.
@@ -22,6 +23,7 @@ import datetime as dt
 import json
 import os
 import uuid
+from collections import deque
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from radgpt.config import IngestCfg
+from radgpt.ingest.counts import Tally
 from radgpt.ingest.sources.base import Unit
 from radgpt.schema import arrow_schema, check_arrow
 
@@ -44,31 +47,36 @@ REPORT_KEYS = [("report_id", pa.string()), ("source", pa.string()), ("source_uri
                ("pair_sha256", pa.string()), ("content_sha256", pa.string()),
                ("status", pa.string()), ("official_split", pa.string()),
                ("eligible", pa.bool_()), ("exclusion_reason", pa.string()),
-               ("_part", pa.int32()), ("_idx", pa.int64())]  # fmt: skip
-# what Spark sees of a parse: keys of report rows (kind = report) and quarantine rows (kind = bad)
+               ("_part", pa.int32()), ("_idx", pa.int64()),
+               ("_input", pa.int32())]  # fmt: skip
+# what Spark sees of a parse: keys of report rows (kind = report), quarantine rows (kind = bad)
+# and the records each task saw per input (kind = seen: seen, unread; radgpt.ingest.counts)
 KEYS = [*REPORT_KEYS, ("kind", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
-        ("size_bytes", pa.int64())]  # fmt: skip
+        ("size_bytes", pa.int64()), ("seen", pa.int64()), ("unread", pa.int64())]  # fmt: skip
 KEY_SCHEMA = pa.schema(KEYS)
 # what write_fn gets for every parsed report (radgpt.ingest.cohort's keys): where the row is, its state
 # (new | corrected | seen | dup_id), split, version and rule outcome, whether its source status
-# announces a correction (_amended); and what it yields: one row per written file (what = file)
-# and one per group of COUNTED (what = count): the run's counts
+# announces a correction (_amended), and input; and what it yields: one row per written file
+# (what = file), one per group of COUNTED (what = count) and of BY_INPUT (what = input): the run's
+# counts, in total and per input (radgpt.ingest.counts)
 STATE = pa.schema([("_part", pa.int32()), ("_idx", pa.int64()), ("_state", pa.string()),
                    ("source", pa.string()), ("split", pa.string()), ("split_origin", pa.string()),
                    ("version", pa.int32()), ("supersedes", pa.string()),
                    ("eligible", pa.bool_()), ("exclusion_reason", pa.string()),
-                   ("_amended", pa.bool_())])  # fmt: skip
+                   ("_amended", pa.bool_()), ("_input", pa.int32())])  # fmt: skip
 COUNTED = ["_state", "source", "split", "split_origin", "eligible", "exclusion_reason", "_amended"]
+BY_INPUT = ["_input", "_state", "eligible"]
 WRITTEN = pa.schema([("what", pa.string()), ("path", pa.string()), ("rows", pa.int64()),
-                     *((n, STATE.field(n).type) for n in COUNTED)])  # fmt: skip
+                     *((n, STATE.field(n).type) for n in COUNTED),
+                     ("_input", pa.int32())])  # fmt: skip
 
 
 def parsed_schema() -> pa.Schema:
     """The IPC files' schema: the contract's fields but LATER ones, all nullable, + the split
-    the source carried (official_split, for the cohort rules)."""
+    the source carried (official_split, for the cohort rules) and the row's input (_input)."""
     base = arrow_schema("reports")
     fields = [base.field(n).with_nullable(True) for n in base.names if n not in LATER]
-    return pa.schema([*fields, pa.field("official_split", pa.string())])
+    return pa.schema([*fields, ("official_split", pa.string()), ("_input", pa.int32())])
 
 
 def parsed_path(work: str, part: int) -> str:
@@ -77,16 +85,15 @@ def parsed_path(work: str, part: int) -> str:
 
 def parse_fn(cfg: IngestCfg, units_file: str, n_units: int, work: str):
     """The step-1 mapInArrow function over spark.range(parts) (see the module docstring)."""
-    from radgpt.ingest.rows import parse_units
 
-    def mine(i: int):
+    def mine(i: int):  # (input, unit) of task i
         n = 0
         with open(units_file) as f:
             for line in f:
                 n += 1
-                part, js = line.split("\t", 1)
+                part, inp, js = line.split("\t", 2)
                 if int(part) == i:
-                    yield Unit(**json.loads(js))
+                    yield int(inp), Unit(**json.loads(js))
         if n != n_units:  # the file every task reads must be the one the driver wrote
             raise RuntimeError(f"{units_file}: {n} work units, the driver wrote {n_units}")
 
@@ -104,20 +111,41 @@ def parse_fn(cfg: IngestCfg, units_file: str, n_units: int, work: str):
             for i in batch.column(0).to_pylist():
                 path = parsed_path(work, i)
                 tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-                bad, n = [], 0
+                bad, n, tally = [], 0, Tally()
                 with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as w:
-                    for rows in _chunks(parse_units(mine(i), cfg), bad):
+                    for rows in _chunks(_parse(mine(i), cfg, tally), bad):
                         t = pa.Table.from_pylist(rows, schema=schema)
                         w.write_table(t)
                         yield keys(t, i, n)
                         n += t.num_rows
                 os.replace(tmp, path)  # atomic: a retried task's file replaces the whole
                 if bad:
-                    cols = {k: pa.array([b[k] for b in bad], typ) for k, typ in KEYS if k in bad[0]}
-                    cols["kind"] = pa.array(["bad"] * len(bad))
-                    yield _batch(cols, len(bad))
+                    yield _rows(bad, "bad")
+                seen = tally.rows()  # the records of each input, after the task's last unit
+                if seen:
+                    yield _rows(seen, "seen")
 
     return fn
+
+
+def _parse(units, cfg: IngestCfg, tally: Tally):
+    """parse_units' items of (input, unit) pairs, each row tagged with its input (`_input`);
+    `tally` counts the records of each unit (radgpt.ingest.counts)."""
+    from radgpt.ingest.rows import parse_units
+
+    inputs = deque()  # the input of the unit being parsed (parse_units takes one unit at a time)
+
+    def only_units():
+        for inp, unit in units:
+            inputs.append(inp)
+            yield unit
+
+    def done(unit: Unit, items: int, ended: bool) -> None:
+        tally.add(inputs.popleft(), unit, items, ended)
+
+    for kind, row in parse_units(only_units(), cfg, done):
+        row["_input"] = inputs[0]
+        yield kind, row
 
 
 def _chunks(items, bad: list):
@@ -140,11 +168,20 @@ def _chunks(items, bad: list):
 
 def _batch(cols: dict, n: int) -> pa.RecordBatch:
     """A KEY_SCHEMA batch from the columns given (the others null)."""
-    arrays = [
-        cols[name].cast(t) if name in cols else pa.nulls(n, t) for name, t in KEYS
-    ]  # ChunkedArray or Array: combine to one Array per column
-    arrays = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays]
+    arrays = [_array(cols[name], t) if name in cols else pa.nulls(n, t) for name, t in KEYS]
     return pa.RecordBatch.from_arrays(arrays, schema=KEY_SCHEMA)
+
+
+def _rows(rows: list[dict], kind: str) -> pa.RecordBatch:
+    """A KEY_SCHEMA batch of row dicts (all with the same keys) of one kind."""
+    cols = {k: pa.array([r[k] for r in rows], t) for k, t in KEYS if k in rows[0]}
+    return _batch({**cols, "kind": pa.array([kind] * len(rows))}, len(rows))
+
+
+def _array(a, t: pa.DataType) -> pa.Array:
+    """An Array or ChunkedArray as one Array of type t."""
+    a = a.cast(t)
+    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
 
 
 def write_fn(work: str, staging: str, run_id: str, now: dt.datetime):
@@ -158,13 +195,15 @@ def write_fn(work: str, staging: str, run_id: str, now: dt.datetime):
         if not got:
             return
         keys = pa.Table.from_batches(got).cast(STATE)
-        counts = keys.group_by(COUNTED).aggregate([("_idx", "count")])
-        n = counts.num_rows
-        yield pa.RecordBatch.from_arrays(
-            [pa.repeat(pa.scalar("count"), n), pa.nulls(n, pa.string()),
-             counts["_idx_count"].combine_chunks(), *(counts[c].combine_chunks() for c in COUNTED)],
-            schema=WRITTEN,
-        )  # fmt: skip
+        for what, by in (("count", COUNTED), ("input", BY_INPUT)):
+            counts = keys.group_by(by).aggregate([("_idx", "count")])
+            n = counts.num_rows
+            cols = {"what": pa.repeat(pa.scalar(what), n), "rows": counts["_idx_count"],
+                    **{c: counts[c] for c in by}}  # fmt: skip
+            yield pa.RecordBatch.from_arrays(
+                [_array(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type)
+                 for f in WRITTEN], schema=WRITTEN,
+            )  # fmt: skip
         dec = keys.filter(pc.is_in(keys["_state"], pa.array(WRITE)))
         for part in sorted(set(dec.column("_part").to_pylist())):
             d = dec.filter(pc.equal(dec.column("_part"), part)).sort_by("_idx")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from radgpt.config import IngestCfg
 from radgpt.ingest import sections
@@ -21,6 +21,7 @@ NO_PAIR = RULES[:2]  # a row failing these lacks a section: no (findings, impres
 # amended | corrected | appended, HL7 v2 OBR-25 result status C (correction). Counted only: what
 # makes a new version is changed content (content_hash), whatever the status says.
 CORRECTION_STATUSES = ("amended", "corrected", "appended", "c")
+ENDS = ("unreadable", "truncated")  # a Bad with these reasons stands for the rest of its unit
 
 
 def exclusion(findings: str | None, impression: str | None, cfg: IngestCfg) -> str | None:
@@ -103,22 +104,36 @@ def bad_row(unit: Unit, bad: Bad) -> dict:
     }
 
 
-def parse_units(units: Iterable[Unit], cfg: IngestCfg) -> Iterator[tuple[str, dict]]:
+def parse_units(
+    units: Iterable[Unit], cfg: IngestCfg, tally: Callable[[Unit, int, bool], None] | None = None
+) -> Iterator[tuple[str, dict]]:
     """('report', row) or ('bad', row) for every report/problem in the units.
 
-    A reader that raises (a bug, or an I/O error) quarantines the whole unit with reason
+    A reader that raises (a bug, or an I/O error) quarantines the rest of its unit with reason
     `unreadable` rather than failing the night: nothing is silently dropped.
+    tally(unit, items, ended), after each unit's last row: the items its reader gave (the
+    `unreadable` row of a raise counts as one; an item whose row could not be made is that row),
+    and whether the unit ended early (the reader raised, or its last item is a Bad for the rest of
+    the unit: no member, or `unreadable`/`truncated`), for radgpt.ingest.counts.
     """
     from radgpt.ingest.sources import reader
 
     for unit in units:
         mod = reader(unit.format)
+        items, held, ended = 0, False, False
         try:
             for item in mod.read(unit, cfg):
+                items, held = items + 1, True  # held: a row for this item is not yet made
                 if isinstance(item, Bad):
-                    yield "bad", bad_row(unit, item)
+                    ended = item.member is None or item.reason in ENDS
+                    out = "bad", bad_row(unit, item)
                 else:
-                    yield "report", report_row(unit, item, cfg)
+                    ended, out = False, ("report", report_row(unit, item, cfg))
+                held = False
+                yield out
         except Exception as e:  # noqa: BLE001 - quarantine, never drop
+            items, ended = items + (not held), True  # a held item's row is this one
             member = unit.member or (f"{unit.start}:{unit.stop}" if unit.stop >= 0 else None)
             yield "bad", bad_row(unit, Bad(member, "unreadable", f"{type(e).__name__}: {e}"[:300]))
+        if tally is not None:
+            tally(unit, items, ended)

@@ -13,9 +13,10 @@ each tagged with a partition. Then:
    Parquet partitions of the new rows and of new versions (corrected reports).
 The table and the quarantine (paths.quarantine, outside the table's hive tree) are committed
 atomically (radgpt.table).
-Counts reconcile or the run fails:
+Counts reconcile or the run fails (radgpt.ingest.counts):
     parsed = new + corrected (eligible + excluded per reason) + already ingested + duplicate ids,
-    written = new + corrected,
+    per input and in total: records seen = new + corrected + already ingested + quarantined
+    (+ unread), written = new + corrected,
     quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
 """
 
@@ -33,6 +34,7 @@ from pathlib import Path
 from radgpt import table
 from radgpt.config import Config, ConfigError
 from radgpt.ingest import executor
+from radgpt.ingest.counts import count, reconcile
 from radgpt.ingest.sources import detect, reader
 from radgpt.runtime import code_version, new_run_id, sha256_file, utcnow, write_json_atomic
 from radgpt.schema import spark_schema
@@ -134,24 +136,25 @@ def input_hash(p: Path) -> str:
 def write_units(cfg: Config, pairs: list[tuple[str, Path]], path: Path, parts: int) -> int:
     """Stream every input's work units into a JSON-lines file (driver memory stays flat).
 
-    Each line is "<partition>\t<unit json>". Partitions take contiguous runs of units of about
-    equal bytes (a unit of unknown size, e.g. a MIMIC-CXR patient folder, counts as UNIT_BYTES):
-    neighbouring folders in one task cost ~6% less parse CPU than every parts-th unit. Two passes
-    over the file: the first learns the total bytes.
+    Each line is "<partition>\t<input>\t<unit json>" (input: the index of its pair; the records
+    are counted per input, radgpt.ingest.counts). Partitions take contiguous runs of units of
+    about equal bytes (a unit of unknown size, e.g. a MIMIC-CXR patient folder, counts as
+    UNIT_BYTES): neighbouring folders in one task cost ~6% less parse CPU than every parts-th
+    unit. Two passes over the file: the first learns the total bytes.
     """
     listed = path.with_name(path.name + ".list")
     total = n = 0
     with open(listed, "w") as f:
-        for fmt, p in pairs:
+        for k, (fmt, p) in enumerate(pairs):
             for unit in reader(fmt).units(p, cfg.ingest):
                 size = unit.size or UNIT_BYTES
-                f.write(f"{size}\t{json.dumps(vars(unit))}\n")
+                f.write(f"{size}\t{k}\t{json.dumps(vars(unit))}\n")
                 total += size
                 n += 1
     done = 0  # bytes of the units before this one
     with open(listed) as src, open(path, "w") as f:
         for line in src:
-            raw, js = line.split("\t", 1)
+            raw, js = line.split("\t", 1)  # js: "<input>\t<unit json>"
             size = int(raw)
             mid = done + size / 2  # the unit goes where its middle byte falls
             f.write(f"{min(parts - 1, int(mid * parts / total))}\t{js}")
@@ -192,6 +195,7 @@ def run_ingest(cfg: Config, spark=None) -> dict:
     """Ingest ingest.inputs (as ingest.format) into paths.table incrementally; returns the run
     manifest. `spark`: a session to use (default: one from cfg.spark)."""
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     from radgpt.ingest.cohort import transform
     from radgpt.runtime import spark_session
@@ -234,15 +238,22 @@ def run_ingest(cfg: Config, spark=None) -> dict:
             .mapInArrow(parse, spark_ddl(executor.KEY_SCHEMA))
             .persist(StorageLevel.MEMORY_AND_DISK)  # narrow: keys and quarantine rows
         )
-        # the parse's only action: reports, and bad items per (source, reason)
-        agg = parsed.groupBy("kind", "source", "reason").count().collect()
+        # the parse's only action: reports, bad items and records seen per (source, reason, input)
+        agg = (
+            parsed.groupBy("kind", "source", "reason", "_input")
+            .agg(
+                F.count(F.lit(1)).alias("count"),
+                F.sum("seen").alias("seen"),
+                F.sum("unread").alias("unread"),
+            )  # fmt: skip
+            .collect()
+        )
         n_parsed = sum(r["count"] for r in agg if r["kind"] == "report")
-        bad = {(r["source"], r["reason"]): r["count"] for r in agg if r["kind"] == "bad"}
         timings["parse_s"] = lap()
         log.info(
             "parsed: %d reports, %d bad items (%.1fs)",
             n_parsed,
-            sum(bad.values()),
+            sum(r["count"] for r in agg if r["kind"] == "bad"),
             timings["parse_s"],
         )
 
@@ -258,9 +269,10 @@ def run_ingest(cfg: Config, spark=None) -> dict:
             .mapInArrow(write, spark_ddl(executor.WRITTEN))
             .collect()
         )  # the cohort rules and the write in one job: a small row per counted group and per file
-        # counts before anything is committed: a run whose counts do not add up commits nothing
-        counts = _count([r for r in rows if r["what"] == "count"], bad, unknown_rows)
-        _reconcile(n_parsed, counts)
+        # counts before anything is committed: a run whose counts do not add up, in total or for
+        # one input, commits nothing (radgpt.ingest.counts)
+        counts = count([r for r in rows if r["what"] != "file"], agg, unknown_rows, pairs)
+        reconcile(n_parsed, counts)
         _log_versions(counts)
         timings["write_s"] = lap()
         log.info(
@@ -317,67 +329,6 @@ def existing_reports(spark, root: Path, files: list[str]):
     if not files:
         return None
     return spark.read.schema(spark_schema("reports")).option("basePath", str(root)).parquet(*files)
-
-
-def _count(rows: list, bad: dict, unknown_rows: list[dict]) -> dict:
-    """The counts from the write tasks' counts per (state, source, split, origin, rule outcome)
-    (radgpt.ingest.executor.write_fn), the parse's bad items per (source, reason) and the inputs of
-    unknown format."""
-    state = {"new": 0, "corrected": 0, "seen": 0, "dup_id": 0}
-    by_reason, by_split, by_source, moved, amended = {}, {}, {}, 0, {}
-    q = dict(bad)  # quarantined items per (source, reason)
-    for r in rows:
-        n = r["rows"]
-        state[r["_state"]] += n
-        if r["_amended"]:  # the source status says corrected/amended: by what the rules saw
-            amended[r["_state"]] = amended.get(r["_state"], 0) + n
-        if r["_state"] == "dup_id":  # a second row with a report_id seen in this run
-            k = (r["source"], "duplicate_report_id")
-            q[k] = q.get(k, 0) + n
-        if r["_state"] not in executor.WRITE:
-            continue
-        key = "eligible" if r["eligible"] else r["exclusion_reason"]
-        by_reason[key] = by_reason.get(key, 0) + n
-        if r["eligible"]:
-            by_split[r["split"]] = by_split.get(r["split"], 0) + n
-        s = by_source.setdefault(r["source"], {"new": 0, "corrected": 0, "eligible": 0})
-        s[r["_state"]] += n
-        s["eligible"] += n if r["eligible"] else 0
-        moved += n if r["split_origin"] == "duplicate" and r["_state"] == "new" else 0
-    for u in unknown_rows:
-        q[(u["source"], u["reason"])] = q.get((u["source"], u["reason"]), 0) + 1
-    names = {"new": "new", "corrected": "corrected", "seen": "already_ingested",
-             "dup_id": "duplicate_ids"}  # fmt: skip
-    quarantined = {}
-    for (source, reason), n in sorted(q.items()):
-        quarantined.setdefault(source, {})[reason] = n
-    return {
-        "new_by_rule": dict(sorted(by_reason.items())),
-        "eligible_by_split": dict(sorted(by_split.items())),
-        "by_source": dict(sorted(by_source.items())),
-        "quarantined": quarantined,
-        "duplicate_pairs_moved": moved,
-        # rows whose source status announces a correction (FHIR amended|corrected|appended, HL7
-        # C), by what they became: corrected (changed content), already_ingested (same content),
-        # new (no earlier version in the table), duplicate_ids
-        "status_corrected": {names[k]: n for k, n in sorted(amended.items())},
-        "totals": {
-            "new": state["new"],
-            "corrected": state["corrected"],
-            "eligible": by_reason.get("eligible", 0),
-            "excluded": state["new"] + state["corrected"] - by_reason.get("eligible", 0),
-            "already_ingested": state["seen"],
-            "duplicate_ids": state["dup_id"],
-            "quarantined": sum(q.values()),
-        },
-    }
-
-
-def _reconcile(n_parsed: int, counts: dict) -> None:
-    """Fail loudly unless every parsed report is accounted for exactly once."""
-    t = counts["totals"]
-    if n_parsed != t["new"] + t["corrected"] + t["already_ingested"] + t["duplicate_ids"]:
-        raise RuntimeError(f"counts do not reconcile: parsed {n_parsed} reports but {t}")
 
 
 def _log_versions(counts: dict) -> None:

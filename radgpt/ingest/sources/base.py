@@ -5,6 +5,8 @@ A reader module (mimic, openi, csv, fhir, hl7) exposes:
     detect(path: Path) -> bool                      # cheap: names/magic bytes only
     units(path: Path, cfg: IngestCfg) -> Iterator[Unit]   # DRIVER side: lists work units, never report text
     read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]  # EXECUTOR side: parses one unit
+    UNIT_RECORDS: bool = False  # True: units() counts records, a unit with stop >= 0 holds
+                                # exactly stop - start of them and read() yields one item each
 
 Units are small, picklable metadata; Spark distributes them and calls `read` inside tasks.
 `read` never raises for bad data: it yields `Bad` (quarantine) with a short reason code and a
@@ -34,7 +36,7 @@ class Unit:
     uri: str  # file or archive path, absolute
     member: str | None = None  # member inside an archive (zip/tgz), or None for the file itself
     start: int = 0  # first row/line/message of this unit (CSV, NDJSON), inclusive
-    stop: int = -1  # exclusive; -1 = to the end
+    stop: int = -1  # exclusive; -1 = to the end (with UNIT_RECORDS: stop - start records)
     size: int = 0  # bytes, when known
     extra: str | None = None  # reader-specific (e.g. split-file path for MIMIC)
     fault: str | None = None  # "reason\tdetail": read() yields this one Bad and opens nothing

@@ -39,6 +39,7 @@ from radgpt.ingest.sources.stream import STREAM_ERRORS, open_bytes, stream_error
 from radgpt.runtime import sha256_bytes
 
 NAME = "csv"
+UNIT_RECORDS = True  # a unit with stop >= 0 holds stop - start records (base.Unit)
 SECTION_COLS = ("findings", "impression", "indication", "comparison")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long reports; size is capped per row below

@@ -42,6 +42,7 @@ from radgpt.ingest.sources.base import Bad, Raw, Unit, fault, reads_faults, safe
 from radgpt.runtime import sha256_bytes
 
 NAME = "mimic"
+UNIT_RECORDS = True  # a unit with stop >= 0 holds stop - start records (base.Unit)
 REPORT = re.compile(r"(?:^|/)p\d+/p(?P<subject>\d+)/s(?P<study>\d+)\.txt$")
 PATIENT = re.compile(r"(?:^|/)p\d+/p\d+/$")  # a patient folder: holds the s<study>.txt reports
 SPLIT_NAMES = ("mimic-cxr-2.0.0-split.csv", "mimic-cxr-2.0.0-split.csv.gz")

@@ -53,6 +53,7 @@ except ImportError:  # pragma: no cover - defusedxml is normally installed
 
 
 NAME = "openi"
+UNIT_RECORDS = True  # a unit with stop >= 0 holds stop - start records (base.Unit)
 TAR_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 
 
@@ -120,14 +121,14 @@ def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
     if path.is_dir():
         for rel, e in tree.files(str(path)):
             if e.kind == tree.FILE and e.name.lower().endswith(".xml"):
-                yield Unit(NAME, e.path, rel, size=e.size)
+                yield Unit(NAME, e.path, rel, 0, 1, size=e.size)
             elif e.kind == tree.FILE:
                 yield fault(NAME, e.path, rel, "not_a_report", "not an .xml file", size=e.size)
             else:
                 yield fault(NAME, e.path, rel, e.kind, e.detail)
         return
     if not _is_tar(path):  # a single xml file
-        yield Unit(NAME, str(path), path.name, size=path.stat().st_size)
+        yield Unit(NAME, str(path), path.name, 0, 1, path.stat().st_size)
         return
     step = cfg.csv_rows_per_unit
     n, size = 0, 0
