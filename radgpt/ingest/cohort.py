@@ -10,6 +10,11 @@ Splits:
 - duplicate: an exact (findings, impression) pair already seen takes the split of its first
   occurrence (earlier runs win, then official before random, then the smallest report_id), so a
   pair never lands in two splits.
+
+A report_id already committed is `seen`, or `revised` when its bytes (source_sha256) differ from
+every committed version of it (the table's row and the revisions table's): a later version, e.g.
+the preliminary report signed as final. A revised row keeps its report's split and goes to the
+revisions table (radgpt.ingest.versions), never to the reports table.
 """
 
 from __future__ import annotations
@@ -49,9 +54,11 @@ def has_pair():
     return F.coalesce(~F.col("exclusion_reason").isin(*NO_PAIR), F.lit(True))
 
 
-def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFrame:
+def mark(
+    keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg, revisions: DataFrame | None = None
+) -> DataFrame:
     """Narrow key rows (KEYS + _pair: ids, hashes, rule outcome; ~150 bytes a row) -> KEYS with
-    _state (new | seen | dup_id), split and split_origin.
+    _state (new | seen | revised | dup_id), split and split_origin.
 
     Few projections on purpose: each withColumn re-analyses the plan in the driver."""
     w = Window.partitionBy("report_id").orderBy("source_uri", "source_member", "_part", "_idx")
@@ -59,11 +66,17 @@ def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFra
         {"_rank": F.row_number().over(w), "_own_split": own_split(cfg), "_own_origin": own_origin()}
     )
     seen, prior = F.lit(False), F.lit(None).cast("string")
+    changed = F.lit(False)
     if existing is not None:
-        ids = existing.select("report_id", F.lit(True).alias("_seen")).distinct()
-        keys, seen = keys.join(ids, "report_id", "left"), F.col("_seen")
+        ids = _versions(existing, revisions)
+        keys, seen = keys.join(ids, "report_id", "left"), F.col("_shas").isNotNull()
+        changed = seen & ~F.array_contains(F.col("_shas"), F.col("source_sha256"))
     keys = keys.withColumn(
-        "_state", F.when(F.col("_rank") > 1, "dup_id").when(seen, "seen").otherwise("new")
+        "_state",
+        F.when(F.col("_rank") > 1, "dup_id")
+        .when(changed, "revised")
+        .when(seen, "seen")
+        .otherwise("new"),
     )
     # the split of the first occurrence of each (findings, impression) pair among this run's new
     # rows (official before random, then the smallest report_id): one window, no join back
@@ -85,20 +98,42 @@ def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFra
         F.col("_own_split")
     )
     origin = F.when(split != F.col("_own_split"), "duplicate").otherwise(F.col("_own_origin"))
+    if existing is not None:  # a later version keeps its report's split
+        rev = F.col("_state") == "revised"
+        split = F.when(rev, F.col("_id_split")).otherwise(split)
+        origin = F.when(rev, F.col("_id_origin")).otherwise(origin)
     return keys.select(*KEYS, "_state", split.alias("split"), origin.alias("split_origin"))
 
 
-def transform(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> dict[str, DataFrame]:
+def _versions(existing: DataFrame, revisions: DataFrame | None) -> DataFrame:
+    """Per committed report_id: the source_sha256 of every version, its split and origin."""
+    cols = ["report_id", "source_sha256", "split", "split_origin"]
+    known = existing.select(*cols)
+    if revisions is not None:
+        known = known.unionByName(revisions.select(*cols))
+    return known.groupBy("report_id").agg(
+        F.collect_set("source_sha256").alias("_shas"),
+        F.min("split").alias("_id_split"),
+        F.min("split_origin").alias("_id_origin"),
+    )
+
+
+def transform(
+    keys: DataFrame,
+    existing: DataFrame | None,
+    cfg: IngestCfg,
+    revisions: DataFrame | None = None,
+) -> dict[str, DataFrame]:
     """Narrow key rows of this run's parsed reports (KEYS; radgpt.ingest.executor yields them) + the
     committed table -> {'keys', 'new', 'seen', 'dup_ids'}.
 
-    'keys' is every row's KEYS with its _state (new | seen | dup_id), split and split_origin
+    'keys' is every row's KEYS with its _state (new | seen | revised | dup_id), split and split_origin
     (radgpt.ingest.executor.write_fn counts them all and writes the new ones, found in the parsed rows by
     _part and _idx); 'new' are keys of the rows to add; 'seen' are keys of rows already in the
     table (re-runs add nothing); 'dup_ids' are keys of extra rows with a report_id seen twice in
     this run (quarantined). Each view recomputes the rules unless 'keys' is cached.
     """
-    keys = mark(keys.select(*KEYS, has_pair().alias("_pair")), existing, cfg)
+    keys = mark(keys.select(*KEYS, has_pair().alias("_pair")), existing, cfg, revisions)
     return {
         "keys": keys,
         "new": keys.filter("_state = 'new'"),

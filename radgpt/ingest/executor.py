@@ -7,7 +7,8 @@
 2. write_fn (mapInArrow over every report's key + state, repartitioned by _part): counts its
    rows by state and rule outcome, reads the new rows from the IPC files, adds split,
    split_origin and the run fields, checks the contract and writes the hive-partitioned Parquet
-   files (source=/split=) into the staging dir. It yields the counts and one row per written file;
+   files (source=/split=) into the staging dir (revised rows, later versions of committed
+   reports, into the revisions table's). It yields the counts and one row per written file;
    so the cohort rules run once, in the same Spark job (no cached keys, no count job). The driver
    reconciles the counts and checks the staged files' row counts (Parquet footers) against them.
 
@@ -140,25 +141,15 @@ def _batch(cols: dict, n: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=KEY_SCHEMA)
 
 
-def write_fn(work: str, staging: str, run_id: str, now: dt.datetime):
-    """The step-2 mapInArrow function over STATE rows, repartitioned by _part."""
+def write_fn(work: str, staging: str, run_id: str, now: dt.datetime, revisions: str | None = None):
+    """The step-2 mapInArrow function over STATE rows, repartitioned by _part: new rows go to
+    `staging` (the reports table's), revised ones (later versions of committed reports) to
+    `revisions` (the revisions table's staging dir; radgpt.ingest.versions)."""
     schema = arrow_schema("reports")
     names = [n for n in schema.names if n not in PARTITIONS]
     at = pa.scalar(now.astimezone(dt.UTC), schema.field("ingested_at").type)
 
-    def fn(batches):
-        got = list(batches)  # this task's keys: ~60 bytes a row
-        if not got:
-            return
-        keys = pa.Table.from_batches(got).cast(STATE)
-        counts = keys.group_by(COUNTED).aggregate([("_idx", "count")])
-        n = counts.num_rows
-        yield pa.RecordBatch.from_arrays(
-            [pa.repeat(pa.scalar("count"), n), pa.nulls(n, pa.string()),
-             counts["_idx_count"].combine_chunks(), *(counts[c].combine_chunks() for c in COUNTED)],
-            schema=WRITTEN,
-        )  # fmt: skip
-        dec = keys.filter(pc.equal(keys["_state"], "new"))
+    def write(dec: pa.Table, dest: str):
         for part in sorted(set(dec.column("_part").to_pylist())):
             d = dec.filter(pc.equal(dec.column("_part"), part)).sort_by("_idx")
             with pa.memory_map(parsed_path(work, part)) as src:
@@ -176,7 +167,7 @@ def write_fn(work: str, staging: str, run_id: str, now: dt.datetime):
                 source, split = g["source"], g["split"]
                 m = pc.and_(pc.equal(t["source"], source), pc.equal(t["split"], split))
                 out = t.filter(m).select(names)
-                folder = Path(staging) / f"source={source}" / f"split={split}"
+                folder = Path(dest) / f"source={source}" / f"split={split}"
                 folder.mkdir(parents=True, exist_ok=True)
                 path = str(folder / f"part-{part:05d}.parquet")
                 tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
@@ -187,5 +178,24 @@ def write_fn(work: str, staging: str, run_id: str, now: dt.datetime):
                       "split": split}],
                     schema=WRITTEN,
                 )  # fmt: skip
+
+    def fn(batches):
+        got = list(batches)  # this task's keys: ~60 bytes a row
+        if not got:
+            return
+        keys = pa.Table.from_batches(got).cast(STATE)
+        counts = keys.group_by(COUNTED).aggregate([("_idx", "count")])
+        n = counts.num_rows
+        yield pa.RecordBatch.from_arrays(
+            [pa.repeat(pa.scalar("count"), n), pa.nulls(n, pa.string()),
+             counts["_idx_count"].combine_chunks(), *(counts[c].combine_chunks() for c in COUNTED)],
+            schema=WRITTEN,
+        )  # fmt: skip
+        yield from write(keys.filter(pc.equal(keys["_state"], "new")), staging)
+        rev = keys.filter(pc.equal(keys["_state"], "revised"))
+        if rev.num_rows:
+            if revisions is None:
+                raise RuntimeError("revised report rows but no revisions staging dir")
+            yield from write(rev, revisions)
 
     return fn

@@ -13,8 +13,9 @@ each tagged with a partition. Then:
 The table and the quarantine (paths.quarantine, outside the table's hive tree) are committed
 atomically (radgpt.table).
 Counts reconcile or the run fails:
-    parsed = new (eligible + excluded per reason) + already ingested + duplicate ids,
-    written = new, quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
+    parsed = new (eligible + excluded per reason) + already ingested + revised + duplicate ids,
+    written = new (+ revised: later versions of committed reports, to paths.revisions),
+    quarantined = unreadable units/rows/messages (+ duplicate ids + unknown files).
 """
 
 from __future__ import annotations
@@ -189,8 +190,8 @@ def run_ingest(cfg: Config, spark=None) -> dict:
         raise ConfigError("ingest.inputs: no inputs given (pass INPUT paths or set ingest.inputs)")
     fmt = cfg.ingest.format
     spark = spark or spark_session(cfg)
-    root, qroot = cfg.path("table"), quarantine_root(cfg)
-    for r in (root, qroot):
+    root, qroot, rroot = cfg.path("table"), quarantine_root(cfg), cfg.path("revisions")
+    for r in (root, qroot, rroot):
         table.recover(r)
     run_id, now = new_run_id("ingest"), utcnow()
     pairs, unknown_rows = resolve_inputs(cfg, inputs, fmt)
@@ -236,9 +237,11 @@ def run_ingest(cfg: Config, spark=None) -> dict:
 
         files = [str(p) for p in table.committed_files(root)]
         existing = spark.read.option("basePath", str(root)).parquet(*files) if files else None
-        out = transform(parsed.filter("kind = 'report'"), existing, cfg.ingest)
-        staging = table.staging_dir(root, run_id)
-        write = executor.write_fn(str(work), str(staging), run_id, now)
+        rfiles = [str(p) for p in table.committed_files(rroot)]  # later versions of reports
+        revised = spark.read.option("basePath", str(rroot)).parquet(*rfiles) if rfiles else None
+        out = transform(parsed.filter("kind = 'report'"), existing, cfg.ingest, revised)
+        staging, rstaging = table.staging_dir(root, run_id), table.staging_dir(rroot, run_id)
+        write = executor.write_fn(str(work), str(staging), run_id, now, str(rstaging))
         rows = (
             out["keys"]
             .select(*executor.STATE.names)
@@ -269,6 +272,7 @@ def run_ingest(cfg: Config, spark=None) -> dict:
         _check_written(
             table.staged_rows(qroot, run_id), counts["totals"]["quarantined"], "quarantine"
         )
+        _check_written(table.staged_rows(rroot, run_id), counts["totals"]["revised"], "revised")
         timings["quarantine_s"] = lap()
         log.info("quarantine and footer checks (%.1fs)", timings["quarantine_s"])
         parsed.unpersist()
@@ -290,6 +294,8 @@ def run_ingest(cfg: Config, spark=None) -> dict:
         "code_version": code_version(),
     }
     table.commit(qroot, run_id, {"kind": "quarantine", "counts": counts["quarantined"]})
+    if counts["totals"]["revised"]:  # later versions of reports (radgpt.ingest.versions)
+        table.commit(rroot, run_id, {"kind": "revisions", "rows": counts["totals"]["revised"]})
     manifest = table.commit(root, run_id, record)
     write_json_atomic(cfg.path("runs") / f"{run_id}.json", manifest)
     log.info("committed %s: %s", run_id, json.dumps(counts["totals"]))
@@ -300,7 +306,7 @@ def _count(rows: list, bad: dict, unknown_rows: list[dict]) -> dict:
     """The counts from the write tasks' counts per (state, source, split, origin, rule outcome)
     (radgpt.ingest.executor.write_fn), the parse's bad items per (source, reason) and the inputs of
     unknown format."""
-    state = {"new": 0, "seen": 0, "dup_id": 0}
+    state = {"new": 0, "seen": 0, "revised": 0, "dup_id": 0}
     by_reason, by_split, by_source, moved = {}, {}, {}, 0
     q = dict(bad)  # quarantined items per (source, reason)
     for r in rows:
@@ -335,6 +341,7 @@ def _count(rows: list, bad: dict, unknown_rows: list[dict]) -> dict:
             "eligible": by_reason.get("eligible", 0),
             "excluded": state["new"] - by_reason.get("eligible", 0),
             "already_ingested": state["seen"],
+            "revised": state["revised"],
             "duplicate_ids": state["dup_id"],
             "quarantined": sum(q.values()),
         },
@@ -344,7 +351,7 @@ def _count(rows: list, bad: dict, unknown_rows: list[dict]) -> dict:
 def _reconcile(n_parsed: int, counts: dict) -> None:
     """Fail loudly unless every parsed report is accounted for exactly once."""
     t = counts["totals"]
-    if n_parsed != t["new"] + t["already_ingested"] + t["duplicate_ids"]:
+    if n_parsed != t["new"] + t["already_ingested"] + t["revised"] + t["duplicate_ids"]:
         raise RuntimeError(f"counts do not reconcile: parsed {n_parsed} reports but {t}")
 
 

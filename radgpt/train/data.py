@@ -33,29 +33,66 @@ def table_files(root: str | Path) -> list[Path]:
     return files
 
 
-def _keep(batch, split: str):
+def _keep(batch, split: str, since=None, drop=frozenset()):
+    """Eligible rows of `split` with both sections; with `since` = (time, inclusive) only rows
+    ingested then or later; rows whose (report_id, ingest_run_id) key is in `drop` (versions a
+    newer one replaced, radgpt.ingest.versions.superseded) never."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     m = pc.and_(pc.fill_null(batch["eligible"], False), pc.equal(batch["split"], split))
     m = pc.and_(m, pc.and_(pc.is_valid(batch["findings"]), pc.is_valid(batch["impression"])))
-    return batch.filter(m)
+    if since is not None and "ingested_at" in batch.column_names:
+        at = pa.scalar(since[0], batch.schema.field("ingested_at").type)
+        cmp = pc.greater_equal if since[1] else pc.greater
+        m = pc.and_(m, pc.fill_null(cmp(batch["ingested_at"], at), False))
+    if drop and "ingest_run_id" in batch.column_names:
+        from radgpt.ingest.versions import key
+
+        keys = [key(r, i) for r, i in zip(batch["report_id"].to_pylist(),
+                                            batch["ingest_run_id"].to_pylist(), strict=True)]  # fmt: skip
+        m = pc.and_(m, pc.invert(pc.is_in(pa.array(keys, pa.string()), pa.array(sorted(drop)))))
+    return batch.filter(m).select(COLUMNS)
 
 
-def read_split(root: str | Path, split: str, files: list[Path] | None = None):
-    """Eligible rows of `split` as a Ray Dataset (hive partitions source=/split= under root)."""
+def read_split(
+    root: str | Path,
+    split: str,
+    files: list[Path] | None = None,
+    since=None,
+    revisions: str | Path | None = None,
+    drop: set[str] | frozenset = frozenset(),
+):
+    """Eligible rows of `split` as a Ray Dataset (hive partitions source=/split= under root).
+
+    since: (time, inclusive) or None (radgpt.train.sources.since_time); revisions: the revisions
+    table whose later report versions join in; drop: keys of versions to leave out."""
     import ray
     from ray.data.datasource import Partitioning
 
     files = files or table_files(root)
-    mine = [p for p in files if f"split={split}" in p.relative_to(root).parts]  # partition pruning
-    if not mine:  # e.g. no validate split in this table
+    roots = [(Path(root), files)]
+    if revisions is not None and Path(revisions).is_dir():
+        from radgpt.table import committed_files
+
+        roots.append((Path(revisions), [p for p in committed_files(revisions) if p.is_file()]))
+    cols = [*COLUMNS, "ingested_at", "ingest_run_id"]
+    parts = []
+    for base, fs in roots:
+        mine = [p for p in fs if f"split={split}" in p.relative_to(base).parts]  # pruning
+        if mine:
+            parts.append(
+                ray.data.read_parquet(
+                    [str(p) for p in mine],
+                    partitioning=Partitioning("hive", base_dir=str(base)),
+                    columns=cols,
+                )
+            )
+    if not parts:  # e.g. no validate split in this table
         return ray.data.from_items([])
-    ds = ray.data.read_parquet(
-        [str(p) for p in mine],
-        partitioning=Partitioning("hive", base_dir=str(root)),
-        columns=COLUMNS,
-    )
-    return ds.map_batches(_keep, batch_format="pyarrow", fn_kwargs={"split": split})
+    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    kw = {"split": split, "since": since, "drop": frozenset(drop)}
+    return ds.map_batches(_keep, batch_format="pyarrow", fn_kwargs=kw)
 
 
 def snapshot(root: str | Path, files: list[Path], rows: dict[str, list[dict]]) -> dict:

@@ -1,0 +1,71 @@
+"""`radgpt registry`: the MLflow model registry of adapters (radgpt.model.registry).
+
+radgpt registry list                               # versions, aliases, gate decisions
+radgpt registry register models/iu-default --alias champion   # seed it with an adapter dir
+radgpt registry alias champion 3                   # move an alias by hand (e.g. roll back)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from radgpt.cli import add_config_args, config
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("registry", help="model registry: list versions, register, move aliases")
+    rs = p.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
+    ls = rs.add_parser("list", help="registered adapter versions with their aliases")
+    add_config_args(ls)
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=cmd_registry_list)
+    r = rs.add_parser("register", help="log an adapter dir (its record) and register a version")
+    add_config_args(r)
+    r.add_argument("adapter", help="adapter dir with adapter_record.json")
+    r.add_argument("--alias", help="give the new version this alias (e.g. champion)")
+    r.set_defaults(func=cmd_registry_register)
+    a = rs.add_parser("alias", help="point an alias at a version")
+    add_config_args(a)
+    a.add_argument("alias")
+    a.add_argument("version")
+    a.set_defaults(func=cmd_registry_alias)
+
+
+def cmd_registry_list(args: argparse.Namespace) -> int:
+    from radgpt.model import registry
+
+    cfg = config(args)
+    vs = registry.versions(cfg)
+    if args.json:
+        print(json.dumps(vs, indent=2, default=str))
+        return 0
+    print(f"{cfg.registry.model} in {registry.uri(cfg)}: {len(vs)} versions")
+    for v in vs:
+        gate = v["tags"].get("gate.decision", "-")
+        print(f"  v{v['version']:<4} {v['adapter_id'] or '?':<24} aliases {','.join(v['aliases']) or '-':<22}"
+              f" gate {gate}")  # fmt: skip
+    return 0
+
+
+def cmd_registry_register(args: argparse.Namespace) -> int:
+    import os
+
+    from radgpt.model import registry
+    from radgpt.model.base import read_adapter_record
+
+    cfg = config(args)
+    d = os.path.abspath(args.adapter)
+    cfg.registry.register_versions = True
+    out = registry.log_training(cfg, read_adapter_record(d), d, alias=args.alias)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_registry_alias(args: argparse.Namespace) -> int:
+    from radgpt.model import registry
+
+    cfg = config(args)
+    registry.set_alias(cfg, args.alias, args.version)
+    print(f"{cfg.registry.model}: {args.alias} -> version {args.version}")
+    return 0
