@@ -1,6 +1,6 @@
 """The model registry on a real local MLflow file store: runs, versions, aliases, resolution.
 
-    .venv/bin/pytest tests/test_registry.py -q
+.venv/bin/pytest tests/test_registry.py -q
 """
 
 from __future__ import annotations

@@ -15,21 +15,12 @@ import json
 from pathlib import Path
 
 import pytest
+import test_train
 
 from radgpt.config import ConfigError, load_config
 
-FINDINGS = [
-    "The heart size is normal. The lungs are clear. No pleural effusion or pneumothorax.",
-    "Mild cardiomegaly. Small left pleural effusion. Right lower lobe consolidation.",
-    "There is a 1 cm nodule in the right upper lobe. Degenerative changes of the thoracic spine.",
-    "Stable postoperative changes. The lungs are clear. No pneumothorax.",
-]
-IMPRESSIONS = [
-    "No acute cardiopulmonary abnormality.",
-    "Right lower lobe consolidation.",
-    "Right upper lobe nodule.",
-    "No acute disease.",
-]
+FINDINGS, IMPRESSIONS = test_train.FINDINGS, test_train.IMPRESSIONS
+learnable_model_dir = test_train.learnable_model_dir  # the fixture: the tiny Llama that can learn
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
@@ -104,7 +95,9 @@ def test_since_and_later_versions_select_the_train_rows(ray_local, tmp_path):
     every = ids(read_split(root, "train", revisions=rev, drop=drop))
     assert every == [f"csv:{i:03d}" for i in [*range(8), 18, 19, *range(20, 24)]]
     # each Ray Data run costs seconds on 2 cores: one more, the times are checked without Ray
-    got = ids(read_split(root, "train", since=since_time(cfg, "ingest-0"), revisions=rev, drop=drop))
+    got = ids(
+        read_split(root, "train", since=since_time(cfg, "ingest-0"), revisions=rev, drop=drop)
+    )
     assert got == [f"csv:{i:03d}" for i in (18, 19, 20, 21, 22, 23)]
     day5 = T0 + dt.timedelta(days=5)
     assert since_time(cfg, "ingest-0") == (T0, False)  # rows after that run
@@ -142,23 +135,6 @@ def test_init_adapter_must_fit_the_run(tmp_path):
 
 
 # ---- Ray Train + the gate (tiny model) ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def learnable_model_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny Llama with its tied embedding x5, as in tests/test_train.py (it can learn)."""
-    import shutil
-
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    d = tmp_path_factory.mktemp("learnable")
-    shutil.copytree(tiny_model_dir, d, dirs_exist_ok=True)
-    m = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    with torch.no_grad():
-        m.get_input_embeddings().weight.mul_(5.0)
-    m.save_pretrained(d, safe_serialization=True)
-    return d
 
 
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -218,7 +194,9 @@ def test_retrain_from_an_adapter_and_the_gate(ray_local, learnable_model_dir, tm
     assert not (out / "_work").exists()  # report and draft text were not kept
     assert "PROMOTED" in (out / "promote.html").read_text().upper()
     v = {x["version"]: x for x in registry.versions(cfg)}
-    assert v["2"]["tags"]["gate.decision"] == "promoted" and v["1"]["tags"]["gate.replaced_by"] == "2"
+    assert (
+        v["2"]["tags"]["gate.decision"] == "promoted" and v["1"]["tags"]["gate.replaced_by"] == "2"
+    )
     gate_run = c.get_run(d["registry_run_id"])
     assert gate_run.data.tags["decision"] == "promoted"
     assert {f.path for f in c.list_artifacts(gate_run.info.run_id)} >= {

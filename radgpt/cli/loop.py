@@ -31,6 +31,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
     p = documented(sub, "retrain", "train a challenger on the reports signed since the "
                    "champion, from the champion, then gate it", "radgpt.loop.retrain")  # fmt: skip
+    p.add_argument("--data", help="reports table dir (default: paths.table)")
     p.add_argument("--since", help="train.since (default: champion)")
     p.add_argument("--init-adapter", help="train.init_adapter (default: registry:champion)")
     p.add_argument("--max-steps", type=int, help="train.max_steps")
@@ -69,17 +70,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
+    from radgpt.cli.train import train_flags
     from radgpt.loop.retrain import run_retrain
 
-    cfg = config(
-        args,
-        {
-            "train.since": args.since,
-            "train.init_adapter": args.init_adapter,
-            "train.max_steps": args.max_steps,
-            "gate.reports": args.reports,
-        },
-    )
+    cfg = config(args, {**train_flags(args), "gate.reports": args.reports})
     res = run_retrain(cfg, out=args.out, dry_run=args.dry_run)
     print(json.dumps(res["train"], indent=2, default=str))
     print(_brief(res["gate"]))

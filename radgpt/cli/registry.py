@@ -16,20 +16,22 @@ from radgpt.cli import add_config_args, config
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("registry", help="model registry: list versions, register, move aliases")
     rs = p.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
-    ls = rs.add_parser("list", help="registered adapter versions with their aliases")
-    add_config_args(ls)
-    ls.add_argument("--json", action="store_true", help="print JSON")
-    ls.set_defaults(func=cmd_registry_list)
-    r = rs.add_parser("register", help="log an adapter dir (its record) and register a version")
-    add_config_args(r)
-    r.add_argument("adapter", help="adapter dir with adapter_record.json")
-    r.add_argument("--alias", help="give the new version this alias (e.g. champion)")
-    r.set_defaults(func=cmd_registry_register)
-    a = rs.add_parser("alias", help="point an alias at a version")
-    add_config_args(a)
-    a.add_argument("alias")
-    a.add_argument("version")
-    a.set_defaults(func=cmd_registry_alias)
+    actions = [
+        ("list", "registered adapter versions with their aliases", cmd_registry_list,
+         [("--json", {"action": "store_true", "help": "print JSON"})]),
+        ("register", "log an adapter dir (its record) and register a version",
+         cmd_registry_register,
+         [("adapter", {"help": "adapter dir with adapter_record.json"}),
+          ("--alias", {"help": "give the new version this alias (e.g. champion)"})]),
+        ("alias", "point an alias at a version", cmd_registry_alias,
+         [("alias", {"help": "champion | challenger | any name"}), ("version", {})]),
+    ]  # fmt: skip
+    for name, help, func, opts in actions:
+        a = rs.add_parser(name, help=help)
+        add_config_args(a)
+        for flag, kw in opts:
+            a.add_argument(flag, **kw)
+        a.set_defaults(func=func)
 
 
 def cmd_registry_list(args: argparse.Namespace) -> int:

@@ -51,19 +51,21 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def train_flags(args: argparse.Namespace) -> dict:
+    """The config keys of the training options (add_arguments; `radgpt retrain` shares some)."""
+    return {
+        "paths.table": getattr(args, "data", None),
+        "model.base": getattr(args, "base_model", None),
+        "train.max_steps": args.max_steps,
+        "train.since": args.since,
+        "train.init_adapter": args.init_adapter,
+    }
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from radgpt.train.run import run_train
 
-    cfg = config(
-        args,
-        {
-            "paths.table": args.data,
-            "model.base": args.base_model,
-            "train.max_steps": args.max_steps,
-            "train.since": getattr(args, "since", None),
-            "train.init_adapter": getattr(args, "init_adapter", None),
-        },
-    )
+    cfg = config(args, train_flags(args))
     rec = run_train(cfg, out=args.out, resume=args.resume)
     summary = {k: rec[k] for k in ("adapter_id", "task", "template", "retrieval_k")}
     summary.update(out=rec["run"]["run_dir"], metrics=rec["metrics"])

@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.dataset as pads
 
 from radgpt import table
 from radgpt.draft.flags import words
@@ -172,12 +171,9 @@ def commit(rows: list[dict], root: Path, run_id: str) -> dict:
     rows = [r for r in rows if r["draft_id"] not in done]
     t = pa.Table.from_pylist(rows, schema=arrow_schema("outcomes"))
     check_arrow(t, "outcomes")
-    stage = table.staging_dir(root, run_id)
-    for day in sorted(set(t.column("run_date").to_pylist())):
-        part = t.filter(pc.equal(t.column("run_date"), day)).drop_columns(["run_date"])
-        tmp = stage / f"run_date={day}" / "part.parquet"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(part, tmp, compression="zstd")
+    part = pads.partitioning(pa.schema([("run_date", pa.string())]), flavor="hive")
+    pads.write_dataset(t, table.staging_dir(root, run_id), format="parquet", partitioning=part,
+                       existing_data_behavior="overwrite_or_ignore")  # fmt: skip
     counts = {o: sum(r["outcome"] == o for r in rows) for o in OUTCOMES}
     return table.commit(root, run_id, {"kind": "outcomes", "rows": len(rows), "counts": counts,
                                        "committed_at": utcnow().isoformat()})  # fmt: skip
