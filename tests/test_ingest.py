@@ -130,8 +130,8 @@ def test_a_row_lost_by_the_rules_fails_the_run(spark, sample, tmp_path, monkeypa
     cfg = cfg_for(tmp_path, src / "csv")
     real = radgpt.ingest.cohort.transform
 
-    def lossy(keys, existing, icfg):  # the rules lose one parsed row: counts and write never see it
-        out = real(keys, existing, icfg)
+    def lossy(keys, existing, icfg, *revisions):  # the rules lose one parsed row: counts and
+        out = real(keys, existing, icfg, *revisions)  # write never see it
         first = out["keys"].agg({"report_id": "min"}).collect()[0][0]
         return {**out, "keys": out["keys"].filter(out["keys"].report_id != first)}
 
