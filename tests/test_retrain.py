@@ -222,3 +222,32 @@ def test_retrain_from_an_adapter_and_the_gate(ray_local, learnable_model_dir, tm
     b = load_file(Path(again["adapter_dir"]) / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-4 for k in a)
     assert any(a[k].abs().max() > 1e-3 for k in a if "lora_B" in k)  # not the zero init
+
+
+@pytest.mark.slow
+def test_drafts_name_their_registry_version(ray_local, tiny_model_dir, tmp_path):
+    """The champion drafts (registry.champion_drafts): its version is in each draft row, and the
+    draft ids are those of the same adapter given as a path (the version is not part of them)."""
+    from radgpt.draft.run import run_draft
+    from radgpt.model import registry
+    from radgpt.writeback.drafts import read_drafts
+
+    cfg = cfg_for(tmp_path, **{"model.base": str(tiny_model_dir), "model.adapter": None,
+                               "draft.selection": "split", "draft.split": "test",
+                               "draft.limit": 3, "draft.max_new_tokens": 4})  # fmt: skip
+    two_nights(cfg)
+    rec = trained(cfg, 1, 1e-3)
+    registry.set_alias(cfg, "champion", rec["registry"]["version"])
+    cfg.registry.champion_drafts = True
+    s = run_draft(cfg)
+    assert s["adapter_version"] == "models:/radgpt-impression/1" and s["committed"] == 3
+    got = read_drafts(cfg.path("drafts")).to_pylist()
+    assert {r["adapter_version"] for r in got} == {"models:/radgpt-impression/1"}
+    assert {r["adapter_id"] for r in got} == {rec["adapter_id"]}
+    cfg.registry.champion_drafts, cfg.model.adapter = False, rec["adapter_dir"]
+    cfg.paths.drafts = str(tmp_path / "by-path")
+    s2 = run_draft(cfg)
+    assert s2["adapter_version"] is None
+    by_path = read_drafts(cfg.path("drafts")).to_pylist()
+    assert sorted(r["draft_id"] for r in by_path) == sorted(r["draft_id"] for r in got)
+    assert {r["adapter_version"] for r in by_path} == {None}
