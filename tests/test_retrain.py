@@ -251,3 +251,40 @@ def test_drafts_name_their_registry_version(ray_local, tiny_model_dir, tmp_path)
     by_path = read_drafts(cfg.path("drafts")).to_pylist()
     assert sorted(r["draft_id"] for r in by_path) == sorted(r["draft_id"] for r in got)
     assert {r["adapter_version"] for r in by_path} == {None}
+
+
+def test_retrain_command_trains_from_the_champion_then_gates(tmp_path, monkeypatch, capsys):
+    """`radgpt retrain`: since/init default to the champion, the new version goes to the gate."""
+    from test_registry import fake_adapter
+
+    import radgpt.loop.promote
+    import radgpt.train.run
+    from radgpt.cli import main
+    from radgpt.model import registry
+
+    cfg = cfg_for(tmp_path)
+    a = fake_adapter(tmp_path / "a", "lora-aaaa")
+    registry.log_training(
+        cfg, json.loads((a / "adapter_record.json").read_text()), a, alias="champion"
+    )
+    seen = {}
+
+    def run_train(c, out=None):
+        seen["train"] = (c.train.since, c.train.init_adapter, c.train.max_steps, out)
+        return {"adapter_id": "lora-b", "adapter_dir": "/b", "dataset": {"rows": {"train": 2}},
+                "registry": {"version": "2"}, "run": {}, "metrics": {}}  # fmt: skip
+
+    def run_promote(c, challenger="challenger", champion="champion", out=None, dry_run=False):
+        seen["gate"] = (challenger, champion, dry_run, c.gate.reports)
+        return {"gate_run_id": "promote-x", "decision": "refused", "reason": "fails: ROUGE-1",
+                "criteria": []}  # fmt: skip
+
+    monkeypatch.setattr(radgpt.train.run, "run_train", run_train)
+    monkeypatch.setattr(radgpt.loop.promote, "run_promote", run_promote)
+    argv = ["retrain", "--set", f"paths.root={tmp_path / 'var'}", "--max-steps", "5"]
+    assert main([*argv, "--reports", "9", "--dry-run"]) == 0
+    assert seen == {"train": ("champion", "registry:champion", 5, None),
+                    "gate": ("2", "champion", True, 9)}  # fmt: skip
+    assert "REFUSED" in capsys.readouterr().out
+    assert main([*argv, "--since", "2026-01-01", "--init-adapter", str(a)]) == 0
+    assert seen["train"][:2] == ("2026-01-01", str(a))
