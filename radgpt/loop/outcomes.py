@@ -190,15 +190,16 @@ def run_outcomes(cfg: Config) -> dict:
                      "counts": dict.fromkeys(OUTCOMES, 0)}  # fmt: skip
     if not drafts_root.is_dir() or not cfg.path("table").is_dir():
         return summary | {"drafts": 0, "awaiting_final": 0, "seconds": 0.0}
-    drafts = read_drafts(drafts_root, DRAFT_COLS).to_pandas()
+    n_drafts = len(read_drafts(drafts_root, ["draft_id"]))
     done = set(read_outcomes(root, ["draft_id"]).column("draft_id").to_pylist())
-    todo = drafts[~drafts["draft_id"].isin(done)]
+    keep = ~pads.field("draft_id").isin(sorted(done)) if done else None  # texts of those only
+    todo = read_drafts(drafts_root, DRAFT_COLS, filter=keep).to_pandas()
     versions = read_versions(cfg, VERSION_COLS).to_pandas()
     linked = link(todo, versions, cfg.outcomes)
     rows = score(linked, cfg.outcomes, run_id, utcnow())
     m = commit(rows, root, run_id) if rows else {"rows": 0, "counts": dict.fromkeys(OUTCOMES, 0)}
     summary.update(
-        drafts=len(drafts),
+        drafts=n_drafts,
         linked=m["rows"],
         counts=m["counts"],
         by_link={k: int(v) for k, v in linked["link"].value_counts().items()} if rows else {},

@@ -220,6 +220,7 @@ def run_promote(
     (out / "promote.html").write_text(page(d))
     _record(cfg, d, chal, champ, out, passed and not dry_run)
     d.update(out=str(out), seconds=round(time.perf_counter() - t0, 2))
+    write_json_atomic(out / "decision.json", d)  # + the registry run it went to
     log.info("gate %s: %s (%s) -> %s", gid, d["decision"], d["reason"], out)
     return d
 

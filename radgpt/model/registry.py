@@ -58,11 +58,20 @@ def uri(cfg: Config) -> str:
     return cfg.registry.uri or cfg.path("registry").as_uri()
 
 
-def client(cfg: Config):
-    """An MlflowClient on registry.uri (default: the file store at paths.registry)."""
+def _quiet() -> None:
+    """Before mlflow is first imported (this module imports it only inside functions): no
+    telemetry, and MLflow 3's file store allowed."""
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ["DO_NOT_TRACK"] = "true"
     os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+
+
+_quiet()
+
+
+def client(cfg: Config):
+    """An MlflowClient on registry.uri (default: the file store at paths.registry)."""
+    _quiet()
     from mlflow import MlflowClient
 
     u = uri(cfg)
