@@ -80,6 +80,10 @@ class PathsCfg(_Cfg):
     # rejected inputs with their reasons (Parquet, schemas/quarantine.json); outside the table's
     # hive tree so that `<table>/**/*.parquet` globs read reports only
     quarantine: str = "{root}/quarantine"
+    # what became of each draft once its final report arrived (schemas/outcomes.json)
+    outcomes: str = "{root}/outcomes"
+    # the MLflow file store (tracking + model registry) unless registry.uri names a server
+    registry: str = "{root}/mlruns"
 
     def resolve(self, name: str) -> Path:
         """Absolute path of a configured location with `{root}` expanded (relative: from HOME)."""
@@ -123,7 +127,8 @@ class IngestCfg(_Cfg):
 class ModelCfg(_Cfg):
     base: str = "{models}/smollm2-135m-instruct"  # local HF dir; never fetched from a hub
     # PEFT adapter dir (the shipped one: models/iu-default/README.md); null = the base model alone,
-    # an explicit choice that the draft summary states
+    # an explicit choice that the draft summary states; "registry:<alias or version>" = that
+    # version of the model registry (registry:champion; radgpt.model.registry)
     adapter: str | None = "models/iu-default"
     template: str = "chat-v1"  # prompt template name (radgpt/templates/<name>.json)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -155,6 +160,13 @@ class TrainCfg(_Cfg):
     retrieval_k: int = Field(default=0, ge=0)  # k similar train reports in the prompt (0 = off)
     seed: int = 42
     checkpoint_every: int = Field(default=50, ge=1)  # optimizer steps
+    # train on rows ingested since: an ISO date/time (at or after), an ingest run id (after that
+    # run) or "champion" (after the registry champion's training began); null = every row.
+    # Filters the train split only (validation stays whole); docs/loop.md
+    since: str | None = None
+    # start from this adapter's LoRA weights (a dir or "registry:<alias or version>") instead
+    # of a fresh LoRA; its base and LoRA shape must match; null = from the base model
+    init_adapter: str | None = None
     num_workers: int = Field(default=1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: int = Field(default=1, ge=1)
@@ -210,6 +222,48 @@ class EvalCfg(_Cfg):
     baselines: list[str] = Field(default_factory=lambda: ["constant", "nn"])
 
 
+class RegistryCfg(_Cfg):
+    """The MLflow tracking store and model registry (radgpt.model.registry; docs/loop.md)."""
+
+    # MLflow tracking/registry URI, e.g. "http://mlflow.radgpt.svc:5000"; null = the local file
+    # store at paths.registry (never a network)
+    uri: str | None = None
+    experiment: str = "radgpt"
+    model: str = "radgpt-impression"  # registered model name
+    # every `radgpt train` logs its run (track) and registers a new version aliased "challenger"
+    track: bool = True
+    register_versions: bool = True
+    # drafting (draft, nightly, serve) uses the registry's champion when it has one, else
+    # model.adapter
+    champion_drafts: bool = False
+
+
+class OutcomesCfg(_Cfg):
+    """When a final report counts and how a draft's fate is classed (radgpt.loop.outcomes)."""
+
+    # report statuses that mean signed: FHIR DiagnosticReport.status and HL7 OBR-25
+    final_statuses: list[str] = Field(
+        default_factory=lambda: ["final", "amended", "corrected", "appended", "F", "C"]
+    )
+    # sources without a status (MIMIC-CXR, OpenI, CSV exports) hold signed reports
+    no_status_is_final: bool = True
+    # normalized word edit distance from which an edited draft counts as replaced
+    replaced_at: float = Field(default=0.7, gt=0, le=1)
+
+
+class GateCfg(_Cfg):
+    """`radgpt promote`: the challenger against the champion on held-out reports."""
+
+    split: str = "test"  # never trained on by either
+    reports: int | None = Field(default=200, ge=1)  # the first N by report_id; null = all
+    # ROUGE-1: refuse when the paired bootstrap CI of (challenger - champion) lies below 0, or,
+    # with a margin, when its lower end is below -margin (non-inferiority)
+    rouge1_margin: float | None = Field(default=None, ge=0)
+    f1_tolerance: float = Field(default=0.0, ge=0)  # micro F1 may drop by at most this much
+    bootstrap: int = Field(default=1000, ge=10)
+    seed: int = 7
+
+
 class FhirCfg(_Cfg):
     """The FHIR R4 write-back of drafts (radgpt.writeback.fhir; docs/writeback.md)."""
 
@@ -249,6 +303,9 @@ class Config(_Cfg):
     serve: ServeCfg = Field(default_factory=ServeCfg)
     eval: EvalCfg = Field(default_factory=EvalCfg)
     fhir: FhirCfg = Field(default_factory=FhirCfg)
+    registry: RegistryCfg = Field(default_factory=RegistryCfg)
+    outcomes: OutcomesCfg = Field(default_factory=OutcomesCfg)
+    gate: GateCfg = Field(default_factory=GateCfg)
 
     @model_validator(mode="after")
     def _version(self) -> Config:

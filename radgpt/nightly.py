@@ -1,10 +1,13 @@
-"""The nightly job: sample (if missing) -> base model -> ingest (incremental) -> draft -> write-back.
+"""The nightly job: sample (if missing) -> base model -> ingest (incremental) -> draft -> write-back
+-> outcomes (drafts whose final reports arrived: radgpt.loop.outcomes).
 
     radgpt nightly --config conf/local.yaml      # what `make run` runs
 
 Prints and saves a run summary (counts, throughput, flags, failures, seconds per step) as
 <paths.runs>/<run_id>.json; exits non-zero when a step fails (the summary names it). Steps commit
 atomically, so a failed night leaves the tables as they were and the next night picks up the rest.
+Drafting uses model.adapter, or the model registry's champion with registry.champion_drafts
+(radgpt.draft.drafter.adapter_source); the summary names the registry version.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def run_nightly(cfg: Config, spark=None) -> dict:
 
     from radgpt.draft.run import run_draft
     from radgpt.ingest.run import run_ingest
+    from radgpt.loop.outcomes import run_outcomes
     from radgpt.model.base import ensure_default_model
     from radgpt.writeback.fhir import run_writeback
 
@@ -88,6 +92,7 @@ def run_nightly(cfg: Config, spark=None) -> dict:
         ("ingest", ingest),
         ("draft", draft),
         ("writeback", writeback),
+        ("outcomes", lambda: run_outcomes(cfg)),  # last: a failure here never holds up drafts
     ]
     try:
         for name, fn in steps:
@@ -127,5 +132,9 @@ def brief(s: dict) -> str:
     if "writeback" in st:
         n = sum(x["resources"] for x in st["writeback"]["result"]["exported"])
         lines.append(f"  fhir     {n} resources")
+    if "outcomes" in st:
+        o = st["outcomes"]["result"]
+        lines.append(f"  outcomes linked {o['linked']} {json.dumps(o['counts'])}  "
+                     f"awaiting a final report {o.get('awaiting_final', 0)}")  # fmt: skip
     lines += [f"  FAILED   {f['step']}: {f['error']}: {f['message']}" for f in s["failures"]]
     return "\n".join(lines)

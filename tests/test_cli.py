@@ -63,7 +63,8 @@ def test_every_command_has_a_cmd_handler_in_the_cli():
     assert {" ".join(k) for k in leaves} == {
         "sample", "ingest", "models import-smollm2", "models import-gguf", "models info", "train",
         "draft", "writeback", "nightly", "stats", "serve", "evaluate", "review export",
-        "review import",
+        "review import", "outcomes", "promote", "retrain", "registry list", "registry register",
+        "registry alias",
     }  # fmt: skip
     for path, p in leaves.items():
         fn = p.get_default("func")

@@ -97,11 +97,13 @@ def test_on_demand_objects_do_not_run_on_apply():
     for overlay in OVERLAYS:
         docs, extra = render(overlay), render_on_demand(overlay)
         assert not by_kind(docs, "SparkApplication")
-        (job,) = by_kind(docs, "RayJob")
-        s = job["spec"]
-        assert s["suspend"] is True
-        # KubeRay refuses to suspend a RayJob that keeps its cluster or selects an existing one
-        assert s["shutdownAfterJobFinishes"] is True and "clusterSelector" not in s
+        jobs = by_kind(docs, "RayJob")
+        assert {j["metadata"]["name"] for j in jobs} == {"radgpt-train", "radgpt-retrain"}
+        for job in jobs:
+            s = job["spec"]
+            assert s["suspend"] is True
+            # KubeRay refuses to suspend a RayJob that keeps its cluster or selects an existing one
+            assert s["shutdownAfterJobFinishes"] is True and "clusterSelector" not in s
         assert [d["kind"] for d in extra] == ["SparkApplication"], extra
         ns = by_kind(docs, "Namespace")[0]["metadata"]["name"]
         assert extra[0]["metadata"]["namespace"] == ns  # the same Component site/ sets both
@@ -250,11 +252,9 @@ def test_images_and_versions_match(rendered):
         assert (
             tpl == "/etc/radgpt/spark-executor-pod.yaml" and "spark-executor-pod.yaml" in cm["data"]
         )
-        workers = sum(
-            w["replicas"]
-            for w in by_kind(docs, "RayJob")[0]["spec"]["rayClusterSpec"]["workerGroupSpecs"]
-        )
-        assert cfg.train.use_gpu and workers == cfg.train.num_workers
+        for job in by_kind(docs, "RayJob"):  # training, and retraining + its gate
+            workers = sum(w["replicas"] for w in job["spec"]["rayClusterSpec"]["workerGroupSpecs"])
+            assert cfg.train.use_gpu and workers == cfg.train.num_workers
         assert cfg.draft.gpus_per_actor >= 1
 
 

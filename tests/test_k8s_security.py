@@ -176,7 +176,7 @@ def test_api_token_only_in_spark_driver_pods(rendered):
                 # SparkApplication pods have no such field: the account's `false` applies there
                 if d["kind"] != "SparkApplication":
                     assert spec["automountServiceAccountToken"] is False, (d["kind"], labels)
-    assert (drivers, others) == (2, 7)
+    assert (drivers, others) == (2, 10)  # + the 3 pod templates of the RayJob radgpt-retrain
     # the executor pods Spark creates (prod: executor pods; local: none, Spark runs in the pod)
     (cm,) = by_kind(docs, "ConfigMap")
     conf = yaml.safe_load(cm["data"]["cluster.yaml"])["spark"].get("conf", {})

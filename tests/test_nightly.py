@@ -62,7 +62,8 @@ def test_nightly_end_to_end(tmp_path, tiny_model_dir, spark, ray_local):
     write_sample(cfg.path("sample"), n=3)
     s = run_nightly(cfg, spark=spark)
     assert s["status"] == "ok", s["failures"]
-    assert list(s["steps"]) == ["sample", "model", "ingest", "draft", "writeback"]
+    assert list(s["steps"]) == ["sample", "model", "ingest", "draft", "writeback", "outcomes"]
+    assert s["steps"]["outcomes"]["result"]["linked"] == 0  # the sample's reports are all new
     assert s["steps"]["sample"]["result"] is None  # present: left alone
     d = s["steps"]["draft"]["result"]
     reports = read_reports(cfg).to_pylist()

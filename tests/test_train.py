@@ -214,7 +214,10 @@ def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, 
     assert len(losses) == m["steps"] == 30
     assert max(losses[-3:]) < 0.5 * losses[0]
     assert m["val_loss"] and m["val_loss"][-1]["val_loss"] < m["first_loss"]
-    assert read_adapter_record(out) == {k: v for k, v in rec.items() if k != "adapter_dir"}
+    assert read_adapter_record(out) == {
+        k: v for k, v in rec.items() if k not in ("adapter_dir", "registry")
+    }
+    assert rec["registry"]["version"] == "1"  # logged to the model registry (radgpt.model.registry)
     assert rec["adapter_id"] == adapter_id(out) and rec["dataset"]["rows"] == {
         "train": 8,
         "validate": 4,

@@ -6,7 +6,7 @@
     radgpt nightly --config conf/local.yaml
 
 One module per command group (sample, ingest, models, train, draft, writeback, nightly, stats,
-serve, evaluate), each with `add(sub)` registering its subcommands and one handler
+serve, evaluate, loop: outcomes/promote/retrain, registry), each with `add(sub)` registering its subcommands and one handler
 `cmd_<command>(args) -> int` per subcommand. A handler turns --config/--set and its own flags into
 a Config with `config(args, {"section.key": flag})` and calls the domain's run function with that
 Config. Handlers import torch, ray, pyspark, polars ... inside, so that `--help` stays fast.
@@ -53,12 +53,15 @@ def add_config_args(p: argparse.ArgumentParser, *names: str) -> None:
 # config keys holding paths: a path given as a command-line flag is relative to the working
 # directory (what a shell user means), unlike a relative path in a config (radgpt.config.HOME)
 PATH_KEYS = {"paths.root", "paths.table", "paths.drafts", "paths.models", "model.base",
-             "model.adapter", "ingest.inputs", "ingest.split_file"}  # fmt: skip
+             "model.adapter", "ingest.inputs", "ingest.split_file", "train.init_adapter",
+             "paths.registry", "paths.outcomes"}  # fmt: skip
 
 
 def _cwd_path(v: Any) -> Any:
     if isinstance(v, list):
         return [_cwd_path(x) for x in v]
+    if isinstance(v, str) and v.startswith("registry:"):  # a model registry version, not a path
+        return v
     return os.path.abspath(os.path.expanduser(v)) if isinstance(v, str) else v
 
 
@@ -103,8 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         draft,
         evaluate,
         ingest,
+        loop,
         models,
         nightly,
+        registry,
         sample,
         serve,
         stats,
@@ -125,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # in --help order
-    for group in (sample, ingest, models, train, draft, writeback, nightly, stats, serve, evaluate):
+    for group in (sample, ingest, models, train, draft, writeback, nightly, stats, serve, evaluate,
+                  loop, registry):  # fmt: skip
         group.add(sub)
     return p
 

@@ -1,6 +1,7 @@
 """`radgpt train`: LoRA instruction tuning on Ray Train (radgpt.train.run.run_train).
 
 radgpt train [--config FILE] [--data DIR] [--base-model DIR] [--out DIR] [--resume] [--max-steps N]
+             [--since DATE|INGEST_RUN_ID|champion] [--init-adapter DIR|registry:champion]
 python training/train_lora.py ...                      # same options (add_arguments, cmd_train)
 """
 
@@ -31,6 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="continue the latest (or the named) run from its last checkpoint, same data order",
     )
     p.add_argument("--max-steps", type=int, help="stop after N optimizer steps (train.max_steps)")
+    p.add_argument(
+        "--since",
+        help="train on the train-split rows ingested since: an ISO date/time, an ingest run id "
+        "(rows after it) or champion (after the registry champion's training began) (train.since)",
+    )
+    p.add_argument(
+        "--init-adapter",
+        help="start from this adapter's LoRA weights: a dir or registry:<alias|version>, e.g. "
+        "registry:champion (train.init_adapter; default: a fresh LoRA on the base)",
+    )
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -40,19 +51,24 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def train_flags(args: argparse.Namespace) -> dict:
+    """The config keys of the training options (add_arguments; `radgpt retrain` shares some)."""
+    return {
+        "paths.table": getattr(args, "data", None),
+        "model.base": getattr(args, "base_model", None),
+        "train.max_steps": args.max_steps,
+        "train.since": args.since,
+        "train.init_adapter": args.init_adapter,
+    }
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from radgpt.train.run import run_train
 
-    cfg = config(
-        args,
-        {
-            "paths.table": args.data,
-            "model.base": args.base_model,
-            "train.max_steps": args.max_steps,
-        },
-    )
+    cfg = config(args, train_flags(args))
     rec = run_train(cfg, out=args.out, resume=args.resume)
     summary = {k: rec[k] for k in ("adapter_id", "task", "template", "retrieval_k")}
     summary.update(out=rec["run"]["run_dir"], metrics=rec["metrics"])
+    summary.update(registry=rec.get("registry"), since=(rec.get("dataset") or {}).get("since"))
     print(json.dumps({"adapter_dir": rec.get("adapter_dir"), **summary}, indent=2, default=str))
     return 0

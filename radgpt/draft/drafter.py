@@ -27,13 +27,34 @@ from radgpt.schema import arrow_schema
 
 
 def adapter_dir(cfg: Config, adapter: str | bool | None = True) -> Path | None:
-    """True: cfg.model.adapter; None/False: base model only; a str: that adapter dir.
+    """True: cfg.model.adapter; None/False: base model only; a str: that adapter dir (or a
+    registry version, "registry:champion"). The directory only: adapter_source gives its registry
+    version too.
 
     A named adapter that is not there is an error saying what to set (never a silent fallback to
     the base model: drafting with the base alone is `model.adapter: null`)."""
+    return adapter_source(cfg, adapter)[0]
+
+
+def adapter_source(
+    cfg: Config, adapter: str | bool | None = True
+) -> tuple[Path | None, str | None]:
+    """(adapter dir, its model registry version "models:/<model>/<n>" or None for a path).
+
+    With registry.champion_drafts (and adapter True), the registry's champion when it has one;
+    "registry:<alias or version>" resolves there (radgpt.model.registry), else it is a path."""
+    from radgpt.model import registry
+
     raw = cfg.model.adapter if adapter is True else (adapter or None)
+    if adapter is True and cfg.registry.champion_drafts:
+        got = registry.lookup(cfg, "champion")
+        if got is not None:
+            return got.dir, got.uri
     if not raw:
-        return None
+        return None, None
+    if registry.is_ref(raw):
+        got = registry.resolve(cfg, raw)
+        return got.dir, got.uri
     p = cfg.model_path(raw)
     if not p.is_dir():
         raise FileNotFoundError(
@@ -42,7 +63,7 @@ def adapter_dir(cfg: Config, adapter: str | bool | None = True) -> Path | None:
             "the shipped models/iu-default, or set it to null (--adapter none) to draft with the "
             "base model alone"
         )
-    return p
+    return p, None
 
 
 class Drafter:

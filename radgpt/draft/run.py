@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from radgpt.config import Config, ConfigError
-from radgpt.draft.drafter import Drafter, adapter_dir
+from radgpt.draft.drafter import Drafter, adapter_source
 from radgpt.model.spec import ModelSpec
 from radgpt.runtime import new_run_id, utcnow
 from radgpt.schema import arrow_schema
@@ -128,8 +128,8 @@ def run_draft(cfg: Config, *, actor=Drafter) -> dict:
     t0, run_id = time.perf_counter(), new_run_id("draft")
     run_date = utcnow().strftime("%Y-%m-%d")
     drafts = cfg.path("drafts")
-    adapter = adapter_dir(cfg)
-    spec = ModelSpec.resolve(cfg, adapter)
+    adapter, version = adapter_source(cfg)  # a path, or a model registry version
+    spec = ModelSpec.resolve(cfg, adapter, adapter_version=version)
     if adapter is None:
         log.warning(
             "run %s drafts with the base model alone (model.adapter is null), not an adapter",
@@ -145,6 +145,7 @@ def run_draft(cfg: Config, *, actor=Drafter) -> dict:
         "reports": len(reports),
         "selected": len(sel),
         "adapter": str(adapter) if adapter else None,  # None: the base model alone, by choice
+        "adapter_version": version,  # models:/<model>/<n> when it came from the registry
         **spec.model_dump(include={"adapter_id", "prompt_name", "prompt_version", "generation"}),
         "drafts_dir": str(drafts),
     }

@@ -161,6 +161,7 @@ def draft_row(
         "base_model": spec.base_model,
         "base_model_sha256": spec.base_model_sha256,
         "adapter_id": spec.adapter_id,
+        "adapter_version": spec.adapter_version,  # the model registry version, if one
         "prompt_name": spec.prompt_name,
         "prompt_version": spec.prompt_version,
         "generation": spec.generation,

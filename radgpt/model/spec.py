@@ -162,6 +162,11 @@ class ModelSpec(_Versioned):
     base_model_sha256: str = Field(description="sha256 of the base weights (drafts column)")
     adapter_dir: str | None = Field(description="PEFT adapter (or full model) dir; None: base only")
     adapter_id: str | None = Field(description="the adapter record's id; None: base model only")
+    adapter_version: str | None = Field(
+        None,
+        description="model registry version models:/<model>/<n> the adapter came from; None: a "
+        "path (drafts column adapter_version; not part of the draft id)",
+    )
     model_key: str = Field(description="adapter_id, or base:<base sha256>; part of the draft id")
     prompt_name: str = Field(
         description="prompt template name (the adapter's, else model.template)"
@@ -191,7 +196,13 @@ class ModelSpec(_Versioned):
         )
 
     @classmethod
-    def resolve(cls, cfg: Config, adapter_dir: str | os.PathLike | None, table=None) -> ModelSpec:
+    def resolve(
+        cls,
+        cfg: Config,
+        adapter_dir: str | os.PathLike | None,
+        table=None,
+        adapter_version: str | None = None,
+    ) -> ModelSpec:
         """The spec for cfg + adapter_dir: hashes the base, reads and checks the adapter's record.
 
         With retrieval (the record's retrieval_k > 0) the examples come from the adapter's own
@@ -233,6 +244,7 @@ class ModelSpec(_Versioned):
             base_model_sha256=sha,
             adapter_dir=str(adapter_dir) if adapter_dir else None,
             adapter_id=rec.adapter_id,
+            adapter_version=adapter_version,
             model_key=model_key(rec.adapter_id, sha),
             prompt_name=tpl.name,
             prompt_version=str(tpl.version),

@@ -34,9 +34,12 @@ def table_files(root: str | Path) -> list[Path]:
     return files
 
 
-def _keep(batch, split: str, latest: dict[str, str] | None = None):
+def _keep(batch, split: str, latest: dict[str, str] | None = None, since=None):
     """Eligible rows of `split` with both texts, each report's latest version only (`latest`:
-    radgpt.table.latest_versions; a corrected report's earlier rows are not trained on)."""
+    radgpt.table.latest_versions; a corrected report's earlier rows are not trained on); with
+    `since` = (time, inclusive) only those whose latest version was ingested then or later (a
+    report corrected since counts, its first version's ingest time does not matter)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     from radgpt.table import current_mask
@@ -45,12 +48,19 @@ def _keep(batch, split: str, latest: dict[str, str] | None = None):
     m = pc.and_(m, pc.and_(pc.is_valid(batch["findings"]), pc.is_valid(batch["impression"])))
     if latest:
         m = pc.and_(m, current_mask(batch["report_id"], batch["source_sha256"], latest))
-    return batch.filter(m)
+    if since is not None:
+        at = pa.scalar(since[0], batch.schema.field("ingested_at").type)
+        cmp = pc.greater_equal if since[1] else pc.greater
+        m = pc.and_(m, pc.fill_null(cmp(batch["ingested_at"], at), False))
+    return batch.filter(m).select(COLUMNS)
 
 
-def read_split(root: str | Path, split: str, files: list[Path] | None = None):
+def read_split(root: str | Path, split: str, files: list[Path] | None = None, since=None):
     """Eligible rows of `split` as a Ray Dataset (hive partitions source=/split= under root), the
-    current view: the latest version of each report (radgpt.table.read_reports)."""
+    current view: the latest version of each report (radgpt.table.read_reports).
+
+    since: (time, inclusive) or None (radgpt.train.sources.since_time): only the reports whose
+    latest version was ingested at/after (inclusive) or after that time."""
     import ray
     from ray.data.datasource import Partitioning
 
@@ -63,12 +73,11 @@ def read_split(root: str | Path, split: str, files: list[Path] | None = None):
     ds = ray.data.read_parquet(
         [str(p) for p in mine],
         partitioning=Partitioning("hive", base_dir=str(root)),
-        columns=COLUMNS,
+        columns=[*COLUMNS, "ingested_at"],
     )
     latest = latest_versions(root, files)  # corrected reports only: small
-    return ds.map_batches(
-        _keep, batch_format="pyarrow", fn_kwargs={"split": split, "latest": latest}
-    )
+    kw = {"split": split, "latest": latest, "since": since}
+    return ds.map_batches(_keep, batch_format="pyarrow", fn_kwargs=kw)
 
 
 def snapshot(root: str | Path, files: list[Path], rows: dict[str, list[dict]]) -> dict:

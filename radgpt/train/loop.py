@@ -69,6 +69,30 @@ def build_model(model, cfg):
     return model, got
 
 
+def load_init(model, d: Path, method: str) -> int:
+    """Start from an earlier adapter (train.init_adapter): copy its LoRA weights into the fresh
+    LoRA layers (or, method full, its whole state); returns how many tensors were loaded."""
+    from safetensors.torch import load_file
+
+    if method == "lora":
+        from peft import set_peft_model_state_dict
+
+        sd = load_file(d / "adapter_model.safetensors")
+        res = set_peft_model_state_dict(model, sd)
+        missing = [k for k in res.missing_keys if "lora_" in k]
+        if res.unexpected_keys or missing:
+            raise ValueError(
+                f"init adapter {d} does not fit this LoRA: unexpected {res.unexpected_keys[:3]}, "
+                f"missing {missing[:3]}"
+            )
+        return len(sd)
+    from transformers import AutoModelForCausalLM
+
+    sd = AutoModelForCausalLM.from_pretrained(d).state_dict()
+    model.load_state_dict(sd)
+    return len(sd)
+
+
 def lr_lambda(schedule: str, warmup: int, total: int):
     def f(step: int) -> float:  # multiplier of cfg.train.lr at optimizer step `step`
         if step < warmup:
@@ -172,7 +196,7 @@ def _restore(d: Path, model, opt, sched, method: str) -> dict:
 
 
 def train_loop(config: dict) -> None:
-    """Ray Train entry: config = {cfg (JSON), base, metrics, retrieval, resume_from}."""
+    """Ray Train entry: config = {cfg (JSON), base, metrics, retrieval, resume_from, init_adapter}."""
     import psutil
     import ray.train
     import ray.train.torch
@@ -196,6 +220,8 @@ def train_loop(config: dict) -> None:
     tpl = prompts.get(cfg.model.template)
     base = AutoModelForCausalLM.from_pretrained(config["base"], dtype=torch.float32)
     model, n_train = build_model(base, cfg)
+    if config.get("init_adapter"):  # a checkpoint of this run, when resuming, overrides it below
+        load_init(model, Path(config["init_adapter"]), t.method)
     model = ray.train.torch.prepare_model(model)
 
     retr = Retriever.load(config["retrieval"]) if config.get("retrieval") else None

@@ -1,15 +1,23 @@
 """`radgpt train`: the eligible train split of the canonical table -> a PEFT adapter + record.
 
     radgpt train [--config FILE] [--data DIR] [--base-model DIR] [--out DIR] [--resume] [--max-steps N]
+                 [--since DATE|INGEST_RUN_ID|champion] [--init-adapter DIR|registry:champion]
 
 Driver side: reads the table through Ray Data, fits the retriever (train.retrieval_k > 0), starts a
 Ray Train TorchTrainer (radgpt/train/loop.py) with checkpoints under
 <paths.checkpoints>/<run_id>/, then copies the final checkpoint's adapter to --out (default
-<paths.models>/adapters/<run_id>) and writes adapter_record.json next to it.
+<paths.models>/adapters/<run_id>) and writes adapter_record.json next to it. With registry.track
+the run goes to the model registry (radgpt.model.registry: params, metrics, record, adapter) and,
+with registry.register_versions, becomes a new version aliased `challenger`.
+Retraining (radgpt.train.sources): train.since narrows the train split to the reports whose
+latest version was ingested since (the current view: a corrected report's latest version replaces
+its earlier ones in every split, radgpt.table.read_reports), train.init_adapter starts from an
+adapter's weights.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -79,8 +87,14 @@ def run_train(
         if max_steps is not None:
             cfg.train.max_steps = max_steps
         root, base, out = Path(saved["data"]), require_dir(saved["base"]), out or saved["out"]
+        since, init = saved.get("since"), saved.get("init")
+        since = since and (dt.datetime.fromisoformat(since[0]), since[1])
     else:
+        from radgpt.train.sources import init_adapter, since_time
+
         root, base = cfg.path("table"), ensure_default_model(cfg)
+        since = since_time(cfg, cfg.train.since)
+        init = init_adapter(cfg, cfg.train.init_adapter, base_sha256(base))
     run_id = run_dir.name if run_dir else new_run_id("train")
     run_dir = ckpt_root / run_id
     out = Path(out) if out else cfg.path("models") / "adapters" / run_id
@@ -88,11 +102,16 @@ def run_train(
 
     init_ray(cfg)
     files = data.table_files(root)
-    ds = {s: data.read_split(root, s, files).materialize() for s in ("train", "validate")}
+    ds = {
+        s: data.read_split(root, s, files, since if s == "train" else None).materialize()
+        for s in ("train", "validate")
+    }
     rows = {s: _rows(d, ["report_id", "pair_sha256"]) for s, d in ds.items()}
     if not rows["train"]:
-        raise ValueError(f"no eligible train rows in {root}")
+        when = f" ingested since {since[0].isoformat()}" if since else ""
+        raise ValueError(f"no eligible train rows{when} in {root}")
     snap = data.snapshot(root, files, rows)
+    snap["since"] = since[0].isoformat() if since else None
     log.info("train run %s: %s rows, data sha %s", run_id, snap["rows"], snap["sha256"][:12])
 
     retr_dir = None
@@ -117,6 +136,8 @@ def run_train(
                 "base": str(base),
                 "out": str(out),
                 "started_at": utcnow().isoformat(),
+                "since": since and [since[0].isoformat(), since[1]],
+                "init": init,
             },
         )
     start_ck = latest_checkpoint(run_dir)
@@ -132,6 +153,7 @@ def run_train(
             "metrics": str(run_dir / "metrics.jsonl"),
             "retrieval": str(retr_dir) if retr_dir else None,
             "resume_from": str(start_ck) if start_ck else None,
+            "init_adapter": init["dir"] if init else None,
         },
         scaling_config=ScalingConfig(
             num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=res
@@ -174,6 +196,7 @@ def run_train(
         "finished_at": utcnow().isoformat(),
         "wall_s": round(time.time() - t0, 1),
         "resumed": bool(start_ck),
+        "init_adapter": init,
     }
     rec = adapter.build(cfg, out, base, base_sha256(base), snap, run, state)
     write_json_atomic(out / "adapter_record.json", rec)
@@ -186,4 +209,16 @@ def run_train(
         state["truncated"],
         state["dropped"],
     )
-    return {**rec, "adapter_dir": str(out)}
+    result = {**rec, "adapter_dir": str(out)}
+    if cfg.registry.track:
+        from radgpt.model import registry
+
+        try:
+            result["registry"] = registry.log_training(cfg, rec, out)
+        except Exception as e:
+            raise RuntimeError(
+                f"adapter {rec['adapter_id']} is in {out}, but logging it to the model registry "
+                f"{registry.uri(cfg)} failed ({type(e).__name__}: {e}); log it again with "
+                f"`radgpt registry register {out}`"
+            ) from e
+    return result

@@ -15,6 +15,7 @@ SYS_DRAFT = "urn:radgpt:draft-id"
 SYS_REPORT = "urn:radgpt:report-id"
 SYS_MODEL = "urn:radgpt:base-model-sha256"
 SYS_ADAPTER = "urn:radgpt:adapter-id"
+SYS_ADAPTER_VERSION = "urn:radgpt:adapter-version"  # models:/<model>/<n>: the model registry's
 BASE = (
     "https://radgpt.local/fhir"  # the project's canonical base: StructureDefinition/, CodeSystem/
 )
@@ -60,6 +61,8 @@ def device(row: dict) -> dict:
     ids = [{"system": SYS_MODEL, "value": row["base_model_sha256"]}]
     if row.get("adapter_id"):
         ids.append({"system": SYS_ADAPTER, "value": row["adapter_id"]})
+    if row.get("adapter_version"):
+        ids.append({"system": SYS_ADAPTER_VERSION, "value": row["adapter_version"]})
     names = [{"name": str(row["base_model"]).rsplit("/", 1)[-1], "type": "model-name"}]
     return {
         "resourceType": "Device",
