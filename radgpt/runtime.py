@@ -1,18 +1,25 @@
-"""Shared runtime plumbing: logging, code version, ids, Spark session, local/cluster Ray.
+"""Shared runtime plumbing: logging, code version, ids, Spark session, local/cluster Ray, exits.
 
 Heavy imports (pyspark, ray) stay inside functions so that `radgpt --help` is fast.
+A local Spark or Ray started here listens on 127.0.0.1 only; `exit_on_sigterm` turns SIGTERM into
+an exception so that every `finally` (work files, staged rows) runs, and `stop_sessions` ends the
+Spark JVM and the Ray processes this program started (docs/operations.md, "Exits and ports").
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -155,6 +162,16 @@ def spark_session(cfg, app_name: str | None = None):
         # cost the JVM ~0.5-1 CPU-s per 100k reports and saved little memory
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
     }
+    master = submitted.get("spark.master") or cfg.spark.conf.get(
+        "spark.master", ours["spark.master"]
+    )
+    if master.startswith("local"):
+        # a local run listens on loopback only: the driver's RPC and block manager bind 127.0.0.1
+        # and the UI is off (spark.conf spark.ui.enabled=true turns it on: on 127.0.0.1 through
+        # SPARK_LOCAL_IP, without its kill links)
+        ours |= {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1",
+                 "spark.ui.enabled": "false", "spark.ui.killEnabled": "false"}  # fmt: skip
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         # the JVM starts here (under spark-submit it already runs): a nightly job is one
         # short-lived JVM whose queries touch narrow key rows only, so the C2 JIT's compile time
@@ -190,30 +207,158 @@ def init_ray(cfg):
             "TOKENIZERS_PARALLELISM": "false",
         }
     }
+    ours = signal.getsignal(signal.SIGTERM) is _on_sigterm  # ray.init sets its own handler
     if addr:
         ray.init(address=addr, namespace=cfg.ray.namespace, runtime_env=env, log_to_driver=True)
     else:
-        ray.init(
-            num_cpus=cfg.ray.num_cpus,
-            namespace=cfg.ray.namespace,
-            runtime_env=env,
-            include_dashboard=False,
-            log_to_driver=True,
-        )
+        _init_local_ray(ray, cfg, env)
+    if ours:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = True
     return ray
 
 
-def stop_spark(spark) -> None:
+def _init_local_ray(ray, cfg, env: dict) -> None:
+    """Start a local Ray whose every port listens on 127.0.0.1 (docs/operations.md).
+
+    Ray binds its servers to all interfaces unless its node address is loopback, which it
+    chooses by itself only where clusters are off (ray_constants.ENABLE_RAY_CLUSTER, macOS and
+    Windows); ray.init(_node_ip_address="127.0.0.1") is turned back into the host's address. So
+    that switch is off while this node starts (it is read then). The dashboard: ray.dashboard.
+    """
+    from ray._private import ray_constants
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report, no metadata probes
+    was = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(
+            num_cpus=cfg.ray.num_cpus,
+            namespace=cfg.ray.namespace,
+            runtime_env=env,
+            include_dashboard=cfg.ray.dashboard,
+            dashboard_host="127.0.0.1",
+            log_to_driver=True,
+        )
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = was
+    token = Path.home() / ".ray" / "auth_token"  # Ray's token auth writes it with the umask's mode
+    if token.is_file() and token.stat().st_uid == os.getuid():
+        token.chmod(0o600)
+
+
+class Terminated(SystemExit):
+    """SIGTERM, raised in the main thread under `exit_on_sigterm` (exit code 143). A SystemExit:
+    `finally` blocks run, `except Exception` does not catch it."""
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signum, _again)  # one is enough: cleanup runs, a second signal is not stacked
+    raise Terminated(128 + signum)
+
+
+def _again(signum, frame):
+    log.warning(
+        "signal %d again: already stopping (removing work files, stopping Spark/Ray)", signum
+    )
+
+
+@contextlib.contextmanager
+def exit_on_sigterm():
+    """While the block runs, SIGTERM raises Terminated in the main thread instead of killing the
+    process outright, so that work files are removed and child processes stopped on the way
+    out. Only where SIGTERM would kill (the default handler) or is already ours; the previous
+    handler comes back after the block. A no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    prev = signal.getsignal(signal.SIGTERM)
+    if prev not in (signal.SIG_DFL, _on_sigterm, _again):  # someone else's choice: kept
+        yield
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, prev)
+
+
+def _bounded(fn, timeout_s: float) -> bool:
+    """fn() in a helper thread, waited for at most timeout_s; True when it finished.
+
+    After a signal interrupted a py4j call in the main thread, that thread's gateway connection
+    may still wait for the call's answer; a fresh thread talks to the JVM on its own connection.
+    """
+    t = threading.Thread(target=fn, name="radgpt-stop", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return not t.is_alive()
+
+
+def cancel_spark_jobs(spark, wait_s: float = 20.0) -> None:
+    """Cancel a session's jobs and wait (at most wait_s) until none of its tasks runs, so that
+    files removed next are not written again by a task that was still running."""
+
+    def cancel():
+        sc = spark.sparkContext
+        sc.cancelAllJobs()
+        tracker, end = sc._jsc.sc().statusTracker(), time.monotonic() + wait_s
+        while time.monotonic() < end and any(
+            e.numRunningTasks() for e in tracker.getExecutorInfos()
+        ):
+            time.sleep(0.2)
+
+    if not _bounded(lambda: _quietly(cancel), wait_s + 5):
+        log.warning("Spark jobs still running after %g s", wait_s)
+
+
+def _quietly(fn) -> None:
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - best effort on the way out; the JVM may be gone
+        log.debug("on the way out: %s", e)
+
+
+def _sessions() -> tuple:
+    """(the active SparkContext or None, whether Ray is initialized), without importing either."""
+    sc = (
+        sys.modules["pyspark"].SparkContext._active_spark_context
+        if "pyspark" in sys.modules
+        else None
+    )
+    return sc, "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+@contextlib.contextmanager
+def stopping_sessions():
+    """On the way out of the block (SIGTERM and Ctrl-C included), stop the Spark session and the
+    Ray it started, not ones that ran before it: the JVM, its Python workers and Ray's processes
+    end with the command."""
+    sc0, ray0 = _sessions()
+    try:
+        yield
+    finally:
+        sc, ray_up = _sessions()
+        if sc is not None and sc is not sc0:
+            from pyspark.sql import SparkSession
+
+            stop_spark(SparkSession(sc))
+        if ray_up and not ray0:
+            sys.modules["ray"].shutdown()
+
+
+def stop_spark(spark, timeout_s: float = 60.0) -> None:
     """Stop a session this program started and end its JVM (frees ~1 GB before drafting).
 
     SparkSession.stop() leaves the py4j gateway JVM running; a later step in the same process
-    would share the machine with it.
+    would share the machine with it. The stop runs in a helper thread (`_bounded`): when it
+    does not end in timeout_s, the JVM is terminated (its shutdown hook stops the context).
     """
     from pyspark import SparkContext
 
-    spark.stop()
+    _bounded(lambda: _quietly(spark.stop), timeout_s)
+    SparkContext._active_spark_context = None
     gw = SparkContext._gateway
     if gw is None:
         return
@@ -224,6 +369,10 @@ def stop_spark(spark) -> None:
     proc = getattr(gw, "proc", None)
     if proc is not None:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
     SparkContext._gateway = None
     SparkContext._jvm = None

@@ -129,19 +129,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. SIGTERM and Ctrl-C end it cleanly: work files and staged rows are removed
+    on the way out (`finally`), then the Spark JVM and the Ray this process started are stopped
+    (radgpt.runtime.stopping_sessions); exit codes 143 and 130. Another run holding a table's lock:
+    exit code 75 (EX_TEMPFAIL) with a message naming it."""
     from radgpt.config import ConfigError
-    from radgpt.runtime import setup_logging
+    from radgpt.runtime import Terminated, exit_on_sigterm, setup_logging, stopping_sessions
 
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    try:
-        rc = args.func(args)
-    except ConfigError as e:
-        log.error("%s", e)
-        return 2
-    except FileNotFoundError as e:
-        log.error("%s", e)
-        return 2
+    from radgpt.table import TableBusy  # after --help (pyarrow)
+
+    with exit_on_sigterm():
+        try:
+            with stopping_sessions():
+                rc = args.func(args)
+        except (ConfigError, FileNotFoundError) as e:
+            log.error("%s", e)
+            return 2
+        except TableBusy as e:
+            log.error("%s", e)
+            return 75
+        except Terminated as e:
+            log.error("stopped by SIGTERM: work files removed, Spark and Ray stopped")
+            return int(e.code)
+        except KeyboardInterrupt:
+            log.error("interrupted: work files removed, Spark and Ray stopped")
+            return 130
     return int(rc or 0)
 
 
