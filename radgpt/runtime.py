@@ -1,9 +1,8 @@
-"""Shared runtime plumbing: logging, code version, ids, Spark session, local/cluster Ray, exits.
+"""Shared runtime plumbing: logging, code version, ids, Spark session, local/cluster Ray.
 
 Heavy imports (pyspark, ray) stay inside functions so that `radgpt --help` is fast.
-A local Spark or Ray started here listens on 127.0.0.1 only; `exit_on_sigterm` turns SIGTERM into
-an exception so that every `finally` (work files, staged rows) runs, and `stop_sessions` ends the
-Spark JVM and the Ray processes this program started (docs/operations.md, "Exits and ports").
+A local Spark or Ray started here listens on 127.0.0.1 only (docs/operations.md, "Ports");
+radgpt.exits stops them on every way out.
 """
 
 from __future__ import annotations
@@ -207,16 +206,42 @@ def init_ray(cfg):
             "TOKENIZERS_PARALLELISM": "false",
         }
     }
-    ours = signal.getsignal(signal.SIGTERM) is _on_sigterm  # ray.init sets its own handler
-    if addr:
-        ray.init(address=addr, namespace=cfg.ray.namespace, runtime_env=env, log_to_driver=True)
-    else:
-        _init_local_ray(ray, cfg, env)
-    if ours:
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    with _keeping_sigterm(ray):
+        if addr:
+            ray.init(address=addr, namespace=cfg.ray.namespace, runtime_env=env, log_to_driver=True)
+        else:
+            _init_local_ray(ray, cfg, env)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = True
     return ray
+
+
+@contextlib.contextmanager
+def _keeping_sigterm(ray):
+    """ray.init installs a SIGTERM handler of its own (sys.exit(15)): a Python handler the
+    program installed (radgpt.exits.exit_on_sigterm) stays, also while Ray starts, so that a
+    SIGTERM then still stops what has started. SIG_DFL: Ray's handler, as Ray means it."""
+    prev = signal.getsignal(signal.SIGTERM)
+    if not callable(prev):
+        yield
+        return
+    from ray._private import ray_constants
+
+    utils = getattr(ray._private, "utils", None)
+    real = getattr(utils, "set_sigterm_handler", None)
+    if real is not None:
+        utils.set_sigterm_handler = lambda handler: None
+    # the driver's core worker would install absl's crash handler, which takes SIGTERM too
+    # (prints a stack, aborts): not in this process (Ray's workers keep theirs)
+    crash = getattr(ray_constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER", False)
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    try:
+        yield
+    finally:
+        if real is not None:
+            utils.set_sigterm_handler = real
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = crash
+        signal.signal(signal.SIGTERM, prev)
 
 
 def _init_local_ray(ray, cfg, env: dict) -> None:
@@ -248,43 +273,7 @@ def _init_local_ray(ray, cfg, env: dict) -> None:
         token.chmod(0o600)
 
 
-class Terminated(SystemExit):
-    """SIGTERM, raised in the main thread under `exit_on_sigterm` (exit code 143). A SystemExit:
-    `finally` blocks run, `except Exception` does not catch it."""
-
-
-def _on_sigterm(signum, frame):
-    signal.signal(signum, _again)  # one is enough: cleanup runs, a second signal is not stacked
-    raise Terminated(128 + signum)
-
-
-def _again(signum, frame):
-    log.warning(
-        "signal %d again: already stopping (removing work files, stopping Spark/Ray)", signum
-    )
-
-
-@contextlib.contextmanager
-def exit_on_sigterm():
-    """While the block runs, SIGTERM raises Terminated in the main thread instead of killing the
-    process outright, so that work files are removed and child processes stopped on the way
-    out. Only where SIGTERM would kill (the default handler) or is already ours; the previous
-    handler comes back after the block. A no-op outside the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    prev = signal.getsignal(signal.SIGTERM)
-    if prev not in (signal.SIG_DFL, _on_sigterm, _again):  # someone else's choice: kept
-        yield
-        return
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, prev)
-
-
-def _bounded(fn, timeout_s: float) -> bool:
+def bounded(fn, timeout_s: float) -> bool:
     """fn() in a helper thread, waited for at most timeout_s; True when it finished.
 
     After a signal interrupted a py4j call in the main thread, that thread's gateway connection
@@ -309,55 +298,28 @@ def cancel_spark_jobs(spark, wait_s: float = 20.0) -> None:
         ):
             time.sleep(0.2)
 
-    if not _bounded(lambda: _quietly(cancel), wait_s + 5):
+    if not bounded(lambda: quietly(cancel), wait_s + 5):
         log.warning("Spark jobs still running after %g s", wait_s)
 
 
-def _quietly(fn) -> None:
+def quietly(fn) -> None:
     try:
         fn()
     except Exception as e:  # noqa: BLE001 - best effort on the way out; the JVM may be gone
         log.debug("on the way out: %s", e)
 
 
-def _sessions() -> tuple:
-    """(the active SparkContext or None, whether Ray is initialized), without importing either."""
-    sc = (
-        sys.modules["pyspark"].SparkContext._active_spark_context
-        if "pyspark" in sys.modules
-        else None
-    )
-    return sc, "ray" in sys.modules and sys.modules["ray"].is_initialized()
-
-
-@contextlib.contextmanager
-def stopping_sessions():
-    """On the way out of the block (SIGTERM and Ctrl-C included), stop the Spark session and the
-    Ray it started, not ones that ran before it: the JVM, its Python workers and Ray's processes
-    end with the command."""
-    sc0, ray0 = _sessions()
-    try:
-        yield
-    finally:
-        sc, ray_up = _sessions()
-        if sc is not None and sc is not sc0:
-            from pyspark.sql import SparkSession
-
-            stop_spark(SparkSession(sc))
-        if ray_up and not ray0:
-            sys.modules["ray"].shutdown()
-
-
 def stop_spark(spark, timeout_s: float = 60.0) -> None:
-    """Stop a session this program started and end its JVM (frees ~1 GB before drafting).
+    """Stop a session (or SparkContext) this program started and end its JVM (frees ~1 GB
+    before drafting).
 
     SparkSession.stop() leaves the py4j gateway JVM running; a later step in the same process
-    would share the machine with it. The stop runs in a helper thread (`_bounded`): when it
+    would share the machine with it. The stop runs in a helper thread (`bounded`): when it
     does not end in timeout_s, the JVM is terminated (its shutdown hook stops the context).
     """
     from pyspark import SparkContext
 
-    _bounded(lambda: _quietly(spark.stop), timeout_s)
+    bounded(lambda: quietly(spark.stop), timeout_s)
     SparkContext._active_spark_context = None
     gw = SparkContext._gateway
     if gw is None:

@@ -11,7 +11,7 @@ EOS); in-process drafts: radgpt.draft.drafter.generate.
 Fault tolerance: a dead actor is restarted and its batch retried (draft.max_retries); drafts are
 keyed by a deterministic draft_id, so the commit keeps every selected report exactly once.
 The selection (Findings text) lives in <paths.runs>/<run_id>/ only while the run does: removed on
-every way out (SIGTERM included: radgpt.runtime.exit_on_sigterm); a run killed outright
+every way out (SIGTERM included: radgpt.exits.exit_on_sigterm); a run killed outright
 (SIGKILL) leaves it to the next run, which removes the folders of runs no longer alive (each
 live run holds its folder's lock).
 """
@@ -133,7 +133,7 @@ def run_draft(cfg: Config, *, actor=Drafter) -> dict:
     actor: the class each Ray actor instantiates, Drafter or a subclass taking the same
     arguments; the fault-injection seam of tests (a subclass that dies mid-run).
     """
-    from radgpt.runtime import exit_on_sigterm
+    from radgpt.exits import exit_on_sigterm
 
     with exit_on_sigterm():
         return _run(cfg, actor)
@@ -196,10 +196,14 @@ def _run(cfg: Config, actor) -> dict:
 
             parts = []
             t_draft = time.perf_counter()
-            with tqdm(total=len(sel), desc="drafting", unit="report") as bar:
-                for b in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-                    parts.append(b)
-                    bar.update(len(b))
+            batches = iter(ds.iter_batches(batch_format="pyarrow", batch_size=None))
+            try:
+                with tqdm(total=len(sel), desc="drafting", unit="report") as bar:
+                    for b in batches:
+                        parts.append(b)
+                        bar.update(len(b))
+            finally:  # Ray Data's executor stops here, before Ray does (SIGTERM: ray.shutdown)
+                batches.close()
             seconds = time.perf_counter() - t_draft
         finally:
             shutil.rmtree(stage, ignore_errors=True)  # the selection holds report text: not kept

@@ -165,7 +165,8 @@ def run_ingest(cfg: Config, spark=None) -> dict:
     fails at once or waits ingest.lock_wait_s) from before their recovery to after their commits.
     On every way out (an error, SIGTERM, Ctrl-C) its work files and staged rows are removed;
     interrupted, its Spark jobs are cancelled first (the tasks write those files)."""
-    from radgpt.runtime import exit_on_sigterm, spark_session
+    from radgpt.exits import exit_on_sigterm
+    from radgpt.runtime import spark_session
 
     if not cfg.ingest.inputs:
         raise ConfigError("ingest.inputs: no inputs given (pass INPUT paths or set ingest.inputs)")
@@ -188,6 +189,7 @@ def _ingest(cfg: Config, spark, run_id: str, now, root: Path, qroot: Path) -> di
     """run_ingest's run, under the locks."""
     from pyspark import StorageLevel
 
+    from radgpt.exits import terminating
     from radgpt.ingest.cohort import transform
     from radgpt.runtime import cancel_spark_jobs
 
@@ -275,8 +277,8 @@ def _ingest(cfg: Config, spark, run_id: str, now, root: Path, qroot: Path) -> di
         log.info("quarantine and footer checks (%.1fs)", timings["quarantine_s"])
         parsed.unpersist()
     except BaseException as e:
-        if not isinstance(e, Exception):  # SIGTERM or Ctrl-C: tasks may still write work files
-            cancel_spark_jobs(spark)
+        if not isinstance(e, Exception) or terminating():  # SIGTERM, Ctrl-C: tasks may still run
+            cancel_spark_jobs(spark)  # and write work files
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
