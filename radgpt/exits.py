@@ -191,31 +191,6 @@ def _reap(pids: set[int], grace_s: float = 5.0) -> None:
             os.kill(p, signal.SIGKILL)
 
 
-# outlives the command: once its parent has gone, waits GRACE_S and kills what is left of the
-# listed processes (pid:start time, so that a reused pid is never hit)
-_WATCHDOG = """
-import os, signal, sys, time
-def start(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] == "Z" else fields[19]
-parent, grace = int(sys.argv[1]), float(sys.argv[2])
-while start(parent):
-    time.sleep(0.2)
-time.sleep(grace)
-for arg in sys.argv[3:]:
-    pid, when = arg.split(":")
-    if start(pid) == when:
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except OSError:
-            pass
-"""
-
-
 def _start(pid: int) -> str | None:
     """A process's start time (/proc/<pid>/stat field 22); None when gone or a zombie."""
     try:
@@ -226,27 +201,44 @@ def _start(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]
 
 
+# outlives the command: once its parent has gone, waits `grace` and kills what is left of the
+# listed processes (pid:start time, so that a reused pid is never hit)
+_WATCHDOG = """
+parent, grace = int(sys.argv[1]), float(sys.argv[2])
+while _start(parent):
+    time.sleep(0.2)
+time.sleep(grace)
+for arg in sys.argv[3:]:
+    pid, when = arg.split(":")
+    if _start(pid) == when:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
 def _watch(pids: set[int], grace_s: float = 5.0) -> None:
     """Start the watchdog (_WATCHDOG) for pids; Linux (/proc) only."""
     listed = [f"{p}:{t}" for p in sorted(pids) if (t := _start(p))]
     if not listed:
         return
+    import inspect
     import subprocess
 
+    code = "import os, signal, sys, time\n" + inspect.getsource(_start) + _WATCHDOG
     subprocess.Popen(
-        [sys.executable, "-I", "-c", _WATCHDOG, str(os.getpid()), str(grace_s), *listed],
+        [sys.executable, "-I", "-c", code, str(os.getpid()), str(grace_s), *listed],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
 
 
 def _alive(pid: int) -> bool:
+    if os.path.isdir("/proc"):
+        return _start(pid) is not None  # a zombie is gone
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is gone
-    except OSError:
-        try:
-            os.kill(pid, 0)
-            return True
-        except (ProcessLookupError, PermissionError):
-            return False
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
