@@ -1,7 +1,7 @@
 """Shared runtime plumbing: logging, code version, ids, Spark session, local/cluster Ray.
 
 Heavy imports (pyspark, ray) stay inside functions so that `radgpt --help` is fast.
-A local Spark or Ray started here listens on 127.0.0.1 only (docs/operations.md, "Ports");
+A local Spark or Ray started here listens on 127.0.0.1 only (docs/operations.md, "Local runs");
 radgpt.exits stops them on every way out.
 """
 
@@ -255,8 +255,8 @@ def _init_local_ray(ray, cfg, env: dict) -> None:
     from ray._private import ray_constants
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report, no metadata probes
-    was = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    was = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False  # tests/test_exits.py checks the listening sockets
     try:
         ray.init(
             num_cpus=cfg.ray.num_cpus,
