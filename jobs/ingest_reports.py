@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from radgpt.config import ConfigError
     from radgpt.ingest.run import run_ingest
     from radgpt.runtime import setup_logging
+    from radgpt.table import TableBusy
 
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TableBusy as e:  # another ingest writes this table (the message names it)
+        print(f"error: {e}", file=sys.stderr)
+        return 75
     print_summary(manifest)
     return 0
 

@@ -66,6 +66,9 @@ class RayCfg(_Cfg):
     address: str | None = None  # None: RAY_ADDRESS env or a local Ray started by the program
     num_cpus: int | None = Field(default=None, ge=1)  # only for a local Ray
     namespace: str = "radgpt"
+    # Ray's dashboard with a local Ray (on 127.0.0.1, like every port of a local Ray); off by
+    # default: nothing to look at in a nightly batch, and it probes cloud metadata endpoints
+    dashboard: bool = False
 
 
 class PathsCfg(_Cfg):
@@ -121,6 +124,9 @@ class IngestCfg(_Cfg):
     min_impression_words: int = Field(default=2, ge=0)
     max_member_bytes: int = Field(default=5_000_000, ge=1)  # larger members are quarantined
     csv_rows_per_unit: int = Field(default=2000, ge=1)  # rows/lines/members per Spark work unit
+    # seconds to wait for another ingest that holds the table's lock (<table>/_lock) before
+    # failing with a message naming it (run id, pid, host, start); 0 = fail at once
+    lock_wait_s: float = Field(default=0, ge=0)
     csv: CsvMapCfg = Field(default_factory=CsvMapCfg)
 
 
@@ -207,11 +213,15 @@ class DraftCfg(_Cfg):
     temperature: float = Field(default=1.0, gt=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_retries: int = Field(default=3, ge=0)
+    # seconds a run's commit waits for another drafting run's commit to the drafts table (its lock)
+    lock_wait_s: float = Field(default=300, ge=0)
 
 
 class ServeCfg(_Cfg):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # larger request bodies get 413 before they are read (Content-Length, or counted as they come)
+    max_body_bytes: int = Field(default=262_144, ge=1024)
     max_batch_size: int = Field(default=8, ge=1)
     batch_wait_timeout_s: float = Field(default=0.05, ge=0)
 

@@ -1,18 +1,24 @@
 """Shared runtime plumbing: logging, code version, ids, Spark session, local/cluster Ray.
 
 Heavy imports (pyspark, ray) stay inside functions so that `radgpt --help` is fast.
+A local Spark or Ray started here listens on 127.0.0.1 only (docs/operations.md, "Local runs");
+radgpt.exits stops them on every way out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -155,6 +161,16 @@ def spark_session(cfg, app_name: str | None = None):
         # cost the JVM ~0.5-1 CPU-s per 100k reports and saved little memory
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
     }
+    master = submitted.get("spark.master") or cfg.spark.conf.get(
+        "spark.master", ours["spark.master"]
+    )
+    if master.startswith("local"):
+        # a local run listens on loopback only: the driver's RPC and block manager bind 127.0.0.1
+        # and the UI is off (spark.conf spark.ui.enabled=true turns it on: on 127.0.0.1 through
+        # SPARK_LOCAL_IP, without its kill links)
+        ours |= {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1",
+                 "spark.ui.enabled": "false", "spark.ui.killEnabled": "false"}  # fmt: skip
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         # the JVM starts here (under spark-submit it already runs): a nightly job is one
         # short-lived JVM whose queries touch narrow key rows only, so the C2 JIT's compile time
@@ -190,30 +206,121 @@ def init_ray(cfg):
             "TOKENIZERS_PARALLELISM": "false",
         }
     }
-    if addr:
-        ray.init(address=addr, namespace=cfg.ray.namespace, runtime_env=env, log_to_driver=True)
-    else:
-        ray.init(
-            num_cpus=cfg.ray.num_cpus,
-            namespace=cfg.ray.namespace,
-            runtime_env=env,
-            include_dashboard=False,
-            log_to_driver=True,
-        )
+    with _keeping_sigterm(ray):
+        if addr:
+            ray.init(address=addr, namespace=cfg.ray.namespace, runtime_env=env, log_to_driver=True)
+        else:
+            _init_local_ray(ray, cfg, env)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = True
     return ray
 
 
-def stop_spark(spark) -> None:
-    """Stop a session this program started and end its JVM (frees ~1 GB before drafting).
+@contextlib.contextmanager
+def _keeping_sigterm(ray):
+    """ray.init installs a SIGTERM handler of its own (sys.exit(15)): a Python handler the
+    program installed (radgpt.exits.exit_on_sigterm) stays, also while Ray starts, so that a
+    SIGTERM then still stops what has started. SIG_DFL: Ray's handler, as Ray means it."""
+    prev = signal.getsignal(signal.SIGTERM)
+    if not callable(prev):
+        yield
+        return
+    from ray._private import ray_constants
+
+    utils = getattr(ray._private, "utils", None)
+    real = getattr(utils, "set_sigterm_handler", None)
+    if real is not None:
+        utils.set_sigterm_handler = lambda handler: None
+    # the driver's core worker would install absl's crash handler, which takes SIGTERM too
+    # (prints a stack, aborts): not in this process (Ray's workers keep theirs)
+    crash = getattr(ray_constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER", False)
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    try:
+        yield
+    finally:
+        if real is not None:
+            utils.set_sigterm_handler = real
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = crash
+        signal.signal(signal.SIGTERM, prev)
+
+
+def _init_local_ray(ray, cfg, env: dict) -> None:
+    """Start a local Ray whose every port listens on 127.0.0.1 (docs/operations.md).
+
+    Ray binds its servers to all interfaces unless its node address is loopback, which it
+    chooses by itself only where clusters are off (ray_constants.ENABLE_RAY_CLUSTER, macOS and
+    Windows); ray.init(_node_ip_address="127.0.0.1") is turned back into the host's address. So
+    that switch is off while this node starts (it is read then). The dashboard: ray.dashboard.
+    """
+    from ray._private import ray_constants
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report, no metadata probes
+    was = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False  # tests/test_exits.py checks the listening sockets
+    try:
+        ray.init(
+            num_cpus=cfg.ray.num_cpus,
+            namespace=cfg.ray.namespace,
+            runtime_env=env,
+            include_dashboard=cfg.ray.dashboard,
+            dashboard_host="127.0.0.1",
+            log_to_driver=True,
+        )
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = was
+    token = Path.home() / ".ray" / "auth_token"  # Ray's token auth writes it with the umask's mode
+    if token.is_file() and token.stat().st_uid == os.getuid():
+        token.chmod(0o600)
+
+
+def bounded(fn, timeout_s: float) -> bool:
+    """fn() in a helper thread, waited for at most timeout_s; True when it finished.
+
+    After a signal interrupted a py4j call in the main thread, that thread's gateway connection
+    may still wait for the call's answer; a fresh thread talks to the JVM on its own connection.
+    """
+    t = threading.Thread(target=fn, name="radgpt-stop", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return not t.is_alive()
+
+
+def cancel_spark_jobs(spark, wait_s: float = 20.0) -> None:
+    """Cancel a session's jobs and wait (at most wait_s) until none of its tasks runs, so that
+    files removed next are not written again by a task that was still running."""
+
+    def cancel():
+        sc = spark.sparkContext
+        sc.cancelAllJobs()
+        tracker, end = sc._jsc.sc().statusTracker(), time.monotonic() + wait_s
+        while time.monotonic() < end and any(
+            e.numRunningTasks() for e in tracker.getExecutorInfos()
+        ):
+            time.sleep(0.2)
+
+    if not bounded(lambda: quietly(cancel), wait_s + 5):
+        log.warning("Spark jobs still running after %g s", wait_s)
+
+
+def quietly(fn) -> None:
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - best effort on the way out; the JVM may be gone
+        log.debug("on the way out: %s", e)
+
+
+def stop_spark(spark, timeout_s: float = 60.0) -> None:
+    """Stop a session (or SparkContext) this program started and end its JVM (frees ~1 GB
+    before drafting).
 
     SparkSession.stop() leaves the py4j gateway JVM running; a later step in the same process
-    would share the machine with it.
+    would share the machine with it. The stop runs in a helper thread (`bounded`): when it
+    does not end in timeout_s, the JVM is terminated (its shutdown hook stops the context).
     """
     from pyspark import SparkContext
 
-    spark.stop()
+    bounded(lambda: quietly(spark.stop), timeout_s)
+    SparkContext._active_spark_context = None
     gw = SparkContext._gateway
     if gw is None:
         return
@@ -224,6 +331,10 @@ def stop_spark(spark) -> None:
     proc = getattr(gw, "proc", None)
     if proc is not None:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
     SparkContext._gateway = None
     SparkContext._jvm = None

@@ -4,6 +4,7 @@ Layout of a table root:
     <root>/source=<s>/split=<sp>/part-<run_id>-<n>.parquet   hive partitions, readable by any engine
     <root>/_manifests/<run_id>.json                          one per committed run: files + counts
     <root>/_staging-<run_id>/...                             a run being written (ignored by readers)
+    <root>/_lock                                             held (flock) by the run writing the table
 
 A run writes into its staging dir, moves the files into place, then writes its manifest: the
 manifest is the commit. `recover(root)` (called before each run) deletes staging dirs and any file
@@ -15,25 +16,100 @@ The reports table keeps every version of a corrected report (schemas/reports.jso
 supersedes): `read_reports` gives the current view (the latest version of each report_id) unless
 asked for all versions; `latest_versions` + `current_mask` give the same view to other readers
 (Ray Data in radgpt.train.data).
+Writers hold the table's lock (`locked`) from before `recover` to after `commit`, so one run's
+recovery never removes another live run's files. The lock is an OS lock (fcntl.flock) on `_lock`:
+it goes with its holder's process, however that ends (SIGKILL included); the file names the holder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from radgpt.runtime import write_json_atomic
+from radgpt.runtime import utcnow, write_json_atomic
 from radgpt.schema import ContractError, arrow_schema
 
 log = logging.getLogger(__name__)
 MANIFESTS = "_manifests"
+LOCK = "_lock"
+
+
+class TableBusy(RuntimeError):
+    """Another run holds the table's lock (the message names it)."""
+
+
+def holder(root: str | os.PathLike) -> dict | None:
+    """Who holds (or last held) the table's lock, as written into `_lock`; None when unknown."""
+    try:
+        return json.loads((Path(root) / LOCK).read_text() or "null")
+    except (OSError, ValueError):
+        return None
+
+
+def _busy(root: Path, wait_s: float) -> TableBusy:
+    h = holder(root) or {}
+    who = (
+        f"run {h.get('run_id')} ({h.get('command')}, pid {h.get('pid')} on host {h.get('host')}, "
+        f"since {h.get('started_at')})"
+        if h
+        else "a run that is starting"
+    )
+    waited = f" after waiting {wait_s:g} s" if wait_s else ""
+    return TableBusy(
+        f"{root} is locked by {who}{waited}: one run writes a table at a time. Let it finish, or "
+        f"set ingest.lock_wait_s / draft.lock_wait_s to wait for it (lock file {root / LOCK})"
+    )
+
+
+@contextlib.contextmanager
+def locked(root: str | os.PathLike, run_id: str, wait_s: float = 0.0, command: str = "run"):
+    """Hold the table's exclusive lock `<root>/_lock` for the block; yields the holder record.
+
+    wait_s: how long to wait for another holder (0: raise TableBusy at once). The lock is
+    fcntl.flock on an open file, released when the block ends or the process dies; the file is
+    never removed (a waiter may have it open) and names the holder: run id, pid, host, start time.
+    On a shared volume the lock is as good as the volume's locks (NFSv4: lease-based, freed some
+    seconds after a dead client's lease ends; some FUSE/SMB/object-store mounts lock per host
+    only): docs/operations.md. A volume without locks fails here with the OS error (ENOLCK).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline, said = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise _busy(root, wait_s) from None
+                if not said:
+                    log.warning("%s is locked; waiting up to %g s: %s", root, wait_s, holder(root))
+                    said = True
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        me = {"run_id": run_id, "command": command, "pid": os.getpid(),
+              "host": socket.gethostname(), "started_at": utcnow().isoformat()}  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        try:
+            yield me
+        finally:
+            os.ftruncate(fd, 0)  # released: no holder named
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def manifests(root: str | os.PathLike) -> list[dict]:
@@ -60,7 +136,8 @@ def staged_rows(root: str | os.PathLike, run_id: str) -> int:
 
 
 def recover(root: str | os.PathLike) -> int:
-    """Remove staging dirs and uncommitted data files; returns how many paths were removed."""
+    """Remove staging dirs and uncommitted data files; returns how many paths were removed.
+    Call it holding the table's lock (`locked`): it removes every run's staging and work dirs."""
     root = Path(root)
     if not root.is_dir():
         return 0
@@ -90,14 +167,21 @@ def commit(root: str | os.PathLike, run_id: str, record: dict) -> dict:
     root = Path(root)
     st = staging_dir(root, run_id)
     files = []
-    for i, p in enumerate(sorted(st.rglob("*.parquet"))):
-        rel_dir = p.parent.relative_to(st)
-        dest = root / rel_dir / f"part-{run_id}-{i:05d}.parquet"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(p, dest)
-        files.append(str(dest.relative_to(root)))
-    manifest = {**record, "run_id": run_id, "files": files}
-    write_json_atomic(root / MANIFESTS / f"{run_id}.json", manifest)
+    path = root / MANIFESTS / f"{run_id}.json"
+    try:
+        for i, p in enumerate(sorted(st.rglob("*.parquet"))):
+            rel_dir = p.parent.relative_to(st)
+            dest = root / rel_dir / f"part-{run_id}-{i:05d}.parquet"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, dest)
+            files.append(str(dest.relative_to(root)))
+        manifest = {**record, "run_id": run_id, "files": files}
+        write_json_atomic(path, manifest)
+    except BaseException:  # SIGTERM or a failed rename: no uncommitted file stays in the table
+        if not path.exists():
+            for f in files:
+                (root / f).unlink(missing_ok=True)
+        raise
     shutil.rmtree(st, ignore_errors=True)
     return manifest
 

@@ -40,6 +40,7 @@ def url(tmp_path, tiny_model_dir, ray_local):
             "serve.max_batch_size": 4,
             "serve.batch_wait_timeout_s": 0.5,
             "serve.port": free_port(),
+            "serve.max_body_bytes": 1 << 20,
         }
     )
     assert cfg.serve.host == "127.0.0.1"  # localhost by default
@@ -86,3 +87,74 @@ def test_serve_http(url, tiny_model_dir):
         assert bad.status_code == code and "error" in bad.json(), kw
     assert get("/v1/impressions").status_code == 405
     assert get("/nope").status_code == 404 and "error" in get("/nope").json()
+
+    # deep nesting: 400, not a 500 with a traceback
+    deep = post(None, data=b"[" * 100_000 + b"]" * 100_000)
+    assert deep.status_code == 400 and "nested" in deep.json()["error"]
+    # an over-size body is refused from its headers: the 413 comes with 1 KiB of 200 MB sent
+    host, port = url.removeprefix("http://").split(":")
+    head = (f"POST /v1/impressions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {200 * 2**20}\r\n\r\n").encode()  # fmt: skip
+    assert raw_status(host, int(port), head + b"x" * 1024) == 413
+    # chunked (no length): counted as it comes, refused past serve.max_body_bytes (1 MiB here)
+    head = head.replace(f"Content-Length: {200 * 2**20}".encode(), b"Transfer-Encoding: chunked")
+    chunk = b"10000\r\n" + b"x" * 65536 + b"\r\n"
+    assert raw_status(host, int(port), head + chunk * 17) == 413  # never a last chunk
+    assert get("/healthz").status_code == 200  # still serving
+
+
+def raw_status(host: str, port: int, request: bytes) -> int:
+    """The status code of a raw HTTP request whose body is never finished."""
+    with socket.create_connection((host, port), timeout=30) as s:
+        s.sendall(request)
+        return int(s.recv(4096).split(b" ", 2)[1])
+
+
+def request(body: bytes | list[bytes], headers: dict[str, str]):
+    """A starlette Request whose body arrives in the given chunks; `reads` counts them."""
+    from starlette.requests import Request
+
+    chunks = [body] if isinstance(body, bytes) else list(body)
+    reads = []
+
+    async def receive():
+        reads.append(1)
+        more = len(reads) < len(chunks)
+        return {"type": "http.request", "body": chunks[len(reads) - 1], "more_body": more}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/impressions",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}  # fmt: skip
+    return Request(scope, receive), reads
+
+
+def test_bodies_over_the_cap_are_refused_before_they_are_read():
+    import asyncio
+    import json
+
+    from radgpt.draft.serve import read_body
+
+    def run(body, headers, cap=1024):
+        req, reads = request(body, headers)
+        out = asyncio.run(read_body(req, cap))
+        return out, len(reads)
+
+    out, reads = run(b"x" * 10, {"content-length": str(200 * 2**20)})
+    assert out.status_code == 413 and reads == 0  # from the header alone
+    out, reads = run([b"x" * 600] * 100, {})  # chunked: stops at the chunk that crosses the cap
+    assert out.status_code == 413 and reads == 2
+    out, _ = run(b"{}", {"content-length": "two"})
+    assert out.status_code == 400 and "Content-Length" in json.loads(out.body)["error"]
+    body = b'{"findings": "x"}'
+    assert run(body, {"content-length": str(len(body))}) == (body, 1)
+    assert run([b'{"findings"', b': "x"}'], {})[0] == body
+
+
+def test_malformed_and_deeply_nested_json_are_400():
+    import json
+
+    from radgpt.draft.serve import parse
+
+    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"findings": ' * 5000, b"\xff\xfe", b"{"):
+        r = parse(body)
+        assert r.status_code == 400 and json.loads(r.body)["error"].startswith("body is not")
+    assert parse(b'{"findings": "Normal heart."}') == "Normal heart."

@@ -137,19 +137,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. SIGTERM and Ctrl-C end it cleanly: work files and staged rows are removed
+    on the way out (`finally`), then the Spark JVM and the Ray this process started are stopped
+    (radgpt.exits.stopping_sessions); exit codes 143 and 130. Another run holding a table's lock:
+    exit code 75 (EX_TEMPFAIL) with a message naming it."""
     from radgpt.config import ConfigError
+    from radgpt.exits import Terminated, exit_on_sigterm, stopping_sessions
     from radgpt.runtime import setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    from radgpt.table import TableBusy  # after --help (pyarrow)
+
     try:
-        rc = args.func(args)
-    except ConfigError as e:
+        with exit_on_sigterm(), stopping_sessions():  # sessions stop first, still under the handler
+            rc = args.func(args)
+    except (ConfigError, FileNotFoundError) as e:
         log.error("%s", e)
         return 2
-    except FileNotFoundError as e:
+    except TableBusy as e:
         log.error("%s", e)
-        return 2
+        return 75
+    except Terminated as e:
+        log.error("stopped by SIGTERM: work files removed, Spark and Ray stopped")
+        # all is cleaned up and stopped: the interpreter's own teardown (Ray's exit hook racing
+        # Ray's threads) is skipped, so that the exit code is this one
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(e.code))
+    except KeyboardInterrupt:
+        log.error("interrupted: work files removed, Spark and Ray stopped")
+        return 130
     return int(rc or 0)
 
 

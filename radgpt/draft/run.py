@@ -10,6 +10,10 @@ built from it (the model, loaded once; prompts exactly as in training; greedy by
 EOS); in-process drafts: radgpt.draft.drafter.generate.
 Fault tolerance: a dead actor is restarted and its batch retried (draft.max_retries); drafts are
 keyed by a deterministic draft_id, so the commit keeps every selected report exactly once.
+The selection (Findings text) lives in <paths.runs>/<run_id>/ only while the run does: removed on
+every way out (SIGTERM included: radgpt.exits.exit_on_sigterm); a run killed outright
+(SIGKILL) leaves it to the next run, which removes the folders of runs no longer alive (each
+live run holds its folder's lock).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 import shutil
 import time
 import warnings
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -112,6 +117,24 @@ def _map(ds, ray, cfg: Config, spec: ModelSpec, run_id: str, run_date: str, acto
     )
 
 
+def sweep_stages(runs: Path) -> int:
+    """Remove the folders <runs>/draft-*/ of runs that are no longer alive (killed outright: their
+    selection holds Findings text); a live run holds its folder's lock. How many were removed."""
+    from radgpt.table import TableBusy, locked
+
+    n = 0
+    for d in sorted(x for x in runs.glob("draft-*") if x.is_dir()):
+        try:
+            with locked(d, "sweep", 0, "sweep"):
+                shutil.rmtree(d, ignore_errors=True)
+                n += 1
+        except (TableBusy, OSError):
+            continue
+    if n:
+        log.warning("removed %d selection folders of drafting runs that were killed", n)
+    return n
+
+
 def run_draft(cfg: Config, *, actor=Drafter) -> dict:
     """Draft the reports of paths.table selected per draft.* with model.adapter on Ray Data and
     commit them to the drafts table paths.drafts; a summary.
@@ -119,10 +142,17 @@ def run_draft(cfg: Config, *, actor=Drafter) -> dict:
     actor: the class each Ray actor instantiates, Drafter or a subclass taking the same
     arguments; the fault-injection seam of tests (a subclass that dies mid-run).
     """
+    from radgpt.exits import exit_on_sigterm
+
+    with exit_on_sigterm():
+        return _run(cfg, actor)
+
+
+def _run(cfg: Config, actor) -> dict:
     from tqdm import tqdm
 
     from radgpt.runtime import init_ray
-    from radgpt.table import read_reports
+    from radgpt.table import locked, read_reports
     from radgpt.writeback.drafts import commit_drafts, committed_ids
 
     t0, run_id = time.perf_counter(), new_run_id("draft")
@@ -159,27 +189,34 @@ def run_draft(cfg: Config, *, actor=Drafter) -> dict:
     if not len(sel):
         return summary | {"drafted": 0, "committed": 0, "flags": {}, "seconds": 0.0}
     stage = cfg.path("runs") / run_id
-    stage.mkdir(parents=True, exist_ok=True)
+    sweep_stages(stage.parent)
     d = cfg.draft
-    try:
-        pq.write_table(sel, stage / "selection.parquet", row_group_size=d.batch_size)
-        ray = init_ray(cfg)
-        _check_cpus(cfg, ray)
-        blocks = max(1, min(math.ceil(len(sel) / d.batch_size), 4 * d.num_actors))
-        ds = ray.data.read_parquet(str(stage / "selection.parquet"), override_num_blocks=blocks)
-        with warnings.catch_warnings():  # max_restarts/max_task_retries have no named parameter yet
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ds = _map(ds, ray, cfg, spec, run_id, run_date, actor)
+    with locked(stage, run_id, 0, "draft"):  # held while the selection exists
+        try:
+            pq.write_table(sel, stage / "selection.parquet", row_group_size=d.batch_size)
+            ray = init_ray(cfg)
+            _check_cpus(cfg, ray)
+            blocks = max(1, min(math.ceil(len(sel) / d.batch_size), 4 * d.num_actors))
+            ds = ray.data.read_parquet(str(stage / "selection.parquet"), override_num_blocks=blocks)
+            with (
+                warnings.catch_warnings()
+            ):  # max_restarts/max_task_retries have no named parameter yet
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ds = _map(ds, ray, cfg, spec, run_id, run_date, actor)
 
-        parts = []
-        t_draft = time.perf_counter()
-        with tqdm(total=len(sel), desc="drafting", unit="report") as bar:
-            for b in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-                parts.append(b)
-                bar.update(len(b))
-        seconds = time.perf_counter() - t_draft
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)  # the selection holds report text: not kept
+            parts = []
+            t_draft = time.perf_counter()
+            batches = iter(ds.iter_batches(batch_format="pyarrow", batch_size=None))
+            try:
+                with tqdm(total=len(sel), desc="drafting", unit="report") as bar:
+                    for b in batches:
+                        parts.append(b)
+                        bar.update(len(b))
+            finally:  # Ray Data's executor stops here, before Ray does (SIGTERM: ray.shutdown)
+                batches.close()
+            seconds = time.perf_counter() - t_draft
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)  # the selection holds report text: not kept
     res = pa.concat_tables(parts).cast(arrow_schema("drafts"))
     got = set(res.column("draft_id").to_pylist())
     missing = set(sel.column("draft_id").to_pylist()) - got
@@ -187,7 +224,7 @@ def run_draft(cfg: Config, *, actor=Drafter) -> dict:
         raise RuntimeError(
             f"run {run_id}: {len(missing)} selected reports came back without a draft"
         )
-    manifest = commit_drafts(res, drafts, run_id)
+    manifest = commit_drafts(res, drafts, run_id, cfg.draft.lock_wait_s)
     flags: dict[str, int] = {}
     for fl in res.column("flags").to_pylist():
         for f in fl:

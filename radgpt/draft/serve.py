@@ -7,7 +7,9 @@
 
 Binds 127.0.0.1 by default (serve.host). Concurrent requests are drafted together in one batch of
 up to serve.max_batch_size, waiting at most serve.batch_wait_timeout_s for a batch to fill.
-Bad requests get a 4xx JSON {"error": ...}. Findings text is never logged.
+Bad requests get a 4xx JSON {"error": ...}: a body over serve.max_body_bytes 413 before it is
+read (its Content-Length, else counted as it streams in), a body that is not JSON, nests too
+deeply or lacks a "findings" string 400. Findings text is never logged.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ def parse(body: bytes) -> str | JSONResponse:
     """The Findings string of a request body, or the 400 response that says what is wrong."""
     try:
         obj = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except RecursionError:  # json's parser recurses per nesting level: not a server error
+        return error(400, "body is not valid JSON: nested too deeply")
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
         return error(400, "body is not valid JSON")
     if not isinstance(obj, dict) or "findings" not in obj:
         return error(400, 'body must be a JSON object with a "findings" string')
@@ -51,6 +55,24 @@ def parse(body: bytes) -> str | JSONResponse:
     if len(f) > MAX_CHARS:
         return error(413, f'"findings" is longer than {MAX_CHARS} characters')
     return f
+
+
+async def read_body(request, cap: int) -> bytes | JSONResponse:
+    """The body of a starlette Request, or the 413 (or 400) response: over `cap` bytes is refused
+    from its Content-Length before a byte is read, and, without one (chunked), as soon as more
+    than `cap` bytes have come; the rest is never read."""
+    size = request.headers.get("content-length")
+    if size is not None:
+        if not size.strip().isdigit():
+            return error(400, "Content-Length is not a number")
+        if int(size) > cap:
+            return error(413, f"body is larger than {cap} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            return error(413, f"body is larger than {cap} bytes")
+    return bytes(body)
 
 
 def request_report(spec: ModelSpec, findings: str) -> dict:
@@ -78,6 +100,7 @@ def deployment():
             cfg = Config.from_json(cfg_json)
             run = {"run_id": new_run_id("serve"), "run_date": utcnow().strftime("%Y-%m-%d")}
             self.drafter = Drafter(cfg_json, spec_json, run)
+            self.max_body = cfg.serve.max_body_bytes
             self.spec = self.drafter.spec
             self.draft_batch.set_max_batch_size(cfg.serve.max_batch_size)
             self.draft_batch.set_batch_wait_timeout_s(cfg.serve.batch_wait_timeout_s)
@@ -108,7 +131,10 @@ def deployment():
                 return error(404, f"no route {path}; use POST {ROUTE} or GET /healthz")
             if request.method != "POST":
                 return error(405, f"{ROUTE} takes POST with a JSON body")
-            f = parse(await request.body())
+            body = await read_body(request, self.max_body)
+            if isinstance(body, JSONResponse):
+                return body
+            f = parse(body)
             if isinstance(f, JSONResponse):
                 return f
             t0 = time.perf_counter()

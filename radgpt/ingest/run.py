@@ -35,6 +35,8 @@ from radgpt import table
 from radgpt.config import Config, ConfigError
 from radgpt.ingest import executor
 from radgpt.ingest.counts import count, reconcile
+from radgpt.ingest.quarantine import quarantine_df
+from radgpt.ingest.quarantine import write_new as write_new_quarantine
 from radgpt.ingest.sources import detect, reader
 from radgpt.runtime import code_version, new_run_id, sha256_file, utcnow, write_json_atomic
 from radgpt.schema import spark_schema
@@ -171,44 +173,44 @@ def spark_ddl(schema) -> str:
     return ", ".join(f"{f.name} {names[f.type]}" for f in schema)
 
 
-def quarantine_df(bad, dup_ids, unknown_rows, spark, run_id, now):
-    from pyspark.sql import functions as F
-
-    q = spark_schema("quarantine")
-    cols = [f.name for f in q.fields if f.name not in ("ingest_run_id", "ingested_at")]
-    dups = dup_ids.select(
-        "source", "source_uri", "source_member", "source_sha256",
-        F.lit("duplicate_report_id").alias("reason"),
-        F.concat(F.lit("report_id seen earlier in this run: "), F.col("report_id")).alias("detail"),
-        F.lit(None).cast("long").alias("size_bytes"),
-    )  # fmt: skip
-    df = bad.select(cols).unionByName(dups)
-    if unknown_rows:
-        df = df.unionByName(spark.createDataFrame(unknown_rows, df.schema))
-    df = df.withColumn("ingest_run_id", F.lit(run_id)).withColumn(
-        "ingested_at", F.lit(now.replace(tzinfo=None)).cast("timestamp")
-    )
-    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in q.fields])
-
-
 def run_ingest(cfg: Config, spark=None) -> dict:
     """Ingest ingest.inputs (as ingest.format) into paths.table incrementally; returns the run
-    manifest. `spark`: a session to use (default: one from cfg.spark)."""
+    manifest. `spark`: a session to use (default: one from cfg.spark).
+
+    The run holds the table's lock, then the quarantine's (radgpt.table.locked; another ingest
+    fails at once or waits ingest.lock_wait_s) from before their recovery to after their commits.
+    On every way out (an error, SIGTERM, Ctrl-C) its work files and staged rows are removed;
+    interrupted, its Spark jobs are cancelled first (the tasks write those files)."""
+    from radgpt.exits import exit_on_sigterm
+    from radgpt.runtime import spark_session
+
+    if not cfg.ingest.inputs:
+        raise ConfigError("ingest.inputs: no inputs given (pass INPUT paths or set ingest.inputs)")
+    run_id, now = new_run_id("ingest"), utcnow()
+    root, wait = cfg.path("table"), cfg.ingest.lock_wait_s
+    with exit_on_sigterm(), table.locked(root, run_id, wait, "ingest"):
+        qroot = quarantine_root(cfg)  # moves an old in-table quarantine: under the table's lock
+        with table.locked(qroot, run_id, wait, "ingest"):
+            for r in (root, qroot):
+                table.recover(r)  # under both locks: never a live run's files
+            spark = spark or spark_session(cfg)
+            try:
+                return _ingest(cfg, spark, run_id, now, root, qroot)
+            finally:  # committed runs have no staging left; failed ones leave none
+                for r in (root, qroot):
+                    shutil.rmtree(table.staging_dir(r, run_id), ignore_errors=True)
+
+
+def _ingest(cfg: Config, spark, run_id: str, now, root: Path, qroot: Path) -> dict:
+    """run_ingest's run, under the locks."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    from radgpt.exits import terminating
     from radgpt.ingest.cohort import transform
-    from radgpt.runtime import spark_session
+    from radgpt.runtime import cancel_spark_jobs
 
-    inputs = list(cfg.ingest.inputs)
-    if not inputs:
-        raise ConfigError("ingest.inputs: no inputs given (pass INPUT paths or set ingest.inputs)")
-    fmt = cfg.ingest.format
-    spark = spark or spark_session(cfg)
-    root, qroot = cfg.path("table"), quarantine_root(cfg)
-    for r in (root, qroot):
-        table.recover(r)
-    run_id, now = new_run_id("ingest"), utcnow()
+    inputs, fmt = list(cfg.ingest.inputs), cfg.ingest.format
     pairs, unknown_rows = resolve_inputs(cfg, inputs, fmt)
     # input hashes (a stat of every file of a folder) in a driver thread, while Spark works
     hasher = ThreadPoolExecutor(1, thread_name_prefix="input-hash")
@@ -282,22 +284,29 @@ def run_ingest(cfg: Config, spark=None) -> dict:
         )
         staging.mkdir(parents=True, exist_ok=True)  # a run with nothing new commits no files
         qstaging = table.staging_dir(qroot, run_id)
+        already = 0  # quarantined items whose row an earlier run committed (quarantine_id)
         if counts["totals"]["quarantined"]:  # planning the union costs ~0.15 s: only when needed
             # the duplicate ids come from the cohort rules again (uncached: rare, and small)
             quarantine = quarantine_df(
                 parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now
             )
-            quarantine.write.partitionBy("source").parquet(str(qstaging))
+            already = write_new_quarantine(quarantine, spark, qroot, qstaging)
+        counts["totals"]["already_quarantined"] = already
         qstaging.mkdir(parents=True, exist_ok=True)
         # what was written, from the Parquet footers, against what was counted
         t = counts["totals"]
         _check_written(table.staged_rows(root, run_id), t["new"] + t["corrected"], "reports")
         _check_written(
-            table.staged_rows(qroot, run_id), counts["totals"]["quarantined"], "quarantine"
-        )
+            table.staged_rows(qroot, run_id), counts["totals"]["quarantined"] - already,
+            "quarantine",
+        )  # fmt: skip
         timings["quarantine_s"] = lap()
         log.info("quarantine and footer checks (%.1fs)", timings["quarantine_s"])
         parsed.unpersist()
+    except BaseException as e:
+        if not isinstance(e, Exception) or terminating():  # SIGTERM, Ctrl-C: tasks may still run
+            cancel_spark_jobs(spark)  # and write work files
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -315,7 +324,14 @@ def run_ingest(cfg: Config, spark=None) -> dict:
         "config_hash": cfg.hash(),
         "code_version": code_version(),
     }
-    table.commit(qroot, run_id, {"kind": "quarantine", "counts": counts["quarantined"]})
+    # the quarantine first: a crash before the reports' commit loses no quarantined item, and
+    # the re-run commits the reports and skips the quarantine rows committed here (their ids)
+    qrecord = {
+        "kind": "quarantine",
+        "counts": counts["quarantined"],
+        "already_quarantined": already,
+    }
+    table.commit(qroot, run_id, qrecord)
     manifest = table.commit(root, run_id, record)
     write_json_atomic(cfg.path("runs") / f"{run_id}.json", manifest)
     log.info("committed %s: %s", run_id, json.dumps(counts["totals"]))

@@ -11,13 +11,17 @@ polars / pyarrow / DuckDB / Spark):
 Commits reuse radgpt.table (the reports table's mechanism): stage under <drafts>/_staging-<run_id>
 (ignored by readers), rename into the partition, then write the manifest. Rows whose draft_id is
 already committed are dropped first, so a re-run of the same night writes zero new rows; files that
-no manifest names (a crashed run) are removed by the next commit's recovery.
+no manifest names (a crashed run) are removed by the next commit's recovery. A commit holds the
+table's lock (`<drafts>/_lock`, radgpt.table.locked) from its recovery to its manifest: two drafting
+runs that finish together commit one after the other (the second waits up to lock_wait_s), never
+removing each other's staged files nor committing one draft_id twice.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -57,12 +61,21 @@ def committed_ids(drafts: str | os.PathLike) -> set[str]:
     return set(read_drafts(drafts, ["draft_id"]).column("draft_id").to_pylist())
 
 
-def commit_drafts(rows: list[dict] | pa.Table, drafts: str | os.PathLike, run_id: str) -> dict:
-    """Append new drafts atomically; returns the manifest (rows = newly committed rows)."""
-    drafts = Path(drafts)
-    drafts.mkdir(parents=True, exist_ok=True)
-    table.recover(drafts)  # a crashed run's staged or unlisted files go first
+def commit_drafts(
+    rows: list[dict] | pa.Table, drafts: str | os.PathLike, run_id: str, lock_wait_s: float = 300
+) -> dict:
+    """Append new drafts atomically; returns the manifest (rows = newly committed rows).
+    lock_wait_s: how long to wait for another run's commit (draft.lock_wait_s) before TableBusy."""
     t = to_table(rows)
+    with table.locked(drafts, run_id, lock_wait_s, "draft commit"):
+        try:
+            return _commit(t, Path(drafts), run_id)
+        finally:  # a failed or interrupted commit leaves no staged rows (report-derived text)
+            shutil.rmtree(table.staging_dir(drafts, run_id), ignore_errors=True)
+
+
+def _commit(t: pa.Table, drafts: Path, run_id: str) -> dict:
+    table.recover(drafts)  # a crashed run's staged or unlisted files go first
     n_in = len(t)
     # drop duplicates inside the batch, then against committed drafts (idempotent re-runs)
     ids = t.column("draft_id").to_pylist()
