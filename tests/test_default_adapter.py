@@ -27,9 +27,9 @@ def test_shipped_adapter_carries_abnormal_findings(iu_csv, spark, tmp_path):
 
     from radgpt.config import load_config
     from radgpt.draft.drafter import generate, model_spec
-    from radgpt.evaluation.labeler import POS, label
     from radgpt.ingest.run import run_ingest
     from radgpt.model.base import ensure_default_model, read_adapter_record
+    from radgpt.model.labeler import POS, label
     from radgpt.model.retrieval import Retriever
     from radgpt.table import read_reports
 

@@ -5,7 +5,7 @@
 
 import pytest
 
-from radgpt.evaluation.labeler import ABSENT, NEG, OBSERVATIONS, POS, UNC, agreement, clauses, label
+from radgpt.model.labeler import ABSENT, NEG, OBSERVATIONS, POS, UNC, agreement, clauses, label
 
 # (sentence, {observation: expected status}); observations not named must be absent,
 # and "No Finding" is checked only where named.

@@ -13,8 +13,8 @@ import csv
 import html
 from pathlib import Path
 
-from radgpt.evaluation.labeler import OBSERVATIONS
 from radgpt.evaluation.rouge import METRICS
+from radgpt.model.labeler import OBSERVATIONS
 from radgpt.runtime import write_json_atomic
 
 # Radiology-Llama2 (Liu et al., 2023), ROUGE-1 on their own test sets: context, not a paired test

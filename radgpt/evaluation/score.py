@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from radgpt.draft.flags import words
-from radgpt.evaluation import labeler
 from radgpt.evaluation.rouge import METRICS, paired_bootstrap, rouge, summarize
+from radgpt.model import labeler
 
 
 def lengths(texts: Sequence[str]) -> dict:

@@ -3,4 +3,5 @@
 base         local base models: load, hash, import the embedded SmolLM2 GGUF
 prompts      instruction tasks and versioned prompt templates (templates/*.json)
 retrieval    TF-IDF neighbours from the train split, for few-shot prompts
+labeler      CheXpert-style rule labeler (14 observations): review flags at draft time, scores
 """

@@ -1,6 +1,6 @@
 """CheXpert-style rule labeler: 14 observations -> positive / negative / uncertain / absent.
 
-    from radgpt.evaluation.labeler import label, agreement
+    from radgpt.model.labeler import label, agreement
     label("No pneumothorax. Cannot exclude pneumonia.")  # {"Pneumothorax": "negative", "Pneumonia": "uncertain", ...}
 
 The rules (mentions, negation and uncertainty cues, scope) are documented in docs/labeler.md;
