@@ -37,6 +37,19 @@ CASES = [
         "No pneumothorax and there is a small effusion.",
         {"Pneumothorax": NEG, "Pleural Effusion": POS},
     ),
+    # ...unless a list under the same negation runs on to an "or" (IU's usual negated list)
+    (
+        "No focal consolidation, large pleural effusion, or pneumothorax is identified.",
+        {"Consolidation": NEG, "Pleural Effusion": NEG, "Pneumothorax": NEG, "No Finding": POS},
+    ),
+    (
+        "Lungs clear without focal airspace opacity, large effusion or pneumothorax.",
+        {"Lung Opacity": NEG, "Pleural Effusion": NEG, "Pneumothorax": NEG},
+    ),
+    (
+        "No focal consolidation, small left effusion. No pneumothorax or edema.",
+        {"Consolidation": NEG, "Pleural Effusion": POS, "Pneumothorax": NEG, "Edema": NEG},
+    ),
     ("Possible atelectasis, no pneumothorax.", {"Atelectasis": UNC, "Pneumothorax": NEG}),
     ("Bibasilar atelectasis and no pneumothorax.", {"Atelectasis": POS, "Pneumothorax": NEG}),
     (

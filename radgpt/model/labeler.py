@@ -160,10 +160,15 @@ _SENT = re.compile(r"\.(?!\d)|;|\n|:(?=\s)|!")
 _TERM = re.compile(
     r"\b(?:but|however|although|though|except|apart from|aside from|other than|which|"
     r"there (?:is|are)|otherwise)\b"
-    # a comma that starts a new positive statement ends the scope: "No effusion, small pneumothorax"
-    r"|(?:,|\band\b)(?= (?:and )?(?:mild|moderate|severe|small|large|new|increased|increasing|worsening|"
+)
+# a comma or "and" that starts a new positive statement ends the scope too: "No effusion, small
+# pneumothorax"; unless a list under the same negation runs on to an "or": "No consolidation,
+# large pleural effusion, or pneumothorax" negates all three
+_TERM_NEW = re.compile(
+    r"(?:,|\band\b)(?= (?:and )?(?:mild|moderate|severe|small|large|new|increased|increasing|worsening|"
     r"persistent|unchanged|stable|minimal|trace|tiny|residual|slight|marked)\b)"
 )
+_LIST_OR = re.compile(r"\bor\b")
 
 
 def _alt(parts: Sequence[str]) -> str:
@@ -184,7 +189,13 @@ def clauses(text: str) -> list[str]:
     """Lower-cased clauses: split at sentence ends and ';', then before scope terminators."""
     out = []
     for sent in _SENT.split(PSEUDO.sub(" ", (text or "").lower())):
-        cuts = [0] + [m.start() for m in _TERM.finditer(sent)] + [len(sent)]
+        hard = [m.start() for m in _TERM.finditer(sent)]
+        soft = []
+        for m in _TERM_NEW.finditer(sent):
+            end = min([h for h in hard if h > m.start()] + [len(sent)])
+            if not _LIST_OR.search(sent, m.end(), end):
+                soft.append(m.start())
+        cuts = [0, *sorted(hard + soft), len(sent)]
         out += [sent[a:b].strip(" ,") for a, b in zip(cuts, cuts[1:], strict=False)]
     return [c for c in out if c]
 
