@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from radgpt.runtime import write_json_atomic
-from radgpt.schema import arrow_schema
+from radgpt.schema import arrow_schema, spec
 
 log = logging.getLogger(__name__)
 MANIFESTS = "_manifests"
@@ -107,10 +107,28 @@ def read(
         return t.select(columns) if columns else t
     part_names = [n for n in ("source", "split", "run_date") if n in schema.names]
     part = ds.partitioning(pa.schema([schema.field(n) for n in part_names]), flavor="hive")
-    dset = ds.dataset(files, format="parquet", partitioning=part, partition_base_dir=str(root))
+    # the contract's schema, not the first file's: columns added by a later schema version read as
+    # their default in files written before it (schemas/<name>.json "since"/"default")
+    dset = ds.dataset(
+        files, schema=schema, format="parquet", partitioning=part, partition_base_dir=str(root)
+    )
     t = dset.to_table(filter=filter)
-    t = t.select(schema.names).cast(schema)
+    t = with_defaults(t.select(schema.names), name).cast(schema)
     return t.select(columns) if columns else t
+
+
+def with_defaults(t: pa.Table, name: str) -> pa.Table:
+    """Nulls of fields with a "default" in the contract (older files and rows lack them) filled."""
+    import pyarrow.compute as pc
+
+    for f in spec(name)["fields"]:
+        if "default" in f and t.column(f["name"]).null_count:
+            i = t.schema.get_field_index(f["name"])
+            typ = t.schema.field(i).type
+            t = t.set_column(
+                i, t.schema.field(i), pc.fill_null(t.column(i), pa.scalar(f["default"], typ))
+            )
+    return t
 
 
 def read_reports(cfg_or_path, columns: list[str] | None = None, filter=None) -> pa.Table:

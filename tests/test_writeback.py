@@ -158,3 +158,58 @@ def test_run_writeback_exports_pending_runs(tmp_path):
     assert writeback.run_writeback(cfg) == []
     with pytest.raises(FileNotFoundError):
         writeback.run_writeback(cfg, run_id="draft-zzz")
+
+
+def test_v1_drafts_read_with_the_v2_defaults(tmp_path):
+    """A drafts file written before flag_observations/draft_raw existed still reads (and commits)."""
+    import pyarrow.parquet as pq
+
+    from radgpt import table
+    from radgpt.schema import arrow_schema, spec
+
+    assert spec("drafts")["version"] == 2
+    d = tmp_path / "drafts"
+    old = pa.Table.from_pylist(rows(3)).drop_columns(["run_date"])  # a v1 file: no new columns
+    assert "flag_observations" not in old.column_names and "draft_raw" not in old.column_names
+    f = table.staging_dir(d, "draft-old") / "run_date=2024-05-01" / "part.parquet"
+    f.parent.mkdir(parents=True)
+    pq.write_table(old, f)
+    table.commit(d, "draft-old", {"rows": 3})
+    new = rows(2, "draft-new", "2024-05-02", start=3)
+    new[0] |= {"flags": ["omits_finding"], "flag_observations": ["omits_finding:Edema"],
+               "draft": "Clear lungs.", "draft_raw": "Clear lungs. ."}  # fmt: skip
+    writeback.commit_drafts(new, d, "draft-new")
+    t = writeback.read_drafts(d).sort_by("report_id")
+    assert t.schema == arrow_schema("drafts")
+    assert t["flag_observations"].to_pylist() == [[], [], [], ["omits_finding:Edema"], []]
+    assert t["draft_raw"].to_pylist() == [None, None, None, "Clear lungs. .", None]
+    # rows made by code that predates the columns commit with the defaults too
+    writeback.commit_drafts(rows(1, "draft-c", start=9), d, "draft-c")
+    assert writeback.read_drafts(d, ["flag_observations"]).num_rows == 6
+
+
+def test_fhir_carries_the_flag_observations_outside_conclusion_code():
+    row = writeback.to_table(rows(1)).to_pylist()[0] | {
+        "flags": ["laterality_mismatch", "omits_finding", "adds_finding"],
+        "flag_observations": ["omits_finding:Pleural Effusion", "adds_finding:Cardiomegaly"],
+    }
+    r = writeback.diagnostic_report(row)
+    DiagnosticReport.model_validate(r)
+    assert [c["coding"][0]["code"] for c in r["conclusionCode"]] == row["flags"]  # flags only
+    assert "Pleural Effusion" not in json.dumps(r["conclusionCode"])
+    ext = [e for e in r["extension"] if e["url"] == writeback.REVIEW_EXT]
+    got = {
+        next(x["valueCode"] for x in e["extension"] if x["url"] == "flag"): [
+            x["valueCoding"]["code"] for x in e["extension"] if x["url"] == "observation"
+        ]
+        for e in ext
+    }
+    assert got == {"laterality_mismatch": [], "omits_finding": ["Pleural Effusion"],
+                   "adds_finding": ["Cardiomegaly"]}  # fmt: skip
+    div = r["text"]["div"]
+    assert r["text"]["status"] == "extensions" and div.startswith(
+        '<div xmlns="http://www.w3.org/1999/xhtml">'
+    )
+    assert "omits finding: Pleural Effusion" in div and row["draft"] in div
+    plain = writeback.diagnostic_report(writeback.to_table(rows(2)).to_pylist()[1])
+    assert "text" not in plain and len(plain["extension"]) == 1  # unflagged: source link only

@@ -35,15 +35,22 @@ from radgpt.writeback.provenance import AI_TAG, DRAFT_TAG, SYS_DRAFT, SYS_REPORT
 
 log = logging.getLogger("radgpt.writeback.fhir")
 SOURCE_EXT = "https://radgpt.local/fhir/StructureDefinition/derived-from-report"
+# one per review flag: sub-extension "flag" (the code) and one "observation" per labeler observation
+# behind it (omits_finding / adds_finding); the narrative (text) says the same for a human
+REVIEW_EXT = "https://radgpt.local/fhir/StructureDefinition/review-flag"
+SYS_OBSERVATION = "urn:radgpt:labeler-observation"
 
 
 def to_table(rows: list[dict] | pa.Table) -> pa.Table:
     """Rows (dicts) or a table -> the drafts contract (column order, types, non-null checks)."""
     schema = arrow_schema("drafts")
     if isinstance(rows, pa.Table):
-        t = rows.select(schema.names).cast(schema)
+        missing = [f for f in schema if f.name not in rows.column_names]
+        for f in missing:  # a column of a later schema version: its default (below)
+            rows = rows.append_column(f.name, pa.nulls(len(rows), f.type))
+        t = table.with_defaults(rows.select(schema.names), "drafts").cast(schema)
     else:
-        t = pa.Table.from_pylist(rows, schema=schema)
+        t = table.with_defaults(pa.Table.from_pylist(rows, schema=schema), "drafts")
     check_arrow(t, "drafts")
     return t
 
@@ -103,6 +110,39 @@ def _first_index(ids: list[str]) -> list[int]:
     return [seen.setdefault(d, i) for i, d in enumerate(ids)]
 
 
+def _behind(flag: str, observations: list[str]) -> list[str]:
+    return [o.partition(":")[2] for o in observations if o.partition(":")[0] == flag]
+
+
+def review_extensions(flags: list[str], observations: list[str]) -> list[dict]:
+    """REVIEW_EXT per flag: {flag: code, observation: Coding per observation behind it}."""
+    out = []
+    for f in flags:
+        sub = [{"url": "flag", "valueCode": f}]
+        sub += [{"url": "observation", "valueCoding": {"system": SYS_OBSERVATION, "code": o}}
+                for o in _behind(f, observations)]  # fmt: skip
+        out.append({"url": REVIEW_EXT, "extension": sub})
+    return out
+
+
+def narrative(draft: str, flags: list[str], observations: list[str]) -> dict:
+    """XHTML narrative: the draft and what the reviewer should check."""
+    import html
+
+    items = "".join(
+        f"<li>{html.escape(f.replace('_', ' '))}"
+        + (f": {html.escape(', '.join(b))}" if (b := _behind(f, observations)) else "")
+        + "</li>"
+        for f in flags
+    )
+    div = (
+        '<div xmlns="http://www.w3.org/1999/xhtml"><p>AI-generated draft impression (requires '
+        f"radiologist review): {html.escape(draft) or '(empty)'}</p><p>Review flags:</p>"
+        f"<ul>{items}</ul></div>"
+    )
+    return {"status": "extensions", "div": div}
+
+
 def diagnostic_report(row: dict) -> dict:
     """One preliminary DiagnosticReport carrying the draft, validated with fhir.resources R4B."""
     from fhir.resources.R4B.diagnosticreport import DiagnosticReport
@@ -148,6 +188,8 @@ def diagnostic_report(row: dict) -> dict:
         res["conclusionCode"] = [
             {"coding": [{"system": "urn:radgpt:review-flag", "code": f}]} for f in row["flags"]
         ]
+        res["extension"] += review_extensions(row["flags"], row.get("flag_observations") or [])
+        res["text"] = narrative(row["draft"], row["flags"], row.get("flag_observations") or [])
     DiagnosticReport.model_validate(res)  # raises pydantic.ValidationError on a bad resource
     return res
 
