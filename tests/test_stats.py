@@ -52,3 +52,23 @@ def test_cli_json_and_table(tmp_path, capsys):
     assert "flagged_rate" in capsys.readouterr().out
     assert cli.main(["stats", "--drafts", str(tmp_path / "none")]) == 0
     assert "no committed drafts" in capsys.readouterr().out
+
+
+def test_observations_behind_the_flags_per_night(tmp_path):
+    from radgpt.evaluation.stats import observations
+
+    d = tmp_path / "drafts"
+    a = rows(4)
+    a[0] |= {"flags": ["omits_finding"], "flag_observations": ["omits_finding:Pleural Effusion"]}
+    a[1] |= {"flags": ["omits_finding", "adds_finding"],
+             "flag_observations": ["omits_finding:Pleural Effusion", "adds_finding:Edema"]}  # fmt: skip
+    writeback.commit_drafts(a, d, "draft-a")
+    writeback.commit_drafts(rows(2, "draft-b", "2024-05-02", start=4), d, "draft-b")
+    df = load(d)
+    s = {(r["run_date"], r["source"]): r for r in summarize(df).to_dicts()}
+    assert s[("2024-05-01", "openi")]["rate_omits_finding"] == 0.5
+    assert s[("2024-05-01", "openi")]["rate_adds_finding"] == 0.25
+    got = [(r["run_date"], r["flag"], r["observation"], r["n"], r["rate"])
+           for r in observations(df).to_dicts()]  # fmt: skip
+    assert got == [("2024-05-01", "adds_finding", "Edema", 1, 0.25),
+                   ("2024-05-01", "omits_finding", "Pleural Effusion", 2, 0.5)]  # fmt: skip
