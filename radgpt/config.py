@@ -170,6 +170,14 @@ class DraftCfg(_Cfg):
     temperature: float = Field(default=1.0, gt=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_retries: int = Field(default=3, ge=0)
+    carry_threshold: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="omits_finding flags a Findings observation missing from the draft when "
+        "radiologists carry it into the Impression at least this often (radgpt.model.carry "
+        "rates of the train split); higher = fewer observations checked, 1 = off",
+    )
 
 
 class ServeCfg(_Cfg):
