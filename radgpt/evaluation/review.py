@@ -6,7 +6,9 @@
 
 Export samples K reports (seeded) that every draft system covers and pairs each with every system,
 the reference Impression included as one system; the K x S items are shuffled (seeded) and named
-item-001... so the packet says nothing about which system wrote what. The unblinding key is a
+item-001... so the packet says nothing about which system wrote what. Items that drafting's
+consistency check flags (omits_finding / adds_finding, computed alike for every system's text)
+come first, with what to check and the finding's words highlighted. The unblinding key is a
 separate file next to (not inside) the packet dir. packet.html is one offline page (inline CSS/JS,
 no CDN): a radiologist scores 1-5 for each rubric metric plus free text, and "Save" downloads
 ratings-<packet>-<rater>.csv (work in progress is kept in the browser's localStorage). packet.csv
@@ -35,13 +37,39 @@ log = logging.getLogger("radgpt.evaluation.review")
 METRICS = ["understandability", "coherence", "relevance", "conciseness", "clinical_utility"]
 TITLES = ["Understandability", "Coherence", "Relevance", "Conciseness", "Clinical Utility"]
 RATING_COLS = ["packet_id", "item_id", "rater", *METRICS, "comment"]
-PACKET_COLS = ["packet_id", "item_id", "findings", "impression", "rater", *METRICS, "comment"]
+PACKET_COLS = ["packet_id", "item_id", "findings", "impression", "flags", "check", "rater",
+               *METRICS, "comment"]  # fmt: skip
+_SAYS = {"omits_finding": "the Findings state it, the Impression does not",
+         "adds_finding": "the Impression states it, the Findings do not"}  # fmt: skip
+
+
+def checks(findings: str, impression: str, observations: Sequence[str]) -> tuple[list, dict]:
+    """(what to check, in words; {"findings"|"impression": [[start, end], ...]} to highlight)."""
+    from radgpt.model.labeler import mentions
+
+    said, marks = [], {"findings": set(), "impression": set()}
+    for x in observations:
+        flag, _, obs = x.partition(":")
+        said.append(f"{obs}: {_SAYS.get(flag, flag)}")
+        marks["findings"].update(mentions(findings, obs))
+        marks["impression"].update(mentions(impression, obs))
+    return said, {k: [list(s) for s in sorted(v)] for k, v in marks.items()}
 
 
 def build_packet(
-    frame: pd.DataFrame, systems: Sequence[str], k: int, seed: int, packet_id: str
+    frame: pd.DataFrame,
+    systems: Sequence[str],
+    k: int,
+    seed: int,
+    packet_id: str,
+    review=None,
 ) -> tuple[list[dict], dict]:
-    """(items, key): K sampled reports x systems, shuffled; frame has findings + one col/system."""
+    """(items, key): K sampled reports x systems, shuffled; frame has findings + one col/system.
+
+    review(findings, impression) -> radgpt.draft.flags.Review: the same check for every system's
+    text (blinding holds: a flag says nothing about who wrote the text); flagged items come first,
+    in their shuffled order, with the observations behind the flags highlighted.
+    """
     if k < 1 or frame.empty:
         raise ValueError(f"review packet needs k >= 1 and reports (k={k}, reports={len(frame)})")
     rng = np.random.default_rng(seed)
@@ -50,12 +78,20 @@ def build_packet(
     rows = frame.set_index("report_id").loc[pick]
     pairs = [(rid, s) for rid in pick for s in systems]
     order = rng.permutation(len(pairs))
+    texts = [
+        (rows.at[pairs[j][0], "findings"], rows.at[pairs[j][0], pairs[j][1]] or "") for j in order
+    ]
+    got = [review(f, i) if review else None for f, i in texts]
+    first = sorted(range(len(order)), key=lambda n: not (got[n] and got[n].flags))  # stable
     items, key = [], {}
-    for n, j in enumerate(order, 1):
-        rid, s = pairs[j]
+    for n, m in enumerate(first, 1):
+        rid, s = pairs[order[m]]
+        (f, imp), r = texts[m], got[m]
         item_id = f"item-{n:03d}"
-        items.append({"packet_id": packet_id, "item_id": item_id,
-                      "findings": rows.at[rid, "findings"], "impression": rows.at[rid, s] or ""})  # fmt: skip
+        said, marks = checks(f, imp, r.observations) if r else ([], {})
+        items.append({"packet_id": packet_id, "item_id": item_id, "findings": f, "impression": imp,
+                      "flags": "; ".join(r.flags) if r else "", "check": "; ".join(said),
+                      "marks": marks})  # fmt: skip
         key[item_id] = {"report_id": rid, "system": s}
     return items, {"packet_id": packet_id, "seed": seed, "k": len(pick), "systems": list(systems),
                    "metrics": METRICS, "created_at": utcnow().isoformat(), "items": key}  # fmt: skip
@@ -63,7 +99,7 @@ def build_packet(
 
 def write_csv(items: list[dict], path: Path) -> None:
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=PACKET_COLS)
+        w = csv.DictWriter(f, fieldnames=PACKET_COLS, extrasaction="ignore")
         w.writeheader()
         w.writerows(
             {**it, "rater": "", **dict.fromkeys(METRICS, ""), "comment": ""} for it in items
@@ -75,18 +111,28 @@ _CSS = """body{font-family:sans-serif;max-width:900px;margin:1em auto;color:#222
 .text{white-space:pre-wrap;background:#f6f6f6;padding:.4em;border-radius:4px}
 .m{display:flex;gap:.8em;align-items:center;margin:.2em 0}.m span{width:11em}
 textarea{width:100%;height:3em}.done{border-color:#3a3}#bar{position:sticky;top:0;
-background:#fff;padding:.5em 0;border-bottom:1px solid #ddd}"""
+background:#fff;padding:.5em 0;border-bottom:1px solid #ddd}
+.flagged{border-color:#c60;border-width:2px}.check{background:#fff3e0;color:#8a3b00;padding:.3em .5em;
+border-radius:4px;margin:.3em 0}mark{background:#ffd54f}"""
 
 _JS = """const P = JSON.parse(document.getElementById('packet').textContent);
 const STORE = 'radgpt-review-' + P.packet_id;
 const $ = (t, txt) => { const e = document.createElement(t); if (txt) e.textContent = txt; return e; };
+function marked(text, spans) {  // text nodes + <mark> for the flagged observations' mentions
+  const e = $('div'); e.className = 'text'; let at = 0;
+  (spans || []).forEach(([a, b]) => { if (a < at) return;
+    e.append(document.createTextNode(text.slice(at, a)), $('mark', text.slice(a, b))); at = b; });
+  e.append(document.createTextNode(text.slice(at))); return e;
+}
 function render() {
   const root = document.getElementById('items');
   P.items.forEach((it) => {
-    const d = $('div'); d.className = 'item'; d.id = it.item_id;
-    d.append($('h3', it.item_id), $('b', 'Findings'));
-    const f = $('div', it.findings); f.className = 'text'; d.append(f, $('b', 'Impression'));
-    const i = $('div', it.impression); i.className = 'text'; d.append(i);
+    const d = $('div'); d.className = 'item' + (it.flags ? ' flagged' : ''); d.id = it.item_id;
+    d.append($('h3', it.item_id));
+    if (it.flags) d.append($('div', 'Check (' + it.flags + ')' + (it.check ? ': ' + it.check : '')));
+    if (it.flags) d.lastChild.className = 'check';
+    d.append($('b', 'Findings'), marked(it.findings, it.marks.findings), $('b', 'Impression'));
+    d.append(marked(it.impression, it.marks.impression));
     P.metrics.forEach((m, j) => {
       const row = $('div'); row.className = 'm'; row.append($('span', P.titles[j]));
       for (let v = 1; v <= 5; v++) {
@@ -149,7 +195,9 @@ document.getElementById('save').onclick = save;"""
 def packet_html(items: list[dict], packet_id: str) -> str:
     """One self-contained page: the items as inline JSON, inline CSS and JS, no network."""
     data = {"packet_id": packet_id, "metrics": METRICS, "titles": TITLES, "columns": RATING_COLS,
-            "items": [{k: it[k] for k in ("item_id", "findings", "impression")} for it in items]}  # fmt: skip
+            "items": [{k: it.get(k, d) for k, d in (("item_id", ""), ("findings", ""),
+                       ("impression", ""), ("flags", ""), ("check", ""), ("marks", {}))}
+                      for it in items]}  # fmt: skip
     blob = json.dumps(data).replace("<", "\\u003c")  # no "</script>" can end the block early
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>RadGPT review packet {packet_id}</title>
@@ -157,7 +205,8 @@ def packet_html(items: list[dict], packet_id: str) -> str:
 <h1>Impression review packet <code>{packet_id}</code></h1>
 <p>For each item, read the Findings and the candidate Impression, then score 1 (poor) to 5
 (excellent): <b>Understandability</b>, <b>Coherence</b>, <b>Relevance</b>, <b>Conciseness</b>,
-<b>Clinical Utility</b>. Items are in random order; who wrote each Impression is hidden. Your work is
+<b>Clinical Utility</b>. Items whose Impression a consistency check flags come first (orange, the
+finding highlighted); otherwise the order is random and who wrote each Impression is hidden. Your work is
 kept in this browser; press <b>Save</b> to download your ratings file and send it back.</p>
 <div id="bar"><label>Your name <input id="rater" autocomplete="off"></label>
 <button id="save">Save ratings (CSV)</button> <span id="status"></span></div>
@@ -293,6 +342,23 @@ def markdown(s: dict) -> str:
     return "\n".join(lines + ["", "![rubric](review.png)", ""])
 
 
+def consistency_check(cfg, data=None):
+    """review(findings, impression): drafting's consistency flags (radgpt.draft.flags.review with
+    the configured adapter's carry rates and draft.carry_threshold) for any system's text."""
+    from radgpt.draft.flags import CONSISTENCY, Review, review
+    from radgpt.model.carry import CarryRates
+
+    adapter = cfg.model_path(cfg.model.adapter) if cfg.model.adapter else None
+    carry = CarryRates.for_adapter(adapter, Path(data) if data else cfg.path("table"))
+    usual = carry.usual(cfg.draft.carry_threshold)
+
+    def check(findings: str, impression: str) -> Review:
+        r = review(findings, impression, truncated=False, instruction="", usual=usual)
+        return Review([f for f in r.flags if f in CONSISTENCY], r.observations)
+
+    return check
+
+
 def run_export(cfg, drafts=None, data=None, split="test", k=20, seed=None, baselines=(), out=None,
                key=None, run_ids=None) -> dict:  # fmt: skip
     """Write packet.csv + packet.html into out and the key file outside it; returns the key."""
@@ -319,7 +385,7 @@ def run_export(cfg, drafts=None, data=None, split="test", k=20, seed=None, basel
             frame[name] = p
     systems = ["reference", *draft_systems, *baselines]
     packet_id = f"rv-{uuid.uuid4().hex[:8]}"
-    items, k_ = build_packet(frame, systems, k, seed, packet_id)
+    items, k_ = build_packet(frame, systems, k, seed, packet_id, consistency_check(cfg, data))
     k_["drafts_run_ids"] = sorted(
         d[d["report_id"].isin(frame["report_id"])]["run_id"].unique().tolist()
     )

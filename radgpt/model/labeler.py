@@ -238,6 +238,15 @@ def label(text: str | None) -> dict[str, str]:
     return out
 
 
+def mentions(text: str | None, obs: str) -> list[tuple[int, int]]:
+    """(start, end) of each mention of obs in text, whatever its status: for highlighting."""
+    low = (text or "").lower()
+    if len(low) != len(text or ""):  # lower() changed the length (rare non-ASCII): no offsets
+        return []
+    spans = {m.span() for p in _MENTION.get(obs, []) for m in p.finditer(low)}
+    return sorted(spans)
+
+
 def label_many(texts: Iterable[str | None]) -> list[dict[str, str]]:
     return [label(t) for t in texts]
 
