@@ -58,6 +58,10 @@ CASES = [
     ),
     ("Pneumothorax and effusion are not seen.", {"Pneumothorax": NEG, "Pleural Effusion": NEG}),
     ("Mild cardiomegaly, pneumothorax is not seen.", {"Cardiomegaly": POS, "Pneumothorax": NEG}),
+    # old or non-pulmonary infections are not pneumonia
+    ("Evidence of prior granulomatous infection.", {"Pneumonia": ABSENT, "No Finding": POS}),
+    ("Sequela of previous tuberculosis infection.", {"Pneumonia": ABSENT}),
+    ("Right lower lobe infection.", {"Pneumonia": POS}),
     # pseudo-negation: "no change" still asserts the finding
     ("No change in mild cardiomegaly.", {"Cardiomegaly": POS, "No Finding": ABSENT}),
     ("Stable cardiomegaly without edema.", {"Cardiomegaly": POS, "Edema": NEG}),

@@ -155,6 +155,12 @@ PSEUDO = re.compile(
     r"\b(?:no|without) (?:significant |appreciable |substantial |other )?(?:interval )?change\b"
     r"|\bnot (?:significantly )?changed\b|\bnot only\b"
 )
+# old or non-pulmonary infections are not pneumonia: "Evidence of prior granulomatous infection"
+# (IU's calcified granulomas), "prior tuberculosis infection", "osseous infection"
+OLD_INFECTION = re.compile(
+    r"\b(?:(?:prior|previous|old|remote|healed) (?:(?:granulomatous|tuberculo\w*|histoplasm\w*) )?"
+    r"|granulomatous |osseous )infect\w*"
+)
 # clause boundaries: sentence ends, ';', and words that end a negation's scope
 _SENT = re.compile(r"\.(?!\d)|;|\n|:(?=\s)|!")
 _TERM = re.compile(
@@ -188,7 +194,8 @@ _NORMAL = [(re.compile(p), obs) for p, obs in NORMALS]
 def clauses(text: str) -> list[str]:
     """Lower-cased clauses: split at sentence ends and ';', then before scope terminators."""
     out = []
-    for sent in _SENT.split(PSEUDO.sub(" ", (text or "").lower())):
+    low = OLD_INFECTION.sub(" ", PSEUDO.sub(" ", (text or "").lower()))
+    for sent in _SENT.split(low):
         hard = [m.start() for m in _TERM.finditer(sent)]
         soft = []
         for m in _TERM_NEW.finditer(sent):
