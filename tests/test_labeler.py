@@ -58,6 +58,9 @@ CASES = [
     ),
     ("Pneumothorax and effusion are not seen.", {"Pneumothorax": NEG, "Pleural Effusion": NEG}),
     ("Mild cardiomegaly, pneumothorax is not seen.", {"Cardiomegaly": POS, "Pneumothorax": NEG}),
+    ("Bilateral costophrenic XXXX blunting.", {"Pleural Effusion": POS}),
+    ("The costophrenic XXXX are blunted.", {"Pleural Effusion": POS}),
+    ("The costophrenic angles are not blunted.", {"Pleural Effusion": NEG}),
     # old or non-pulmonary infections are not pneumonia
     ("Evidence of prior granulomatous infection.", {"Pneumonia": ABSENT, "No Finding": POS}),
     ("Sequela of previous tuberculosis infection.", {"Pneumonia": ABSENT}),

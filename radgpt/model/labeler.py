@@ -86,7 +86,9 @@ MENTIONS: dict[str, list[str]] = {
         r"\b(?<!pericardial )(?:pleural )?effusions?\b",
         r"\bpleural fluid\b",
         r"\bblunt\w* (?:of )?(?:the )?(?:\w+ )?costophrenic",
-        r"\bcostophrenic (?:angle |sulcus )?blunting\b",
+        # IU de-identification can replace "angle(s)" by XXXX: "costophrenic XXXX blunting"
+        r"\bcostophrenic (?:\w+ )?blunting\b",
+        r"\bcostophrenic (?:\w+ )?(?:is |are |appears? |remains? )?(?:\w+ )?blunted\b",
     ],
     "Pleural Other": [
         r"\bpleural (?:thickening|plaques?|scarring|calcification)s?\b",
