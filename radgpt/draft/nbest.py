@@ -53,7 +53,7 @@ def branch_decode(
     eos_t = torch.tensor(sorted(eos), device=dev)
     with torch.inference_mode():
         out = model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True)
-        cache = out.past_key_values if hasattr(out, "past_key_values") else out.cache
+        cache = out.cache if kw == "cache" else out.past_key_values
         logp = torch.log_softmax(out.logits[:, -1, :].float(), -1)
         firsts = [logp[i].topk(k).indices.tolist() for i, k in enumerate(n)]
         rows = [i for i, f in enumerate(firsts) for _ in f]  # prompt of each branch

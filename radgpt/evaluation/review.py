@@ -9,8 +9,8 @@ the reference Impression included as one system; the K x S items are shuffled (s
 item-001... so the packet says nothing about which system wrote what. Items that drafting's
 consistency check flags (omits_finding / adds_finding, computed alike for every system's text)
 come first, with what to check and the finding's words highlighted. The unblinding key is a
-separate file next to (not inside) the packet dir. packet.html is one offline page (inline CSS/JS,
-no CDN): a radiologist scores 1-5 for each rubric metric plus free text, and "Save" downloads
+separate file next to (not inside) the packet dir. packet.html (radgpt.evaluation.packet) is one
+offline page (inline CSS/JS, no CDN): a radiologist scores 1-5 for each rubric metric plus free text, and "Save" downloads
 ratings-<packet>-<rater>.csv (work in progress is kept in the browser's localStorage). packet.csv
 is the same packet for a spreadsheet. Import reads any number of such files, unblinds them with
 the key, and writes review.json/review.md/review.png: mean and SD per metric and system (the
@@ -104,117 +104,6 @@ def write_csv(items: list[dict], path: Path) -> None:
         w.writerows(
             {**it, "rater": "", **dict.fromkeys(METRICS, ""), "comment": ""} for it in items
         )
-
-
-_CSS = """body{font-family:sans-serif;max-width:900px;margin:1em auto;color:#222}
-.item{border:1px solid #bbb;border-radius:6px;padding:.6em 1em;margin:1em 0}
-.text{white-space:pre-wrap;background:#f6f6f6;padding:.4em;border-radius:4px}
-.m{display:flex;gap:.8em;align-items:center;margin:.2em 0}.m span{width:11em}
-textarea{width:100%;height:3em}.done{border-color:#3a3}#bar{position:sticky;top:0;
-background:#fff;padding:.5em 0;border-bottom:1px solid #ddd}
-.flagged{border-color:#c60;border-width:2px}.check{background:#fff3e0;color:#8a3b00;padding:.3em .5em;
-border-radius:4px;margin:.3em 0}mark{background:#ffd54f}"""
-
-_JS = """const P = JSON.parse(document.getElementById('packet').textContent);
-const STORE = 'radgpt-review-' + P.packet_id;
-const $ = (t, txt) => { const e = document.createElement(t); if (txt) e.textContent = txt; return e; };
-function marked(text, spans) {  // text nodes + <mark> for the flagged observations' mentions
-  const e = $('div'); e.className = 'text'; let at = 0;
-  (spans || []).forEach(([a, b]) => { if (a < at) return;
-    e.append(document.createTextNode(text.slice(at, a)), $('mark', text.slice(a, b))); at = b; });
-  e.append(document.createTextNode(text.slice(at))); return e;
-}
-function render() {
-  const root = document.getElementById('items');
-  P.items.forEach((it) => {
-    const d = $('div'); d.className = 'item' + (it.flags ? ' flagged' : ''); d.id = it.item_id;
-    d.append($('h3', it.item_id));
-    if (it.flags) d.append($('div', 'Check (' + it.flags + ')' + (it.check ? ': ' + it.check : '')));
-    if (it.flags) d.lastChild.className = 'check';
-    d.append($('b', 'Findings'), marked(it.findings, it.marks.findings), $('b', 'Impression'));
-    d.append(marked(it.impression, it.marks.impression));
-    P.metrics.forEach((m, j) => {
-      const row = $('div'); row.className = 'm'; row.append($('span', P.titles[j]));
-      for (let v = 1; v <= 5; v++) {
-        const l = $('label'); const r = $('input'); r.type = 'radio';
-        r.name = it.item_id + ':' + m; r.value = v; r.onchange = keep; l.append(r, ' ' + v); row.append(l);
-      }
-      d.append(row);
-    });
-    const c = $('textarea'); c.name = it.item_id + ':comment'; c.placeholder = 'comment (optional)';
-    c.oninput = keep; d.append(c); root.append(d);
-  });
-}
-function collect() {
-  const rater = document.getElementById('rater').value.trim();
-  return P.items.map((it) => {
-    const row = {packet_id: P.packet_id, item_id: it.item_id, rater: rater};
-    P.metrics.forEach((m) => {
-      const r = document.querySelector('input[name="' + it.item_id + ':' + m + '"]:checked');
-      row[m] = r ? r.value : '';
-    });
-    row.comment = document.querySelector('textarea[name="' + it.item_id + ':comment"]').value;
-    return row;
-  });
-}
-function keep() {
-  const rows = collect();
-  localStorage.setItem(STORE, JSON.stringify({rater: document.getElementById('rater').value, rows: rows}));
-  let n = 0;
-  rows.forEach((r) => { const ok = P.metrics.every((m) => r[m] !== '');
-    document.getElementById(r.item_id).classList.toggle('done', ok); n += ok; });
-  document.getElementById('status').textContent = n + ' / ' + rows.length + ' items fully scored';
-}
-function restore() {
-  const s = JSON.parse(localStorage.getItem(STORE) || 'null'); if (!s) return;
-  document.getElementById('rater').value = s.rater || '';
-  s.rows.forEach((r) => {
-    P.metrics.forEach((m) => { if (r[m] === '') return;
-      const e = document.querySelector('input[name="' + r.item_id + ':' + m + '"][value="' + r[m] + '"]');
-      if (e) e.checked = true; });
-    const c = document.querySelector('textarea[name="' + r.item_id + ':comment"]'); if (c) c.value = r.comment;
-  });
-}
-const q = (v) => '"' + String(v).replace(/"/g, '""') + '"';
-function save() {
-  const rater = document.getElementById('rater').value.trim();
-  if (!rater) { document.getElementById('status').textContent = 'enter your name first'; return; }
-  const cols = P.columns; const rows = collect();
-  const text = [cols.join(',')].concat(rows.map((r) => cols.map((c) => q(r[c])).join(','))).join('\\r\\n');
-  const a = document.createElement('a');
-  a.href = URL.createObjectURL(new Blob([text + '\\r\\n'], {type: 'text/csv'}));
-  a.download = 'ratings-' + P.packet_id + '-' + rater.replace(/[^A-Za-z0-9_-]/g, '_') + '.csv';
-  document.body.append(a); a.click(); a.remove();
-  document.getElementById('status').textContent = 'saved ' + a.download;
-}
-render(); restore(); keep();
-document.getElementById('rater').oninput = keep;
-document.getElementById('save').onclick = save;"""
-
-
-def packet_html(items: list[dict], packet_id: str) -> str:
-    """One self-contained page: the items as inline JSON, inline CSS and JS, no network."""
-    data = {"packet_id": packet_id, "metrics": METRICS, "titles": TITLES, "columns": RATING_COLS,
-            "items": [{k: it.get(k, d) for k, d in (("item_id", ""), ("findings", ""),
-                       ("impression", ""), ("flags", ""), ("check", ""), ("marks", {}))}
-                      for it in items]}  # fmt: skip
-    blob = json.dumps(data).replace("<", "\\u003c")  # no "</script>" can end the block early
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>RadGPT review packet {packet_id}</title>
-<style>{_CSS}</style></head><body>
-<h1>Impression review packet <code>{packet_id}</code></h1>
-<p>For each item, read the Findings and the candidate Impression, then score 1 (poor) to 5
-(excellent): <b>Understandability</b>, <b>Coherence</b>, <b>Relevance</b>, <b>Conciseness</b>,
-<b>Clinical Utility</b>. Items whose Impression a consistency check flags come first (orange, the
-finding highlighted); otherwise the order is random and who wrote each Impression is hidden. Your work is
-kept in this browser; press <b>Save</b> to download your ratings file and send it back.</p>
-<div id="bar"><label>Your name <input id="rater" autocomplete="off"></label>
-<button id="save">Save ratings (CSV)</button> <span id="status"></span></div>
-<div id="items"></div>
-<script type="application/json" id="packet">{blob}</script>
-<script>{_JS}</script>
-</body></html>
-"""
 
 
 def read_ratings(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -363,6 +252,7 @@ def run_export(cfg, drafts=None, data=None, split="test", k=20, seed=None, basel
                key=None, run_ids=None) -> dict:  # fmt: skip
     """Write packet.csv + packet.html into out and the key file outside it; returns the key."""
     from radgpt.evaluation.baselines import run_baselines
+    from radgpt.evaluation.packet import packet_html
     from radgpt.evaluation.run import join, select_drafts, select_refs
     from radgpt.table import read_reports
     from radgpt.writeback.fhir import read_drafts
@@ -391,7 +281,7 @@ def run_export(cfg, drafts=None, data=None, split="test", k=20, seed=None, basel
     )
     out.mkdir(parents=True, exist_ok=True)
     write_csv(items, out / "packet.csv")
-    (out / "packet.html").write_text(packet_html(items, packet_id))
+    (out / "packet.html").write_text(packet_html(items, packet_id))  # radgpt.evaluation.packet
     write_json_atomic(key_path, k_)
     log.info("review packet %s: %d reports x %d systems -> %s (key %s)", packet_id, k_["k"],
              len(systems), out, key_path)  # fmt: skip
