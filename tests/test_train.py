@@ -210,6 +210,9 @@ def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, 
     assert max(losses[-3:]) < 0.5 * losses[0]
     assert m["val_loss"] and m["val_loss"][-1]["val_loss"] < m["first_loss"]
     assert read_adapter_record(out) == {k: v for k, v in rec.items() if k != "adapter_dir"}
+    from radgpt.model.carry import CarryRates
+
+    assert CarryRates.load(out).source["reports"] == 8  # carry rates of the training split
     assert rec["adapter_id"] == adapter_id(out) and rec["dataset"]["rows"] == {
         "train": 8,
         "validate": 4,
