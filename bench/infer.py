@@ -29,13 +29,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     from radgpt.config import load_config
-    from radgpt.draft.drafter import Drafter, model_spec
+    from radgpt.draft.drafter import Drafter
     from radgpt.draft.run import run_draft
     from radgpt.ingest.run import run_ingest
     from radgpt.model.base import ensure_default_model
+    from radgpt.model.spec import ModelSpec
     from radgpt.runtime import setup_logging
     from radgpt.sample.write import write_sample
-    from radgpt.writeback.fhir import read_drafts
+    from radgpt.writeback.drafts import read_drafts
 
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     a.add_argument("--n", type=int, default=48, help="reports to draft")
@@ -79,7 +80,7 @@ def main() -> None:
     ids = sorted(drafts)
     cfg.draft.batch_size = 1
     t0 = time.perf_counter()
-    d = Drafter(cfg.to_json(), model_spec(cfg, None))
+    d = Drafter(cfg.to_json(), ModelSpec.resolve(cfg, None))
     naive = {rid: d.generate([reports[rid]], [rid])[0] for rid in ids}
     naive_s = time.perf_counter() - t0
 

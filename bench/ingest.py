@@ -107,12 +107,11 @@ def spark_child(src: Path, work: Path, master: str, repeat: int, sets: list[str]
     for i in range(1 + repeat):
         if i:  # the parent runs a baseline between warm runs, then says go
             sys.stdin.readline()
-        cfg = load_config(
-            None, [("paths.root", str(work / f"run{i}")), ("spark.master", master), *sets], env={}
-        )
+        root, inputs = ("paths.root", str(work / f"run{i}")), ("ingest.inputs", [str(src)])
+        cfg = load_config(None, [root, ("spark.master", master), *sets, inputs], env={})
         t, cpu = time.perf_counter(), _cpu()
         spark = spark_session(cfg)
-        m = run_ingest(cfg, [str(src)], spark=spark)
+        m = run_ingest(cfg, spark=spark)
         dt = time.perf_counter() - (t0 if i == 0 else t)
         n = m["counts"]["totals"]["new"]
         parse = m["timings"]["parse_s"]  # the Spark stage that does the same work as the baseline

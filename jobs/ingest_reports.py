@@ -19,14 +19,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from radgpt.config import ConfigError, load_config
-    from radgpt.ingest.run import add_arguments, print_summary, run_ingest
+    from radgpt.cli import config
+    from radgpt.cli.ingest import add_arguments, flags, print_summary
+    from radgpt.config import ConfigError
+    from radgpt.ingest.run import run_ingest
     from radgpt.runtime import setup_logging
 
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--conf-file", help="radgpt YAML config (conf/cluster.yaml on a cluster)")
+    p.add_argument(  # dest config: what radgpt.cli.config reads
+        "--conf-file",
+        dest="config",
+        metavar="CONF_FILE",
+        help="radgpt YAML config (conf/cluster.yaml on a cluster)",
+    )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
     )
@@ -34,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     setup_logging()
     try:
-        sets = list(args.set) + ([("paths.table", args.out)] if args.out else [])
-        cfg = load_config(args.conf_file, sets)
-        manifest = run_ingest(cfg, args.inputs or None, args.format, args.split_file)
+        manifest = run_ingest(config(args, flags(args)))
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -156,7 +156,7 @@ class DraftCfg(_Cfg):
     selection: Literal["new", "missing", "split", "all"] = "new"
     split: str | None = None
     limit: int | None = Field(default=None, ge=1)
-    engine: Literal["transformers", "vllm"] = "transformers"
+    engine: Literal["transformers"] = "transformers"  # radgpt.draft.stages.ENGINES
     max_new_tokens: int = Field(default=96, ge=1)
     batch_size: int = Field(default=8, ge=1)
     num_actors: int = Field(default=1, ge=1)
@@ -176,7 +176,37 @@ class DraftCfg(_Cfg):
         le=1,
         description="omits_finding flags a Findings observation missing from the draft when "
         "radiologists carry it into the Impression at least this often (radgpt.model.carry "
-        "rates of the train split); higher = fewer observations checked, 1 = off",
+        "rates of the train split); the n-best reranker rewards the same observations. Higher = "
+        "fewer observations checked, 1 = off. Tuned on the IU validate split (docs/drafting.md)",
+    )
+    retrieval_finding_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="finding-aware retrieval: the retrieval_pool nearest train reports (TF-IDF) "
+        "are re-ranked by cosine + this x the share of the report's positive observations their "
+        "Findings state too; 0 = plain TF-IDF, as in training",
+    )
+    retrieval_pool: int = Field(
+        default=20, ge=1, description="candidates finding-aware retrieval re-ranks"
+    )
+    n_best: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="first-token branches per report whose Findings state a usually-carried "
+        "finding (radgpt.draft.nbest: one shared prompt prefill, greedy continuations); the "
+        "reranker keeps one. 1 = greedy decoding only",
+    )
+    rerank_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="n-best reranker: mean token log-prob + this x (usually-carried Findings "
+        "observations the candidate states - findings it adds)",
+    )
+    clean: Literal["clean-v1", "none"] = Field(
+        default="clean-v1",
+        description="postprocess cleaning of the generated text (radgpt.draft.clean: stray "
+        "punctuation, empty sentences); the raw text is kept in drafts.draft_raw when it changed",
     )
 
 

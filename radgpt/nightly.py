@@ -129,21 +129,3 @@ def brief(s: dict) -> str:
         lines.append(f"  fhir     {n} resources")
     lines += [f"  FAILED   {f['step']}: {f['error']}: {f['message']}" for f in s["failures"]]
     return "\n".join(lines)
-
-
-def add_commands(sub) -> None:
-    from radgpt.cli import add_config_args
-
-    p = sub.add_parser(
-        "nightly", help="ingest new reports, draft Impressions, write back (make run)"
-    )
-    add_config_args(p)
-    p.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    from radgpt.cli import config_from_args
-
-    s = run_nightly(config_from_args(args))
-    print(brief(s))
-    return 0 if s["status"] == "ok" else 1

@@ -79,8 +79,62 @@ def write_json_atomic(path: str | os.PathLike, obj) -> Path:
     return path
 
 
+# spark-submit options that set a Spark property (SparkSubmitArguments), as PYSPARK_SUBMIT_ARGS
+# may carry them besides --conf
+_SUBMIT_OPTIONS = {
+    "--master": "spark.master",
+    "--name": "spark.app.name",
+    "--driver-memory": "spark.driver.memory",
+    "--driver-java-options": "spark.driver.extraJavaOptions",
+    "--driver-cores": "spark.driver.cores",
+    "--executor-memory": "spark.executor.memory",
+    "--executor-cores": "spark.executor.cores",
+    "--num-executors": "spark.executor.instances",
+}
+
+
+def _submitted_spark_conf() -> dict[str, str]:
+    """The Spark properties spark-submit was given (--conf, --master, --name, ...).
+
+    Under spark-submit (the spark-operator, YARN, by hand) the driver JVM already runs and holds
+    them: Python was started with PYSPARK_GATEWAY_PORT, and SparkConf() reads the JVM's settings.
+    Otherwise pyspark starts its JVM itself through spark-submit with PYSPARK_SUBMIT_ARGS (the
+    nightly pod puts --conf there): those are read from the variable, before the JVM starts, so
+    that JVM options of the session (driver memory, extraJavaOptions) still apply at its start.
+    """
+    import shlex
+
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        from pyspark import SparkConf, SparkContext
+
+        SparkContext._ensure_initialized()  # connect to spark-submit's JVM (it is running)
+        submitted = dict(SparkConf().getAll())
+        # without --name, spark-submit names the application after its script: not a choice
+        if submitted.get("spark.app.name") == Path(sys.argv[0]).name:
+            del submitted["spark.app.name"]
+        return submitted
+    words = shlex.split(os.environ.get("PYSPARK_SUBMIT_ARGS", ""))
+    submitted = {}
+    for i, word in enumerate(words):
+        option, eq, value = word.partition("=")
+        if not eq:  # `--conf k=v`, not `--conf=k=v`
+            value = words[i + 1] if i + 1 < len(words) else ""
+        if option in ("--conf", "-c"):
+            key, _, value = value.partition("=")
+            submitted[key] = value
+        elif option in _SUBMIT_OPTIONS:
+            submitted[_SUBMIT_OPTIONS[option]] = value
+    return submitted
+
+
 def spark_session(cfg, app_name: str | None = None):
-    """The active session under spark-submit, else one built from cfg.spark (local[*] by default)."""
+    """The active session, else one built from cfg.spark (local[*] by default).
+
+    Precedence, as spark-submit users expect: what spark-submit was given (--master, --name,
+    --conf, also through PYSPARK_SUBMIT_ARGS) > cfg.spark.conf > the defaults below. A key is set
+    here only when spark-submit did not set it, so the spark-operator's settings for a
+    SparkApplication (executor instances, cores, memory) win over the config file.
+    """
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -88,11 +142,10 @@ def spark_session(cfg, app_name: str | None = None):
         return active
     # local executors must run this interpreter (the venv), not whatever `python3` is on PATH
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    b = SparkSession.builder.appName(app_name or cfg.spark.app_name)
-    # under spark-submit the JVM starts Python with PYSPARK_GATEWAY_PORT set: its --master wins
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:
-        b = b.master(os.environ.get("SPARK_MASTER", cfg.spark.master))
-    defaults = {
+    submitted = _submitted_spark_conf()
+    ours = {
+        "spark.app.name": app_name or cfg.spark.app_name,
+        "spark.master": os.environ.get("SPARK_MASTER", cfg.spark.master),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
@@ -107,15 +160,17 @@ def spark_session(cfg, app_name: str | None = None):
         # short-lived JVM whose queries touch narrow key rows only, so the C2 JIT's compile time
         # is not won back; C1 alone cut a 20k-report ingest 18.0 -> 14.8 s end to end
         # (docs/benchmarks.md, round 5). Set this key in spark.conf to choose other flags.
-        defaults["spark.driver.extraJavaOptions"] = "-XX:TieredStopAtLevel=1"
+        ours["spark.driver.extraJavaOptions"] = "-XX:TieredStopAtLevel=1"
     # Python workers import radgpt by name with their cwd first on sys.path: a `radgpt/` folder
     # there (a data root, say) would shadow an editable install as a namespace package. Putting
     # the package's parent on the workers' PYTHONPATH makes the import find the real package.
     pkg_parent = str(Path(__file__).resolve().parent.parent)
     paths = [pkg_parent, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    defaults["spark.executorEnv.PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    for k, v in {**defaults, **cfg.spark.conf}.items():
-        b = b.config(k, v)
+    ours["spark.executorEnv.PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    b = SparkSession.builder
+    for k, v in {**ours, **cfg.spark.conf}.items():
+        if k not in submitted:
+            b = b.config(k, v)
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

@@ -26,22 +26,24 @@ def test_shipped_adapter_carries_abnormal_findings(iu_csv, spark, tmp_path):
     import pyarrow.compute as pc
 
     from radgpt.config import load_config
-    from radgpt.draft.drafter import generate, model_spec
+    from radgpt.draft.drafter import generate
     from radgpt.ingest.run import run_ingest
-    from radgpt.model.base import ensure_default_model, read_adapter_record
+    from radgpt.model.base import ensure_default_model
     from radgpt.model.labeler import POS, label
     from radgpt.model.retrieval import Retriever
+    from radgpt.model.spec import AdapterRecord, ModelSpec
     from radgpt.table import read_reports
 
-    cfg = load_config(REPO / "conf" / "local.yaml", overrides={"paths.root": str(tmp_path)}, env={})
+    sets = {"paths.root": str(tmp_path), "ingest.inputs": [str(iu_csv)]}
+    cfg = load_config(REPO / "conf" / "local.yaml", overrides=sets, env={})
     assert cfg.model_path(cfg.model.adapter).resolve() == ADAPTER  # `make run` drafts with it
-    rec = read_adapter_record(ADAPTER)
-    assert rec["retrieval_k"] == 3 and not (ADAPTER / "retrieval" / "corpus.json").exists()
+    rec = AdapterRecord.load(ADAPTER)
+    assert rec.retrieval_k == 3 and not (ADAPTER / "retrieval" / "corpus.json").exists()
     ensure_default_model(cfg)
-    run_ingest(cfg, [str(iu_csv)], spark=spark)
-    spec = model_spec(cfg, ADAPTER)  # base weights hash = the record's; corpus = the IU train split
+    run_ingest(cfg, spark=spark)
+    spec = ModelSpec.resolve(cfg, ADAPTER)  # base hash = the record's; corpus = IU train split
     trained = json.loads((ADAPTER / "retrieval" / "retriever.json").read_text())["digest"]
-    assert spec["retrieval_digest"] == trained == "8fb471b0394f76a9"  # the training corpus
+    assert spec.retrieval_digest == trained == "8fb471b0394f76a9"  # the training corpus
 
     t = read_reports(cfg)
     t = t.filter(pc.and_(pc.equal(t["split"], "test"), pc.equal(t["eligible"], True)))

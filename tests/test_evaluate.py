@@ -14,7 +14,7 @@ from radgpt import table
 from radgpt.cli import main
 from radgpt.evaluation.run import join, select_drafts, select_refs
 from radgpt.schema import arrow_schema
-from radgpt.writeback.fhir import commit_drafts, read_drafts
+from radgpt.writeback.drafts import commit_drafts, read_drafts
 
 NOW = dt.datetime(2024, 5, 1, 2, 0, tzinfo=dt.UTC)
 NORMAL = "No acute cardiopulmonary abnormality."
@@ -192,19 +192,22 @@ def test_evaluate_all_splits_and_errors(tables, tmp_path):
     from radgpt.config import load_config
     from radgpt.evaluation.run import run_evaluate
 
-    cfg = load_config(overrides={"eval.bootstrap": 50})
+    def cfg(drafts, **sets):
+        paths = {"paths.drafts": str(drafts), "paths.table": str(data)}
+        return load_config(overrides={"eval.bootstrap": 50, **paths, **sets})
+
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no committed drafts"):
-        run_evaluate(cfg, drafts=tmp_path / "empty", data=data, out=tmp_path / "e3")
+        run_evaluate(cfg(tmp_path / "empty"), out=tmp_path / "e3")
     with pytest.raises(FileNotFoundError, match="radgpt draft"):
-        run_evaluate(cfg, drafts=tmp_path / "none", data=data, out=tmp_path / "e3")
+        run_evaluate(cfg(tmp_path / "none"), out=tmp_path / "e3")
     # the CLI turns bad input into a message and exit code 2
     assert main(["evaluate", "--drafts", str(drafts), "--data", str(data), "--split", "validate",
                  "--out", str(tmp_path / "e6")]) == 2  # fmt: skip
     with pytest.raises(ValueError, match="none of the 6 drafts"):
-        run_evaluate(cfg, drafts=drafts, data=data, split="validate", out=tmp_path / "e4")
+        run_evaluate(cfg(drafts), split="validate", out=tmp_path / "e4")
     with pytest.raises(ValueError, match="unknown baseline"):
-        run_evaluate(cfg, drafts=drafts, data=data, baselines=["oracle"], out=tmp_path / "e5")
+        run_evaluate(cfg(drafts, **{"eval.baselines": ["oracle"]}), out=tmp_path / "e5")
 
 
 def test_evaluate_with_zero_shot_baseline(tables, tmp_path, tiny_model_dir):

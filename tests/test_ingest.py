@@ -26,8 +26,10 @@ def sample(tmp_path_factory):
     return out, manifest
 
 
-def cfg_for(tmp_path, **sets):
-    return load_config(None, [("paths.root", str(tmp_path)), *sets.items()], env={})
+def cfg_for(tmp_path, *inputs, **sets):
+    """A config rooted in tmp_path that ingests these inputs (ingest.inputs)."""
+    sets = {"paths.root": str(tmp_path), "ingest.inputs": [str(p) for p in inputs], **sets}
+    return load_config(None, sets, env={})
 
 
 def committed_quarantine(cfg):
@@ -36,8 +38,8 @@ def committed_quarantine(cfg):
 
 def test_all_formats_end_to_end(spark, sample, tmp_path):
     src, manifest = sample
-    cfg = cfg_for(tmp_path)
-    m = run_ingest(cfg, [str(src)], spark=spark)
+    cfg = cfg_for(tmp_path, src)
+    m = run_ingest(cfg, spark=spark)
     t = table.read_reports(cfg)
     assert set(t.column("source").to_pylist()) == set(FORMATS)
     # every report id is unique, every row follows the contract, splits are the three names
@@ -77,22 +79,22 @@ def test_all_formats_end_to_end(spark, sample, tmp_path):
 
 def test_rerun_adds_nothing_and_new_files_add_only_new(spark, sample, tmp_path):
     src, _ = sample
-    cfg = cfg_for(tmp_path)
-    run_ingest(cfg, [str(src / "csv")], spark=spark)
+    cfg = cfg_for(tmp_path, src / "csv")
+    run_ingest(cfg, spark=spark)
     first = table.read_reports(cfg).num_rows
-    m2 = run_ingest(cfg, [str(src / "csv")], spark=spark)
+    m2 = run_ingest(cfg, spark=spark)
     assert m2["counts"]["totals"]["new"] == 0
     assert m2["counts"]["totals"]["already_ingested"] == first
     assert table.read_reports(cfg).num_rows == first
-    m3 = run_ingest(cfg, [str(src / "csv"), str(src / "hl7")], spark=spark)
+    m3 = run_ingest(cfg_for(tmp_path, src / "csv", src / "hl7"), spark=spark)
     hl7 = table.read_reports(cfg).filter(pc.equal(table.read_reports(cfg).column("source"), "hl7"))
     assert m3["counts"]["totals"]["new"] == hl7.num_rows > 0
 
 
 def test_failed_commit_leaves_last_good_table(spark, sample, tmp_path, monkeypatch):
     src, _ = sample
-    cfg = cfg_for(tmp_path)
-    run_ingest(cfg, [str(src / "csv")], spark=spark)
+    cfg = cfg_for(tmp_path, src / "csv")
+    run_ingest(cfg, spark=spark)
     good = table.read_reports(cfg).num_rows
     real_commit = table.commit
 
@@ -108,10 +110,10 @@ def test_failed_commit_leaves_last_good_table(spark, sample, tmp_path, monkeypat
 
     monkeypatch.setattr(table, "commit", crash)
     with pytest.raises(OSError):
-        run_ingest(cfg, [str(src / "hl7")], spark=spark)
+        run_ingest(cfg_for(tmp_path, src / "hl7"), spark=spark)
     assert table.read_reports(cfg).num_rows == good  # readers of committed data see the old table
     monkeypatch.setattr(table, "commit", real_commit)
-    m = run_ingest(cfg, [str(src / "hl7")], spark=spark)  # recovery, then a clean run
+    m = run_ingest(cfg_for(tmp_path, src / "hl7"), spark=spark)  # recovery, then a clean run
     on_disk = spark.read.parquet(str(cfg.path("table"))).count()  # a plain Spark reader
     assert on_disk == table.read_reports(cfg).num_rows == good + m["counts"]["totals"]["new"]
 
@@ -120,7 +122,7 @@ def test_a_row_lost_by_the_rules_fails_the_run(spark, sample, tmp_path, monkeypa
     import radgpt.ingest.cohort
 
     src, _ = sample
-    cfg = cfg_for(tmp_path)
+    cfg = cfg_for(tmp_path, src / "csv")
     real = radgpt.ingest.cohort.transform
 
     def lossy(keys, existing, icfg):  # the rules lose one parsed row: counts and write never see it
@@ -130,7 +132,7 @@ def test_a_row_lost_by_the_rules_fails_the_run(spark, sample, tmp_path, monkeypa
 
     monkeypatch.setattr(radgpt.ingest.cohort, "transform", lossy)
     with pytest.raises(RuntimeError, match="counts do not reconcile: parsed"):
-        run_ingest(cfg, [str(src / "csv")], spark=spark)
+        run_ingest(cfg, spark=spark)
     assert table.read_reports(cfg).num_rows == 0  # nothing committed
 
 
@@ -138,7 +140,7 @@ def test_a_row_lost_by_the_write_fails_the_run(spark, sample, tmp_path, monkeypa
     from radgpt.ingest import executor
 
     src, _ = sample
-    cfg = cfg_for(tmp_path)
+    cfg = cfg_for(tmp_path, src / "csv")
     real = executor.write_fn
 
     def lossy(*a):  # each written file loses its last row after the write (counted, not written)
@@ -158,7 +160,7 @@ def test_a_row_lost_by_the_write_fails_the_run(spark, sample, tmp_path, monkeypa
 
     monkeypatch.setattr(executor, "write_fn", lossy)
     with pytest.raises(RuntimeError, match="reports rows written, .* counted"):
-        run_ingest(cfg, [str(src / "csv")], spark=spark)
+        run_ingest(cfg, spark=spark)
     assert table.read_reports(cfg).num_rows == 0  # nothing committed
 
 
@@ -167,8 +169,8 @@ def test_a_clean_night_commits_an_empty_quarantine(spark, tmp_path):
 
     src = write_mimic_dir(tmp_path / "mimic", {(10000001, 50000001): MIMIC_REPORT.encode(),
                                               (10000002, 50000002): MIMIC_REPORT.encode()})  # fmt: skip
-    cfg = cfg_for(tmp_path)
-    m = run_ingest(cfg, [str(src)], spark=spark)
+    cfg = cfg_for(tmp_path, src)
+    m = run_ingest(cfg, spark=spark)
     assert m["counts"]["totals"]["new"] == table.read_reports(cfg).num_rows == 2
     assert m["counts"]["totals"]["quarantined"] == committed_quarantine(cfg).num_rows == 0
     assert [q["run_id"] for q in table.manifests(quarantine_root(cfg))] == [m["run_id"]]
@@ -180,8 +182,8 @@ def test_unknown_files_and_oversized_members_are_quarantined(spark, tmp_path):
     (d / "notes.bin").write_bytes(b"\x00\x01 nothing we can read")
     big = ("1", "", "", "", "", "", "word " * 40, "No acute disease.")  # over 100 bytes
     (d / "big.csv").write_text(csv_text([big]))
-    cfg = cfg_for(tmp_path, **{"ingest.max_member_bytes": 100})
-    m = run_ingest(cfg, [str(d)], spark=spark)
+    cfg = cfg_for(tmp_path, d, **{"ingest.max_member_bytes": 100})
+    m = run_ingest(cfg, spark=spark)
     q = committed_quarantine(cfg)
     assert "unknown_format" in q.column("reason").to_pylist()
     assert m["counts"]["totals"]["quarantined"] == q.num_rows >= 1
@@ -190,8 +192,8 @@ def test_unknown_files_and_oversized_members_are_quarantined(spark, tmp_path):
 @pytest.mark.data
 def test_iu_csv_counts_match_an_independent_count(spark, iu_csv, tmp_path):
     """The Spark job's per-rule counts on the real IU CSV equal a plain-Python recount."""
-    cfg = cfg_for(tmp_path)
-    m = run_ingest(cfg, [str(iu_csv)], spark=spark)
+    cfg = cfg_for(tmp_path, iu_csv)
+    m = run_ingest(cfg, spark=spark)
     with open(iu_csv, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     no_f = sum(not (r["findings"] or "").strip() for r in rows)

@@ -46,7 +46,7 @@ def test_nightly_end_to_end(tmp_path, tiny_model_dir, spark, ray_local):
     from radgpt.nightly import run_nightly
     from radgpt.sample.write import write_sample
     from radgpt.table import read_reports
-    from radgpt.writeback.fhir import read_drafts
+    from radgpt.writeback.drafts import read_drafts
 
     cfg = load_config(
         REPO / "conf" / "local.yaml",

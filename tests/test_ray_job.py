@@ -120,11 +120,9 @@ def test_train_lora_as_ray_job(tmp_path, tiny_model_dir, spark):
     }  # fmt: skip
     conf_file = tmp_path / "job.yaml"
     conf_file.write_text(yaml.safe_dump(conf))
-    cfg = load_config(conf_file, env={})
+    cfg = load_config(conf_file, {"ingest.inputs": [str(tmp_path / "sample")]}, env={})
     write_sample(tmp_path / "sample", n=20, seed=9, bad=False)
-    assert (
-        run_ingest(cfg, [str(tmp_path / "sample")], spark=spark)["counts"]["totals"]["eligible"] > 0
-    )
+    assert run_ingest(cfg, spark=spark)["counts"]["totals"]["eligible"] > 0
     out = tmp_path / "adapter"
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",

@@ -84,7 +84,10 @@ def test_export_is_blinded_shuffled_and_seeded(packet, tmp_path):
         from radgpt.config import load_config
         from radgpt.evaluation.review import run_export
 
-        run_export(load_config(), drafts, data, out=tmp_path / "p3", key=tmp_path / "p3" / "k.json")
+        paths = {"paths.drafts": str(drafts), "paths.table": str(data), "eval.baselines": []}
+        run_export(
+            load_config(overrides=paths), out=tmp_path / "p3", key=tmp_path / "p3" / "k.json"
+        )
 
 
 def test_import_unblinds_summarizes_and_kappa(packet, tmp_path):

@@ -11,7 +11,7 @@ from test_writeback import rows  # same hand-made draft rows (tests/ is on sys.p
 
 from radgpt import cli
 from radgpt.evaluation.stats import load, summarize
-from radgpt.writeback import fhir as writeback
+from radgpt.writeback import drafts
 
 
 def make(tmp_path):
@@ -21,8 +21,8 @@ def make(tmp_path):
         r["latency_ms"] = float(10 * (i + 1))
     b = rows(4, "draft-b", "2024-05-02", start=6)
     b[0]["source"], b[0]["adapter_id"] = "mimic", None
-    writeback.commit_drafts(a, d, "draft-a")
-    writeback.commit_drafts(b, d, "draft-b")
+    drafts.commit_drafts(a, d, "draft-a")
+    drafts.commit_drafts(b, d, "draft-b")
     return d
 
 
@@ -62,8 +62,8 @@ def test_observations_behind_the_flags_per_night(tmp_path):
     a[0] |= {"flags": ["omits_finding"], "flag_observations": ["omits_finding:Pleural Effusion"]}
     a[1] |= {"flags": ["omits_finding", "adds_finding"],
              "flag_observations": ["omits_finding:Pleural Effusion", "adds_finding:Edema"]}  # fmt: skip
-    writeback.commit_drafts(a, d, "draft-a")
-    writeback.commit_drafts(rows(2, "draft-b", "2024-05-02", start=4), d, "draft-b")
+    drafts.commit_drafts(a, d, "draft-a")
+    drafts.commit_drafts(rows(2, "draft-b", "2024-05-02", start=4), d, "draft-b")
     df = load(d)
     s = {(r["run_date"], r["source"]): r for r in summarize(df).to_dicts()}
     assert s[("2024-05-01", "openi")]["rate_omits_finding"] == 0.5

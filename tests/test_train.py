@@ -92,6 +92,11 @@ def _cfg(tmp_path, **kw):
     return load_config(None, {**base, **kw}, env={})
 
 
+def _job(table, base, max_steps=None) -> dict:
+    """The overrides that say what to train: the table, the base model, the step cap."""
+    return {"paths.table": str(table), "model.base": str(base), "train.max_steps": max_steps}
+
+
 # ---- pure pieces ------------------------------------------------------------------------------
 
 
@@ -202,7 +207,7 @@ def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, 
     allmods = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     kw = {"train.lr": 1e-2, "lora.target_modules": allmods, "train.checkpoint_every": 10}
     kw.update({"train.micro_batch": 4, "train.effective_batch": 8})  # whole set each step
-    rec = run_train(_cfg(tmp_path, **kw), data_dir=root, base=learnable_model_dir, max_steps=30)
+    rec = run_train(_cfg(tmp_path, **kw, **_job(root, learnable_model_dir, 30)))
     out = Path(rec["adapter_dir"])
     m = rec["metrics"]
     losses = [json.loads(x)["loss"] for x in Path(m["metrics_file"]).read_text().splitlines()]
@@ -245,7 +250,7 @@ def test_missing_base_model_is_a_clear_error(tmp_path):
     from radgpt.train.run import run_train
 
     with pytest.raises(FileNotFoundError, match="model directory not found"):
-        run_train(_cfg(tmp_path), data_dir=tmp_path, base=tmp_path / "no-model")
+        run_train(_cfg(tmp_path, **_job(tmp_path, tmp_path / "no-model")))
 
 
 @pytest.mark.slow
@@ -254,8 +259,8 @@ def test_two_cpu_workers_with_retrieval_make_one_adapter(ray_local, tiny_model_d
     from radgpt.train.run import run_train
 
     root = make_table(tmp_path / "table", n_train=8, n_val=2)
-    cfg = _cfg(tmp_path, **{"train.num_workers": 2, "train.retrieval_k": 1})
-    rec = run_train(cfg, data_dir=root, base=tiny_model_dir, max_steps=4)
+    kw = {"train.num_workers": 2, "train.retrieval_k": 1}
+    rec = run_train(_cfg(tmp_path, **kw, **_job(root, tiny_model_dir, 4)))
     out = Path(rec["adapter_dir"])
     assert rec["hardware"]["num_workers"] == 2 and rec["train_state"]["examples"] == 8
     # 8 examples / micro_batch 2 = 4 batches; grad_accum = 4 / (2 x 2 workers) = 1 -> 2 steps/epoch
@@ -301,16 +306,18 @@ def test_killed_run_resumes_to_the_same_result(ray_local, tiny_model_dir, tmp_pa
     from radgpt.train.run import latest_checkpoint, latest_run, run_train
 
     root = make_table(tmp_path / "table", n_train=8, n_val=2)
-    clean = run_train(_cfg(tmp_path / "a"), data_dir=root, base=tiny_model_dir, max_steps=6)
+    clean = run_train(_cfg(tmp_path / "a", **_job(root, tiny_model_dir, 6)))
     cfg = _cfg(tmp_path / "b")  # checkpoint_every=2
     with pytest.raises(Exception) as e:
-        run_train(cfg, data_dir=root, base=tiny_model_dir, max_steps=6, loop=crash_at_checkpoint(4))
+        run_train(
+            _cfg(tmp_path / "b", **_job(root, tiny_model_dir, 6)), loop=crash_at_checkpoint(4)
+        )
     assert "injected failure" in str(e.value)
     crashed = latest_run(cfg.path("checkpoints"))
     assert json.loads((latest_checkpoint(crashed) / STATE).read_text())["step"] == 2
     lines = (crashed / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4]  # 3-4: replayed on resume
-    resumed = run_train(cfg, resume=True)
+    resumed = run_train(cfg, resume=True)  # table, base and step cap: from the run's run.json
     assert (
         resumed["run"]["resumed"]
         and resumed["train_state"]["step"] == clean["train_state"]["step"] == 6

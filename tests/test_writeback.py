@@ -14,9 +14,9 @@ import pytest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.provenance import Provenance
 
+from radgpt.model.ids import draft_id
 from radgpt.schema import ContractError, field_names
-from radgpt.writeback import fhir as writeback
-from radgpt.writeback.provenance import draft_id
+from radgpt.writeback import drafts, fhir
 
 GEN = '{"do_sample":false,"engine":"transformers","max_new_tokens":16}'
 
@@ -58,14 +58,14 @@ def rows(n: int, run_id: str = "draft-a", run_date: str = "2024-05-01", start: i
 
 def test_commit_is_idempotent_and_manifested(tmp_path):
     d = tmp_path / "drafts"
-    m = writeback.commit_drafts(rows(5), d, "draft-a")
+    m = drafts.commit_drafts(rows(5), d, "draft-a")
     assert m["rows"] == 5 and m["files"] == ["run_date=2024-05-01/part-draft-a-00000.parquet"]
     assert (d / "_manifests" / "draft-a.json").is_file()
     # same night, same inputs, new run id: nothing new; overlapping batch: only the new ones
-    assert writeback.commit_drafts(rows(5, "draft-b"), d, "draft-b")["rows"] == 0
-    m3 = writeback.commit_drafts(rows(4, "draft-c", start=3) * 2, d, "draft-c")
+    assert drafts.commit_drafts(rows(5, "draft-b"), d, "draft-b")["rows"] == 0
+    m3 = drafts.commit_drafts(rows(4, "draft-c", start=3) * 2, d, "draft-c")
     assert (m3["rows"], m3["duplicates"]) == (2, 6)
-    t = writeback.read_drafts(d)
+    t = drafts.read_drafts(d)
     assert sorted(t.column("report_id").to_pylist()) == [f"openi:{i}" for i in range(7)]
     assert t.column_names == field_names("drafts")
     assert len(set(t.column("draft_id").to_pylist())) == 7
@@ -76,18 +76,18 @@ def test_bad_rows_leave_nothing_visible(tmp_path):
     bad = rows(3)
     bad[1]["draft"] = None  # non-null field
     with pytest.raises((ContractError, pa.ArrowInvalid)):
-        writeback.commit_drafts(bad, d, "draft-bad")
-    assert not list(d.glob("run_date=*")) and writeback.manifests(d) == []
+        drafts.commit_drafts(bad, d, "draft-bad")
+    assert not list(d.glob("run_date=*")) and drafts.manifests(d) == []
 
 
 def test_crash_between_rename_and_manifest_is_recovered(tmp_path):
     d = tmp_path / "drafts"
-    writeback.commit_drafts(rows(2), d, "draft-a")
+    drafts.commit_drafts(rows(2), d, "draft-a")
     # a crashed run: its data file got renamed in, its manifest never written
-    writeback.commit_drafts(rows(2, "draft-x", start=10), d, "draft-x")
+    drafts.commit_drafts(rows(2, "draft-x", start=10), d, "draft-x")
     (d / "_manifests" / "draft-x.json").unlink()
-    assert len(writeback.read_drafts(d)) == 2  # readers through the manifest never see it
-    m = writeback.commit_drafts(rows(1, "draft-y", start=20), d, "draft-y")
+    assert len(drafts.read_drafts(d)) == 2  # readers through the manifest never see it
+    m = drafts.commit_drafts(rows(1, "draft-y", start=20), d, "draft-y")
     assert m["rows"] == 1
     assert not (d / "run_date=2024-05-01" / "part-draft-x-00000.parquet").exists()
     assert len(ds.dataset(d, format="parquet", partitioning="hive").to_table()) == 3
@@ -98,8 +98,8 @@ def test_four_readers_agree(tmp_path, spark):
     import polars as pl
 
     d = tmp_path / "drafts"
-    writeback.commit_drafts(rows(4), d, "draft-a")
-    writeback.commit_drafts(rows(3, "draft-b", "2024-05-02", start=4), d, "draft-b")
+    drafts.commit_drafts(rows(4), d, "draft-a")
+    drafts.commit_drafts(rows(3, "draft-b", "2024-05-02", start=4), d, "draft-b")
     want = {f"openi:{i}" for i in range(7)}
     a = ds.dataset(d, format="parquet", partitioning="hive").to_table()
     assert set(a.column("report_id").to_pylist()) == want
@@ -114,13 +114,13 @@ def test_four_readers_agree(tmp_path, spark):
 
 
 def test_fhir_export_validates_and_links(tmp_path):
-    d, fhir = tmp_path / "drafts", tmp_path / "fhir"
-    writeback.commit_drafts(rows(4), d, "draft-a")
-    t = writeback.read_drafts(d)
-    res = writeback.write_fhir(t, fhir, "draft-a")
+    d, out = tmp_path / "drafts", tmp_path / "fhir"
+    drafts.commit_drafts(rows(4), d, "draft-a")
+    t = drafts.read_drafts(d)
+    res = fhir.write_fhir(t, out, "draft-a")
     assert res["resources"] == 8
-    reports = [json.loads(x) for x in (fhir / "draft-a" / "DiagnosticReport.ndjson").open()]
-    provs = [json.loads(x) for x in (fhir / "draft-a" / "Provenance.ndjson").open()]
+    reports = [json.loads(x) for x in (out / "draft-a" / "DiagnosticReport.ndjson").open()]
+    provs = [json.loads(x) for x in (out / "draft-a" / "Provenance.ndjson").open()]
     assert len(reports) == len(provs) == 4
     by_id = {r["draft_id"]: r for r in t.to_pylist()}
     for r, p in zip(reports, provs, strict=True):
@@ -144,20 +144,20 @@ def test_fhir_export_validates_and_links(tmp_path):
         assert p["entity"][0]["what"]["identifier"]["value"] == row["report_id"]
         assert p["recorded"].startswith("2024-05-01T03:00:00")
     # export again: skipped, files unchanged
-    assert writeback.write_fhir(t, fhir, "draft-a")["skipped"]
+    assert fhir.write_fhir(t, out, "draft-a")["skipped"]
 
 
 def test_run_writeback_exports_pending_runs(tmp_path):
     from radgpt.config import load_config
 
     cfg = load_config(overrides={"paths.root": str(tmp_path)})
-    writeback.commit_drafts(rows(2), cfg.path("drafts"), "draft-a")
-    writeback.commit_drafts(rows(2), cfg.path("drafts"), "draft-b")  # 0 rows: nothing to export
-    done = writeback.run_writeback(cfg)
+    drafts.commit_drafts(rows(2), cfg.path("drafts"), "draft-a")
+    drafts.commit_drafts(rows(2), cfg.path("drafts"), "draft-b")  # 0 rows: nothing to export
+    done = fhir.run_writeback(cfg)
     assert [x["run_id"] for x in done] == ["draft-a"]
-    assert writeback.run_writeback(cfg) == []
+    assert fhir.run_writeback(cfg) == []
     with pytest.raises(FileNotFoundError):
-        writeback.run_writeback(cfg, run_id="draft-zzz")
+        fhir.run_writeback(cfg, run_id="draft-zzz")
 
 
 def test_v1_drafts_read_with_the_v2_defaults(tmp_path):
@@ -178,26 +178,26 @@ def test_v1_drafts_read_with_the_v2_defaults(tmp_path):
     new = rows(2, "draft-new", "2024-05-02", start=3)
     new[0] |= {"flags": ["omits_finding"], "flag_observations": ["omits_finding:Edema"],
                "draft": "Clear lungs.", "draft_raw": "Clear lungs. ."}  # fmt: skip
-    writeback.commit_drafts(new, d, "draft-new")
-    t = writeback.read_drafts(d).sort_by("report_id")
+    drafts.commit_drafts(new, d, "draft-new")
+    t = drafts.read_drafts(d).sort_by("report_id")
     assert t.schema == arrow_schema("drafts")
     assert t["flag_observations"].to_pylist() == [[], [], [], ["omits_finding:Edema"], []]
     assert t["draft_raw"].to_pylist() == [None, None, None, "Clear lungs. .", None]
     # rows made by code that predates the columns commit with the defaults too
-    writeback.commit_drafts(rows(1, "draft-c", start=9), d, "draft-c")
-    assert writeback.read_drafts(d, ["flag_observations"]).num_rows == 6
+    drafts.commit_drafts(rows(1, "draft-c", start=9), d, "draft-c")
+    assert drafts.read_drafts(d, ["flag_observations"]).num_rows == 6
 
 
 def test_fhir_carries_the_flag_observations_outside_conclusion_code():
-    row = writeback.to_table(rows(1)).to_pylist()[0] | {
+    row = drafts.to_table(rows(1)).to_pylist()[0] | {
         "flags": ["laterality_mismatch", "omits_finding", "adds_finding"],
         "flag_observations": ["omits_finding:Pleural Effusion", "adds_finding:Cardiomegaly"],
     }
-    r = writeback.diagnostic_report(row)
+    r = fhir.diagnostic_report(row)
     DiagnosticReport.model_validate(r)
     assert [c["coding"][0]["code"] for c in r["conclusionCode"]] == row["flags"]  # flags only
     assert "Pleural Effusion" not in json.dumps(r["conclusionCode"])
-    ext = [e for e in r["extension"] if e["url"] == writeback.REVIEW_EXT]
+    ext = [e for e in r["extension"] if e["url"] == fhir.REVIEW_EXT]
     got = {
         next(x["valueCode"] for x in e["extension"] if x["url"] == "flag"): [
             x["valueCoding"]["code"] for x in e["extension"] if x["url"] == "observation"
@@ -211,5 +211,5 @@ def test_fhir_carries_the_flag_observations_outside_conclusion_code():
         '<div xmlns="http://www.w3.org/1999/xhtml">'
     )
     assert "omits finding: Pleural Effusion" in div and row["draft"] in div
-    plain = writeback.diagnostic_report(writeback.to_table(rows(2)).to_pylist()[1])
+    plain = fhir.diagnostic_report(drafts.to_table(rows(2)).to_pylist()[1])
     assert "text" not in plain and len(plain["extension"]) == 1  # unflagged: source link only

@@ -21,12 +21,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from radgpt.cli import add_config_args
+    from radgpt.cli.train import add_arguments, cmd_train
     from radgpt.runtime import setup_logging
-    from radgpt.train import add_train_args, cmd_train
 
     p = argparse.ArgumentParser(prog="train_lora.py", description=__doc__.splitlines()[0])
     p.add_argument("--log-level", default="INFO")
-    add_train_args(p)
+    add_config_args(p)
+    add_arguments(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
     return cmd_train(args)

@@ -2,7 +2,9 @@
 # Image entrypoint (Dockerfile ENTRYPOINT, under tini). Spark on Kubernetes starts driver and
 # executor pods with args `driver ...` / `executor` and no command, expecting the entrypoint of
 # Spark's own images; this is that contract for the pip-installed pyspark. Anything else is run
-# as given, e.g. `radgpt --help`. Pods that set `command:` (CronJob, KubeRay) bypass it.
+# as given, e.g. `radgpt --help` or the CronJob's `args: [radgpt, nightly, ...]`: radgpt's
+# manifests set `args:`, never `command:`, so tini stays PID 1 (tests/test_k8s.py). KubeRay sets
+# the command of its Ray containers (`ray start ...`) itself, which bypasses this script.
 set -eo pipefail
 
 export SPARK_HOME="${SPARK_HOME:-$(python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')}"

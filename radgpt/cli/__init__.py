@@ -1,41 +1,32 @@
-"""The `radgpt` command line.
+"""The `radgpt` command line: the only place that parses arguments.
 
     radgpt --help
     radgpt sample --out var/sample
     radgpt ingest --config conf/local.yaml var/sample/*
     radgpt nightly --config conf/local.yaml
 
-Each concern registers its own subcommands through `add_commands(sub)` in its module; modules keep
-heavy imports (torch, ray, pyspark) inside functions so that `--help` stays fast.
+One module per command group (sample, ingest, models, train, draft, writeback, nightly, stats,
+serve, evaluate), each with `add(sub)` registering its subcommands and one handler
+`cmd_<command>(args) -> int` per subcommand. A handler turns --config/--set and its own flags into
+a Config with `config(args, {"section.key": flag})` and calls the domain's run function with that
+Config. Handlers import torch, ray, pyspark, polars ... inside, so that `--help` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from radgpt.config import Config
 
 # Never reach a model hub: models are local directories (see radgpt.model.base).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-# modules that register subcommands, in --help order
-COMMAND_MODULES = [
-    "radgpt.sample.write",
-    "radgpt.ingest.run",
-    "radgpt.model.base",
-    "radgpt.train",
-    "radgpt.draft.run",
-    "radgpt.writeback.fhir",
-    "radgpt.nightly",
-    "radgpt.evaluation.stats",
-    "radgpt.draft.serve",
-    "radgpt.evaluation",
-    "radgpt.evaluation.review",
-]
 
 log = logging.getLogger("radgpt")
 
@@ -56,18 +47,52 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from_args(args: argparse.Namespace, **flags):
-    """Config from --config/--set plus command flags given as section__key=value (None = not given).
+def config(args: argparse.Namespace, flags: dict[str, Any] | None = None) -> Config:
+    """The Config of a command: --config and --set of args, then its dedicated flags given as
+    {"section.key": value} (a None value = flag not given).
 
     Precedence: YAML < env RADGPT__* < --set < dedicated flags.
     """
     from radgpt.config import load_config
 
-    pairs = [(k.replace("__", "."), v) for k, v in flags.items() if v is not None]
+    pairs = [(k, v) for k, v in (flags or {}).items() if v is not None]
     return load_config(getattr(args, "config", None), list(getattr(args, "set", []) or []) + pairs)
 
 
+def documented(
+    sub: argparse._SubParsersAction, name: str, help: str, module: str
+) -> argparse.ArgumentParser:
+    """A subcommand with --config/--set whose --help description is the docstring of `module`, read
+    without importing the module (it loads when the command runs)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    text = Path(importlib.util.find_spec(module).origin).read_text()
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=ast.get_docstring(ast.parse(text), clean=False),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_args(p)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from radgpt.cli import (
+        draft,
+        evaluate,
+        ingest,
+        models,
+        nightly,
+        sample,
+        serve,
+        stats,
+        train,
+        writeback,
+    )
+
     p = argparse.ArgumentParser(
         prog="radgpt",
         description="Draft radiology impressions from findings, locally: ingest, train, draft, write back, evaluate.",
@@ -78,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="DEBUG|INFO|WARNING (report text is never logged at INFO)",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(sub)
+    # in --help order
+    for group in (sample, ingest, models, train, draft, writeback, nightly, stats, serve, evaluate):
+        group.add(sub)
     return p
 
 

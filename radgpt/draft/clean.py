@@ -47,3 +47,11 @@ def clean(text: str | None) -> str:
     """The cleaned draft (see the module doc); "" when nothing but punctuation and spaces."""
     lines = (_line(x) for x in (text or "").split("\n"))
     return "\n".join(x for x in lines if x)
+
+
+def _none(text: str | None) -> str:
+    return text or ""
+
+
+# draft.clean -> cleaning step (radgpt.config.DraftCfg.clean lists the same names)
+CLEANERS = {CLEAN_VERSION: clean, "none": _none}

@@ -3,35 +3,32 @@
     radgpt draft --config conf/local.yaml [--data DIR] [--adapter DIR] [--split NAME] [--limit N] [--out DIR]
 
     from radgpt.draft.run import run_draft
-    run_draft(cfg, split="test")  # Ray Data + commit, returns a summary
+    run_draft(load_config(path, {"draft.selection": "split", "draft.split": "test"}))  # a summary
 
-Each actor holds one radgpt.draft.drafter.Drafter (the model, loaded once; prompts exactly as in
-training; greedy by default, stop at EOS); in-process drafts: radgpt.draft.drafter.generate.
+The run resolves one radgpt.model.spec.ModelSpec; each actor holds one radgpt.draft.drafter.Drafter
+built from it (the model, loaded once; prompts exactly as in training; greedy by default, stop at
+EOS); in-process drafts: radgpt.draft.drafter.generate.
 Fault tolerance: a dead actor is restarted and its batch retried (draft.max_retries); drafts are
 keyed by a deterministic draft_id, so the commit keeps every selected report exactly once.
-Test hook: env RADGPT_FAULT_ONCE=<marker file> makes one actor os._exit() on its first batch once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import shutil
 import time
 import warnings
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from radgpt.config import Config, ConfigError
-from radgpt.draft.drafter import Drafter, adapter_dir, model_spec
-from radgpt.runtime import new_run_id, utcnow, write_json_atomic
+from radgpt.draft.drafter import Drafter, adapter_dir
+from radgpt.model.spec import ModelSpec
+from radgpt.runtime import new_run_id, utcnow
 from radgpt.schema import arrow_schema
-from radgpt.writeback.provenance import draft_id
 
 log = logging.getLogger("radgpt.draft.run")
 KEEP = ["report_id", "source", "patient_id", "study_id", "findings", "source_sha256"]
@@ -41,7 +38,9 @@ def _blank(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col.fill_null(""))), 0)
 
 
-def select(reports: pa.Table, cfg: Config, spec: dict, done: set[str] = frozenset()) -> pa.Table:
+def select(
+    reports: pa.Table, cfg: Config, spec: ModelSpec, done: set[str] = frozenset()
+) -> pa.Table:
     """Reports to draft per draft.selection, with their draft_id, sorted by Findings length.
 
     new: eligible or impression-less reports without a committed draft for this draft_id;
@@ -63,11 +62,7 @@ def select(reports: pa.Table, cfg: Config, spec: dict, done: set[str] = frozense
     else:
         mask = has_f
     t = reports.filter(mask).select(KEEP)
-    s = spec
-    ids = [
-        draft_id(r, s["model_key"], s["prompt_name"], s["prompt_version"], s["generation"])
-        for r in t.column("report_id").to_pylist()
-    ]
+    ids = [spec.draft_id(r) for r in t.column("report_id").to_pylist()]
     t = t.append_column("draft_id", pa.array(ids, pa.string()))
     if mode == "new" and done:
         t = t.filter(pc.invert(pc.is_in(t.column("draft_id"), pa.array(sorted(done)))))
@@ -88,15 +83,14 @@ def _check_cpus(cfg: Config, ray) -> None:
         )
 
 
-def _map(ds, ray, cfg: Config, spec: dict, run_id: str, run_date: str):
+def _map(ds, ray, cfg: Config, spec: ModelSpec, run_id: str, run_date: str, actor: type):
     d = cfg.draft
     return ds.map_batches(
-        Drafter,
+        actor,
         fn_constructor_kwargs={
             "cfg_json": cfg.to_json(),
-            "spec": spec,
+            "spec": spec.to_json(),  # plain JSON into each actor, version-checked there
             "run": {"run_id": run_id, "run_date": run_date},
-            "fault_marker": os.environ.get("RADGPT_FAULT_ONCE"),
         },
         compute=ray.data.ActorPoolStrategy(size=d.num_actors),
         num_cpus=d.cpus_per_actor,
@@ -108,24 +102,24 @@ def _map(ds, ray, cfg: Config, spec: dict, run_id: str, run_date: str):
     )
 
 
-def run_draft(cfg: Config, data=None, adapter=None, split=None, limit=None, out=None) -> dict:
-    """Draft the selected reports on Ray Data and commit them to the drafts table; a summary."""
+def run_draft(cfg: Config, *, actor=Drafter) -> dict:
+    """Draft the reports of paths.table selected per draft.* with model.adapter on Ray Data and
+    commit them to the drafts table paths.drafts; a summary.
+
+    actor: the class each Ray actor instantiates, Drafter or a subclass taking the same
+    arguments; the fault-injection seam of tests (a subclass that dies mid-run).
+    """
     from tqdm import tqdm
 
     from radgpt.runtime import init_ray
     from radgpt.table import read_reports
-    from radgpt.writeback.fhir import commit_drafts, committed_ids
+    from radgpt.writeback.drafts import commit_drafts, committed_ids
 
-    cfg = Config.from_json(cfg.to_json())  # a private copy for the overrides below
-    if split:
-        cfg.draft.selection, cfg.draft.split = "split", split
-    if limit:
-        cfg.draft.limit = limit
     t0, run_id = time.perf_counter(), new_run_id("draft")
     run_date = utcnow().strftime("%Y-%m-%d")
-    drafts = Path(out) if out else cfg.path("drafts")
-    spec = model_spec(cfg, adapter_dir(cfg, adapter or True), data)
-    reports = read_reports(Path(data) if data else cfg)
+    drafts = cfg.path("drafts")
+    spec = ModelSpec.resolve(cfg, adapter_dir(cfg))
+    reports = read_reports(cfg)
     done = committed_ids(drafts) if cfg.draft.selection == "new" else set()
     sel = select(reports, cfg, spec, done)
     summary = {
@@ -134,7 +128,7 @@ def run_draft(cfg: Config, data=None, adapter=None, split=None, limit=None, out=
         "selection": cfg.draft.selection,
         "reports": len(reports),
         "selected": len(sel),
-        **{k: spec[k] for k in ("adapter_id", "prompt_name", "prompt_version", "generation")},
+        **spec.model_dump(include={"adapter_id", "prompt_name", "prompt_version", "generation"}),
         "drafts_dir": str(drafts),
     }
     log.info(
@@ -157,7 +151,7 @@ def run_draft(cfg: Config, data=None, adapter=None, split=None, limit=None, out=
         ds = ray.data.read_parquet(str(stage / "selection.parquet"), override_num_blocks=blocks)
         with warnings.catch_warnings():  # max_restarts/max_task_retries have no named parameter yet
             warnings.simplefilter("ignore", DeprecationWarning)
-            ds = _map(ds, ray, cfg, spec, run_id, run_date)
+            ds = _map(ds, ray, cfg, spec, run_id, run_date, actor)
 
         parts = []
         t_draft = time.perf_counter()
@@ -177,8 +171,8 @@ def run_draft(cfg: Config, data=None, adapter=None, split=None, limit=None, out=
         )
     manifest = commit_drafts(res, drafts, run_id)
     flags: dict[str, int] = {}
-    for fl in res.column("flags").to_pylist():
-        for f in fl:
+    for fl in res.column("flags").to_pylist() + res.column("flag_observations").to_pylist():
+        for f in fl:  # flag counts, then "<flag>:<observation>" counts
             flags[f] = flags.get(f, 0) + 1
     out_tokens = int(pc.sum(res.column("output_tokens")).as_py())
     return summary | {
@@ -195,28 +189,3 @@ def run_draft(cfg: Config, data=None, adapter=None, split=None, limit=None, out=
         "total_seconds": round(time.perf_counter() - t0, 3),
         "manifest": manifest["files"],
     }
-
-
-def add_commands(sub) -> None:
-    from radgpt.cli import add_config_args
-
-    p = sub.add_parser("draft", help="draft Impressions on Ray Data and commit them (drafts table)")
-    add_config_args(p)
-    p.add_argument("--data", help="reports table dir (default: paths.table)")
-    p.add_argument("--adapter", help="PEFT adapter dir (default: model.adapter)")
-    p.add_argument(
-        "--split", help="draft these splits: test | validate,test (sets draft.selection=split)"
-    )
-    p.add_argument("--limit", type=int, help="at most N reports")
-    p.add_argument("--out", help="drafts table dir (default: paths.drafts)")
-    p.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    from radgpt.cli import config_from_args
-
-    cfg = config_from_args(args)
-    s = run_draft(cfg, args.data, args.adapter, args.split, args.limit, args.out)
-    write_json_atomic(cfg.path("runs") / f"{s['run_id']}.json", s)
-    print(json.dumps(s, indent=2, default=str))
-    return 0

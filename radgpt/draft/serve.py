@@ -3,7 +3,7 @@
     radgpt serve --config conf/local.yaml [--port 8000] [--host 127.0.0.1]
     curl -s localhost:8000/healthz
     curl -s -X POST localhost:8000/v1/impressions -d '{"findings": "The heart is normal ..."}'
-      -> {"impression": "...", "flags": [...], "provenance": {...}}
+      -> {"impression": "...", "flags": [...], "flag_observations": [...], "provenance": {...}}
 
 Binds 127.0.0.1 by default (serve.host). Concurrent requests are drafted together in one batch of
 up to serve.max_batch_size, waiting at most serve.batch_wait_timeout_s for a batch to fill.
@@ -23,6 +23,8 @@ from radgpt.config import Config
 
 if TYPE_CHECKING:
     from starlette.responses import JSONResponse
+
+    from radgpt.model.spec import ModelSpec
 
 log = logging.getLogger("radgpt.draft.serve")
 MAX_CHARS = 20_000  # longer Findings are a client error, not a silent truncation
@@ -51,6 +53,15 @@ def parse(body: bytes) -> str | JSONResponse:
     return f
 
 
+def request_report(spec: ModelSpec, findings: str) -> dict:
+    """A request as the report a draft row is built from: identified by its Findings' hash."""
+    from radgpt.model.ids import text_sha256
+
+    rid = f"findings:{text_sha256(findings)}"
+    ids = {"draft_id": spec.draft_id(rid), "report_id": rid, "findings": findings}
+    return ids | {"source": None, "patient_id": None, "study_id": None, "source_sha256": None}
+
+
 @functools.cache
 def deployment():
     """The Serve deployment class, built on first use (ray.serve and starlette load only then)."""
@@ -60,56 +71,40 @@ def deployment():
 
     @serve.deployment(name="impressions")
     class Impressions:
-        def __init__(self, cfg_json: str, spec: dict):
+        def __init__(self, cfg_json: str, spec_json: str):
             from radgpt.draft.drafter import Drafter
             from radgpt.runtime import new_run_id, utcnow
 
             cfg = Config.from_json(cfg_json)
             run = {"run_id": new_run_id("serve"), "run_date": utcnow().strftime("%Y-%m-%d")}
-            self.drafter, self.spec, self.run = Drafter(cfg_json, spec, run), spec, run
+            self.drafter = Drafter(cfg_json, spec_json, run)
+            self.spec = self.drafter.spec
             self.draft_batch.set_max_batch_size(cfg.serve.max_batch_size)
             self.draft_batch.set_batch_wait_timeout_s(cfg.serve.batch_wait_timeout_s)
 
         @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
         async def draft_batch(self, findings: list[str]) -> list[dict]:
-            from radgpt.runtime import code_version, utcnow
-            from radgpt.writeback.provenance import draft_id, provenance_fields, text_sha256
+            from radgpt.writeback.provenance import provenance_fields
 
             outs = await asyncio.to_thread(self.drafter.generate, findings)  # keeps /healthz live
-            now, s = utcnow(), self.spec
-            res = []
-            for f, o in zip(findings, outs, strict=True):
-                sha = text_sha256(f)
-                row = {
-                    **s,
-                    **o,
-                    "draft_id": draft_id(
-                        f"findings:{sha}",
-                        s["model_key"],
-                        s["prompt_name"],
-                        s["prompt_version"],
-                        s["generation"],
-                    ),
-                    "findings_sha256": sha,
-                    "run_id": self.run["run_id"],
-                    "code_version": code_version(),
-                    "worker_host": self.drafter.host,
-                    "generated_at": now,
+            rows = self.drafter.postprocess.rows(
+                [request_report(self.spec, f) for f in findings], outs
+            )
+            n = len(findings)
+            return [
+                {
+                    "impression": r["draft"],
+                    "flags": r["flags"],
+                    "flag_observations": r["flag_observations"],
+                    "provenance": provenance_fields(r) | {"batch_size": n},
                 }
-                prov = provenance_fields(row) | {"batch_size": len(findings)}
-                res.append(
-                    {
-                        "impression": o["draft"],
-                        "flags": self.drafter.flags(f, o),
-                        "provenance": prov,
-                    }
-                )
-            return res
+                for r in rows
+            ]
 
         async def __call__(self, request: Request) -> JSONResponse:
             path = request.url.path.rstrip("/") or "/"
             if path == "/healthz":
-                return JSONResponse({"status": "ok", "adapter_id": self.spec["adapter_id"]})
+                return JSONResponse({"status": "ok", "adapter_id": self.spec.adapter_id})
             if path != ROUTE:
                 return error(404, f"no route {path}; use POST {ROUTE} or GET /healthz")
             if request.method != "POST":
@@ -125,13 +120,15 @@ def deployment():
     return Impressions
 
 
-def _app(cfg: Config, adapter=True):
-    """The bound Serve application: one deployment sized like a drafting actor."""
-    from radgpt.draft.drafter import adapter_dir, model_spec
+def _app(cfg: Config):
+    """The bound Serve application (model.adapter): one deployment sized like a drafting actor."""
+    from radgpt.draft.drafter import adapter_dir
+    from radgpt.model.spec import ModelSpec
 
-    spec = model_spec(cfg, adapter_dir(cfg, adapter))
+    spec = ModelSpec.resolve(cfg, adapter_dir(cfg))
     opts = {"num_cpus": cfg.draft.cpus_per_actor, "num_gpus": cfg.draft.gpus_per_actor}
-    return deployment().options(ray_actor_options=opts).bind(cfg.to_json(), spec), spec
+    app = deployment().options(ray_actor_options=opts).bind(cfg.to_json(), spec.to_json())
+    return app, spec
 
 
 def build_app(args: dict):
@@ -141,46 +138,17 @@ def build_app(args: dict):
     return _app(load_config(args.get("config")))[0]
 
 
-def start(cfg: Config, port: int | None = None, host: str | None = None, adapter=True) -> str:
-    """Deploy on the configured Ray (local by default); returns the base URL."""
+def start(cfg: Config) -> str:
+    """Deploy on the configured Ray (local by default) at serve.host:serve.port; the base URL."""
     from radgpt.runtime import init_ray
 
     init_ray(cfg)
-    app, spec = _app(cfg, adapter)
+    app, spec = _app(cfg)
     from ray import serve
 
-    host, port = host or cfg.serve.host, port or cfg.serve.port
+    host, port = cfg.serve.host, cfg.serve.port
     serve.start(http_options={"host": host, "port": port})
     serve.run(app, name="radgpt", route_prefix="/")
     url = f"http://{host}:{port}"
-    log.info("serving %s (adapter %s)", url, spec["adapter_id"])
+    log.info("serving %s (adapter %s)", url, spec.adapter_id)
     return url
-
-
-def add_commands(sub) -> None:
-    from radgpt.cli import add_config_args
-
-    p = sub.add_parser("serve", help="HTTP drafting service on Ray Serve (POST /v1/impressions)")
-    add_config_args(p)
-    p.add_argument("--port", type=int, help="port (default: serve.port)")
-    p.add_argument("--host", help="bind address (default: serve.host = 127.0.0.1)")
-    p.add_argument("--adapter", help="PEFT adapter dir (default: model.adapter)")
-    p.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    from radgpt.cli import config_from_args
-
-    cfg = config_from_args(args, serve__port=args.port, serve__host=args.host)
-    url = start(cfg, adapter=args.adapter or True)
-    print(f"serving on {url}  (POST {ROUTE}, GET /healthz); Ctrl-C stops", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        from ray import serve
-
-        serve.shutdown()
-    return 0

@@ -19,7 +19,6 @@ paper's Figure 3) and inter-rater agreement (quadratic-weighted Cohen's kappa pe
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 import json
@@ -231,14 +230,14 @@ def markdown(s: dict) -> str:
     return "\n".join(lines + ["", "![rubric](review.png)", ""])
 
 
-def consistency_check(cfg, data=None):
+def consistency_check(cfg):
     """review(findings, impression): drafting's consistency flags (radgpt.draft.flags.review with
     the configured adapter's carry rates and draft.carry_threshold) for any system's text."""
     from radgpt.draft.flags import CONSISTENCY, Review, review
     from radgpt.model.carry import CarryRates
 
     adapter = cfg.model_path(cfg.model.adapter) if cfg.model.adapter else None
-    carry = CarryRates.for_adapter(adapter, Path(data) if data else cfg.path("table"))
+    carry = CarryRates.for_adapter(adapter, cfg.path("table"))
     usual = carry.usual(cfg.draft.carry_threshold)
 
     def check(findings: str, impression: str) -> Review:
@@ -248,23 +247,26 @@ def consistency_check(cfg, data=None):
     return check
 
 
-def run_export(cfg, drafts=None, data=None, split="test", k=20, seed=None, baselines=(), out=None,
-               key=None, run_ids=None) -> dict:  # fmt: skip
-    """Write packet.csv + packet.html into out and the key file outside it; returns the key."""
+def run_export(cfg, split="test", k=20, out=None, key=None, run_ids=None) -> dict:
+    """Write packet.csv + packet.html into out and the key file outside it; returns the key.
+
+    K reports of paths.table drafted in paths.drafts, seed eval.seed, systems: the reference, the
+    drafts and the eval.baselines.
+    """
     from radgpt.evaluation.baselines import run_baselines
     from radgpt.evaluation.packet import packet_html
     from radgpt.evaluation.run import join, select_drafts, select_refs
     from radgpt.table import read_reports
-    from radgpt.writeback.fhir import read_drafts
+    from radgpt.writeback.drafts import read_drafts
 
-    seed = cfg.eval.seed if seed is None else seed
+    seed, baselines = cfg.eval.seed, list(cfg.eval.baselines)
     out = Path(out) if out else cfg.path("runs") / "review"
     key_path = Path(key) if key else out.parent / f"{out.name}.key.json"
     if key_path.resolve().is_relative_to(out.resolve()):
         raise ValueError(f"the key {key_path} must not be inside the packet dir {out}")
-    all_refs = read_reports(Path(data) if data else cfg.path("table"))
+    all_refs = read_reports(cfg)
     refs = select_refs(all_refs, None if split in (None, "all") else split.split(","))
-    d = select_drafts(read_drafts(Path(drafts) if drafts else cfg.path("drafts")), run_ids)
+    d = select_drafts(read_drafts(cfg.path("drafts")), run_ids)
     frame, draft_systems = join(refs, d)
     if frame.empty:
         raise ValueError("no reports with both a reference and a draft to review")
@@ -275,7 +277,7 @@ def run_export(cfg, drafts=None, data=None, split="test", k=20, seed=None, basel
             frame[name] = p
     systems = ["reference", *draft_systems, *baselines]
     packet_id = f"rv-{uuid.uuid4().hex[:8]}"
-    items, k_ = build_packet(frame, systems, k, seed, packet_id, consistency_check(cfg, data))
+    items, k_ = build_packet(frame, systems, k, seed, packet_id, consistency_check(cfg))
     k_["drafts_run_ids"] = sorted(
         d[d["report_id"].isin(frame["report_id"])]["run_id"].unique().tolist()
     )
@@ -304,76 +306,3 @@ def run_import(key: str | Path, files: Sequence[str | Path], out: str | Path) ->
         "review %s: %d ratings from %d raters -> %s", k["packet_id"], len(df), len(s["raters"]), out
     )
     return s
-
-
-def _export(args: argparse.Namespace) -> int:
-    from radgpt.cli import config_from_args
-
-    cfg = config_from_args(args)
-    base = [
-        b.strip() for b in (args.baselines or "").split(",") if b.strip() and b.strip() != "none"
-    ]
-    r = run_export(cfg, args.drafts, args.data, args.split, args.k, args.seed, base, args.out, args.key,
-                   args.run_id or None)  # fmt: skip
-    print(
-        f"packet {r['packet_id']}: {r['packet_dir']}/packet.html, packet.csv; key {r['key_path']}"
-    )
-    return 0
-
-
-def _import(args: argparse.Namespace) -> int:
-    s = run_import(args.key, args.files, args.out)
-    for m in METRICS:
-        kap = s["kappa"][m]["mean"]
-        print(f"{m:>18}: kappa {'n/a' if kap is None else f'{kap:.3f}'}  " + "  ".join(
-            f"{sy} {v[m]['mean']:.2f}" for sy, v in s["systems"].items() if v[m]["mean"] is not None))  # fmt: skip
-    return 0
-
-
-def _guard(fn):
-    """CLI wrapper: a ValueError (bad packet, bad ratings) is a clear message and exit 2."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except ValueError as e:
-            log.error("%s", e)
-            return 2
-
-    return run
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    from radgpt.cli import add_config_args
-
-    p = sub.add_parser(
-        "review", help="expert rubric: export blinded review packets, import ratings"
-    )
-    rs = p.add_subparsers(dest="review_command", metavar="ACTION", required=True)
-    e = rs.add_parser(
-        "export", help="blinded, shuffled packet (CSV + offline HTML) and a separate key"
-    )
-    add_config_args(e)
-    e.add_argument("--drafts", help="drafts table dir (default: paths.drafts)")
-    e.add_argument("--data", help="reports table dir (default: paths.table)")
-    e.add_argument("--split", default="test")
-    e.add_argument(
-        "-k", type=int, default=20, help="reports to sample (each shown once per system)"
-    )
-    e.add_argument(
-        "--seed", type=int, default=None, help="sampling/shuffle seed (default: eval.seed)"
-    )
-    e.add_argument("--baselines", default="none", help="extra systems: constant,nn,zero-shot")
-    e.add_argument(
-        "--run-id", action="append", default=[], help="only drafts of this run (repeatable)"
-    )
-    e.add_argument("--out", required=True, help="packet dir to send to raters")
-    e.add_argument(
-        "--key", help="unblinding key file (default: <out>.key.json, outside the packet)"
-    )
-    e.set_defaults(func=_guard(_export))
-    i = rs.add_parser("import", help="unblind raters' files: mean/SD per metric and system, kappa")
-    i.add_argument("--key", required=True, help="the packet's key file")
-    i.add_argument("files", nargs="+", help="ratings CSV/JSON files, one or more per rater")
-    i.add_argument("--out", required=True, help="results dir")
-    i.set_defaults(func=_guard(_import))

@@ -129,28 +129,26 @@ def provenance(
 
 def run_evaluate(
     cfg,
-    drafts: str | Path | None = None,
-    data: str | Path | None = None,
     split: str | None = "test",
-    baselines: list[str] | None = None,
     out: str | Path | None = None,
     run_ids: list[str] | None = None,
     adapter_id: str | None = None,
 ) -> dict:
-    """Evaluate committed drafts (and baselines) on the reference table; write the report to out."""
+    """Evaluate the committed drafts of paths.drafts (and the eval.baselines) on the references of
+    paths.table; write the report to out (default <paths.runs>/<eval run id>)."""
     from radgpt.evaluation import report
     from radgpt.evaluation.baselines import run_baselines
     from radgpt.evaluation.score import score
     from radgpt.table import read_reports
-    from radgpt.writeback.fhir import read_drafts
+    from radgpt.writeback.drafts import read_drafts
 
     t0 = time.time()
-    data_root = Path(data) if data else cfg.path("table")
-    drafts_root = Path(drafts) if drafts else cfg.path("drafts")
+    data_root = cfg.path("table")
+    drafts_root = cfg.path("drafts")
     eval_id = new_run_id("eval")
     out = Path(out) if out else cfg.path("runs") / eval_id
     splits = None if split in (None, "all") else [s.strip() for s in split.split(",")]
-    baselines = list(cfg.eval.baselines if baselines is None else baselines)
+    baselines = list(cfg.eval.baselines)
 
     if not data_root.is_dir():
         raise FileNotFoundError(

@@ -9,7 +9,6 @@ Reads committed drafts only (radgpt.writeback.fhir.read_drafts). Never prints dr
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from radgpt.draft.flags import FLAGS
@@ -64,36 +63,6 @@ def observations(df: pl.DataFrame) -> pl.DataFrame:
 def load(drafts) -> pl.DataFrame:
     import polars as pl
 
-    from radgpt.writeback.fhir import read_drafts
+    from radgpt.writeback.drafts import read_drafts
 
     return pl.from_arrow(read_drafts(drafts))
-
-
-def add_commands(sub) -> None:
-    from radgpt.cli import add_config_args
-
-    p = sub.add_parser("stats", help="per night and source: counts, flag rates, latency, adapters")
-    add_config_args(p)
-    p.add_argument("--drafts", help="drafts table dir (default: paths.drafts)")
-    p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
-    p.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    import polars as pl
-
-    from radgpt.cli import config_from_args
-
-    drafts = args.drafts or config_from_args(args).path("drafts")
-    s = summarize(load(drafts))
-    if args.json:
-        print(json.dumps(s.to_dicts(), indent=2))
-        return 0
-    if not len(s):
-        print(f"no committed drafts in {drafts}")
-        return 0
-    key = ["run_date", "source"]
-    with pl.Config(tbl_cols=-1, tbl_rows=-1, tbl_width_chars=1000, tbl_hide_dataframe_shape=True):
-        print(s.select(pl.exclude("^rate_.*$")).with_columns(pl.col("adapters").list.join(",")))
-        print(s.select(*key, pl.col("^rate_.*$").name.map(lambda c: c[5:])))  # flag rates
-    return 0

@@ -18,7 +18,6 @@ Counts reconcile or the run fails:
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import hashlib
 import json
@@ -32,7 +31,7 @@ from pathlib import Path
 from radgpt import table
 from radgpt.config import Config, ConfigError
 from radgpt.ingest import executor
-from radgpt.ingest.sources import FORMATS, detect, reader
+from radgpt.ingest.sources import detect, reader
 from radgpt.runtime import code_version, new_run_id, sha256_file, utcnow, write_json_atomic
 from radgpt.schema import spark_schema
 
@@ -169,21 +168,18 @@ def quarantine_df(bad, dup_ids, unknown_rows, spark, run_id, now):
     return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in q.fields])
 
 
-def run_ingest(cfg: Config, inputs=None, fmt=None, split_file=None, spark=None) -> dict:
-    """Ingest `inputs` (default cfg.ingest.inputs) incrementally; returns the run manifest."""
+def run_ingest(cfg: Config, spark=None) -> dict:
+    """Ingest ingest.inputs (as ingest.format) into paths.table incrementally; returns the run
+    manifest. `spark`: a session to use (default: one from cfg.spark)."""
     from pyspark import StorageLevel
 
     from radgpt.ingest.cohort import transform
     from radgpt.runtime import spark_session
 
-    if split_file:
-        cfg = cfg.model_copy(
-            update={"ingest": cfg.ingest.model_copy(update={"split_file": split_file})}
-        )
-    inputs = list(inputs or cfg.ingest.inputs)
+    inputs = list(cfg.ingest.inputs)
     if not inputs:
         raise ConfigError("ingest.inputs: no inputs given (pass INPUT paths or set ingest.inputs)")
-    fmt = fmt or cfg.ingest.format
+    fmt = cfg.ingest.format
     spark = spark or spark_session(cfg)
     root, qroot = cfg.path("table"), quarantine_root(cfg)
     for r in (root, qroot):
@@ -349,48 +345,3 @@ def _check_written(written: int, counted: int, what: str) -> None:
         raise RuntimeError(
             f"counts do not reconcile: {written} {what} rows written, {counted} counted"
         )
-
-
-def print_summary(m: dict) -> None:
-    c = m["counts"]
-    print(f"ingest {m['run_id']}: {c['totals']}")
-    print("  new by rule:       ", c["new_by_rule"])
-    print("  eligible by split: ", c["eligible_by_split"])
-    print("  quarantined:       ", c["quarantined"])
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by `radgpt ingest` and jobs/ingest_reports.py."""
-    p.add_argument(
-        "inputs", nargs="*", metavar="INPUT", help="files or dirs (default: ingest.inputs)"
-    )
-    p.add_argument(
-        "--out", help="table root (overrides paths.table); quarantine goes to OUT/_quarantine"
-    )
-    p.add_argument(
-        "--format", choices=("auto", *FORMATS), help="input format (default: detect per input)"
-    )
-    p.add_argument("--split-file", help="mimic-cxr-2.0.0-split.csv(.gz): official MIMIC-CXR split")
-
-
-def main(args: argparse.Namespace) -> int:
-    from radgpt.cli import config_from_args
-
-    cfg = config_from_args(args, paths__table=args.out)
-    manifest = run_ingest(cfg, args.inputs or None, args.format, args.split_file)
-    print_summary(manifest)
-    return 0
-
-
-def add_commands(sub) -> None:
-    from radgpt.cli import add_config_args
-
-    p = sub.add_parser(
-        "ingest",
-        help="ingest report exports into the canonical Parquet table (Spark)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_config_args(p)
-    add_arguments(p)
-    p.set_defaults(func=main)

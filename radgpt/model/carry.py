@@ -116,7 +116,11 @@ class CarryRates:
         """The adapter's carry_rates.json when it ships one, else learned from table's train split."""
         if adapter_dir and (Path(adapter_dir) / FILE).is_file():
             return cls.load(Path(adapter_dir) / FILE)
-        c = cls.from_table(table)
+        try:
+            c = cls.from_table(table)
+        except ValueError:  # no train split: no evidence, every finding counts as carried (0.5)
+            log.warning("carry rates: no eligible train reports in %s: all rates 0.5", table)
+            return cls.fit([], [], {"table": str(table), "split": "train"})
         log.info("carry rates: %d train reports of %s, digest %s", c.source["reports"], table,
                  c.digest)  # fmt: skip
         return c

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 from radgpt.sample.csvx import write_csv
@@ -29,7 +27,6 @@ from radgpt.sample.hl7 import write_hl7
 from radgpt.sample.mimic import write_mimic
 from radgpt.sample.openi import write_openi
 
-log = logging.getLogger("radgpt.sample.write")
 GENERATOR = "radgpt.sample"
 GENERATOR_VERSION = "sample-v1"  # bump when the output for a given seed changes
 
@@ -104,47 +101,3 @@ def write_sample(out: Path, n: int = 200, seed: int = 0, bad: bool = True) -> di
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
-
-
-def main(args) -> int:
-    from radgpt.cli import config_from_args
-
-    cfg = config_from_args(args)
-    out = Path(args.out) if args.out else cfg.path("sample")
-    t0 = time.perf_counter()
-    m = write_sample(out, n=args.n, seed=args.seed, bad=args.bad)
-    log.info(
-        "sample: %d reports, %d ineligible, %d bad inputs -> %s (%.2fs)",
-        m["totals"]["reports"],
-        m["totals"]["ineligible"],
-        m["totals"]["bad"],
-        out,
-        time.perf_counter() - t0,
-    )
-    return 0
-
-
-def add_commands(sub) -> None:
-    import argparse
-
-    from radgpt.cli import add_config_args
-
-    p = sub.add_parser(
-        "sample",
-        help="write synthetic chest X-ray reports in every input format (MIMIC, OpenI, CSV, FHIR, HL7)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_config_args(p)
-    p.add_argument("--out", default=None, help="output directory (default: config paths.sample)")
-    p.add_argument("--n", type=int, default=200, help="well-formed reports per format")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--bad",
-        dest="bad",
-        action="store_true",
-        default=True,
-        help="add malformed inputs (default)",
-    )
-    p.add_argument("--no-bad", dest="bad", action="store_false", help="no malformed inputs")
-    p.set_defaults(func=main)

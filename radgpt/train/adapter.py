@@ -1,4 +1,4 @@
-"""Adapter provenance: adapter_id (content hash) and adapter_record.json."""
+"""Adapter provenance: adapter_id (content hash) and adapter_record.json (model.spec.AdapterRecord)."""
 
 from __future__ import annotations
 
@@ -71,33 +71,35 @@ def summarize(metrics_path: Path) -> dict:
 def build(
     cfg, out: Path, base: Path, base_sha: str, dataset: dict, run: dict, train_state: dict
 ) -> dict:
+    """adapter_record.json's content (radgpt.model.spec.AdapterRecord, as a JSON dict)."""
     from radgpt.model import prompts
     from radgpt.model.base import load_tokenizer, tokenizer_sha256
+    from radgpt.model.spec import AdapterRecord
 
     tpl = prompts.get(cfg.model.template)
     tok = load_tokenizer(base)  # the token each training response ended with: drafting stops on it
-    return {
-        "adapter_id": adapter_id(out),
-        "method": cfg.train.method,
-        "base_model": str(base.resolve()),
-        "base_sha256": base_sha,
-        "base_tokenizer_sha256": tokenizer_sha256(base),
-        "dataset": dataset,
-        "task": cfg.train.task,
-        "instruction": prompts.instruction(cfg.train.task),
-        "template": tpl.name,  # prompts.get(record["template"]) at drafting time
-        "template_version": tpl.version,
-        "retrieval_k": cfg.train.retrieval_k,
-        "retrieval": "retrieval" if cfg.train.retrieval_k > 0 else None,
-        "cutoff_len": cfg.train.cutoff_len,
-        "eos_token": tok.eos_token,
-        "eos_token_id": tok.eos_token_id,
-        "config": json.loads(cfg.to_json()),
-        "config_hash": cfg.hash(),
-        "code_version": code_version(),
-        "git_commit": git_commit(),
-        "run": run,
-        "train_state": train_state,
-        "metrics": summarize(Path(run["metrics"])),
-        "hardware": hardware(cfg),
-    }
+    return AdapterRecord(
+        adapter_id=adapter_id(out),
+        method=cfg.train.method,
+        base_model=str(base.resolve()),
+        base_sha256=base_sha,
+        base_tokenizer_sha256=tokenizer_sha256(base),
+        dataset=dataset,
+        task=cfg.train.task,
+        instruction=prompts.instruction(cfg.train.task),
+        template=tpl.name,  # prompts.get(record.template) at drafting time
+        template_version=tpl.version,
+        retrieval_k=cfg.train.retrieval_k,
+        retrieval="retrieval" if cfg.train.retrieval_k > 0 else None,
+        cutoff_len=cfg.train.cutoff_len,
+        eos_token=tok.eos_token,
+        eos_token_id=tok.eos_token_id,
+        config=json.loads(cfg.to_json()),
+        config_hash=cfg.hash(),
+        code_version=code_version(),
+        git_commit=git_commit(),
+        run=run,
+        train_state=train_state,
+        metrics=summarize(Path(run["metrics"])),
+        hardware=hardware(cfg),
+    ).to_dict()

@@ -47,15 +47,15 @@ def _rows(ds, cols: list[str]) -> list[dict]:
 
 def run_train(
     cfg,
-    data_dir: str | os.PathLike | None = None,
-    base: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     resume: bool | str = False,
-    max_steps: int | None = None,
     loop: Callable[[dict], None] = train_loop,
 ) -> dict:
-    """Train and return the adapter record. resume=True: latest run; resume="<run_id>": that one.
+    """Train on the table paths.table from model.base (at most train.max_steps steps) and return
+    the adapter record; the adapter goes to `out` (default <paths.models>/adapters/<run_id>).
 
+    resume=True: the latest run; resume="<run_id>": that one. A resumed run takes its config, data,
+    base and out from its run.json; only a train.max_steps set in `cfg` still applies.
     loop: the function each Ray Train worker runs with the train_loop_config (radgpt.train.loop's
     train_loop; tests pass a wrapper of it, e.g. one that crashes the run after a checkpoint).
     Ray pickles it to the workers with cloudpickle, so a wrapper must be importable there or
@@ -69,19 +69,18 @@ def run_train(
     from radgpt.model.retrieval import Retriever
 
     ckpt_root = cfg.path("checkpoints")
-    run_dir = None
+    run_dir, max_steps = None, cfg.train.max_steps
     if resume:
         run_dir = ckpt_root / resume if isinstance(resume, str) else latest_run(ckpt_root)
         if run_dir is None or not (run_dir / RUN).is_file():
             raise FileNotFoundError(f"--resume: no training run to resume under {ckpt_root}")
         saved = json.loads((run_dir / RUN).read_text())
         cfg = Config.from_json(json.dumps(saved["config"]))  # same config => same data order
-        data_dir, base, out = saved["data"], saved["base"], out or saved["out"]
-    cfg = cfg.model_copy(deep=True)
-    if max_steps is not None:
-        cfg.train.max_steps = max_steps
-    base = require_dir(base) if base else ensure_default_model(cfg)
-    root = Path(data_dir) if data_dir else cfg.path("table")
+        if max_steps is not None:
+            cfg.train.max_steps = max_steps
+        root, base, out = Path(saved["data"]), require_dir(saved["base"]), out or saved["out"]
+    else:
+        root, base = cfg.path("table"), ensure_default_model(cfg)
     run_id = run_dir.name if run_dir else new_run_id("train")
     run_dir = ckpt_root / run_id
     out = Path(out) if out else cfg.path("models") / "adapters" / run_id

@@ -1,20 +1,14 @@
-"""Provenance of a draft: deterministic draft_id, run-level model spec, FHIR R4B Provenance.
+"""FHIR R4B Provenance of a draft, and the fields a draft carries about where it came from.
 
-    from radgpt.writeback.provenance import draft_id, generation_json, fhir_provenance
-    g = generation_json(cfg)                       # canonical JSON of the generation settings
-    draft_id("openi:1", "lora-abc", "chat-v1", "1", g)   # 32 hex, same inputs -> same id
+    from radgpt.writeback.provenance import fhir_provenance
+    fhir_provenance(row, "DiagnosticReport/<draft_id>")   # a validated Provenance resource (dict)
 
-A draft_id names (report, model, prompt, generation settings): re-running the same night with the
-same inputs yields the same ids, which is how the drafts table stays free of duplicates.
+The ids that name a draft (draft_id, generation settings, model key) live in radgpt.model.ids.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from typing import Any
-
-from radgpt.runtime import sha256_bytes
 
 # FHIR code systems / identifier systems used by the write-back
 SYS_DRAFT = "urn:radgpt:draft-id"
@@ -27,42 +21,6 @@ AI_TAG = {
     "display": "Artificial Intelligence asserted",
 }
 DRAFT_TAG = {"system": "urn:radgpt:tag", "code": "ai-draft", "display": "AI-generated draft"}
-
-
-def generation_settings(cfg) -> dict[str, Any]:
-    """The settings that change what generate() returns (sampling knobs only when sampling)."""
-    d = cfg.draft
-    g: dict[str, Any] = {
-        "engine": d.engine,
-        "max_new_tokens": d.max_new_tokens,
-        "do_sample": d.do_sample,
-    }
-    if d.do_sample:
-        g |= {"temperature": d.temperature, "top_p": d.top_p}
-    return g
-
-
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
-def generation_json(cfg) -> str:
-    return canonical(generation_settings(cfg))
-
-
-def model_key(adapter_id: str | None, base_sha256: str) -> str:
-    """adapter_id, or the base weights' hash when drafting with the base model alone."""
-    return adapter_id or f"base:{base_sha256}"
-
-
-def draft_id(report_id: str, model: str, prompt_name: str, prompt_version: str, gen: str) -> str:
-    """sha256 over (report_id, model key, prompt name/version, generation JSON), 32 hex chars."""
-    parts = [report_id, model, prompt_name, str(prompt_version), gen]
-    return sha256_bytes("\x1f".join(parts).encode())[:32]
-
-
-def text_sha256(text: str | None) -> str:
-    return sha256_bytes((text or "").encode())
 
 
 def _instant(t: dt.datetime) -> str:

@@ -1,0 +1,59 @@
+"""What names a draft: the generation settings, the model key and the deterministic draft id.
+
+    from radgpt.model.ids import draft_id, generation_json
+    g = generation_json(cfg)                               # canonical JSON of the generation settings
+    draft_id("openi:1", "lora-abc", "chat-v1", "1", g)     # 32 hex, same inputs -> same id
+
+A draft_id names (report, model, prompt, generation settings): re-running the same night with the
+same inputs yields the same ids, which is how the drafts table stays free of duplicates. Used by
+the model spec (radgpt.model.spec), the drafting stages and the write-back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from radgpt.runtime import sha256_bytes
+
+
+def generation_settings(cfg) -> dict[str, Any]:
+    """The settings that change what a draft row holds: generate()'s (sampling knobs only when
+    sampling), n-best decoding when on, the postprocess cleaning and the review flags' threshold
+    (radgpt.model.spec adds the retrieval corpus and the carry rates' digests)."""
+    d = cfg.draft
+    g: dict[str, Any] = {
+        "engine": d.engine,
+        "max_new_tokens": d.max_new_tokens,
+        "do_sample": d.do_sample,
+        "postprocess": d.clean,
+        "review": {"carry_threshold": d.carry_threshold},
+    }
+    if d.do_sample:
+        g |= {"temperature": d.temperature, "top_p": d.top_p}
+    if d.n_best > 1:
+        g["n_best"] = {"n": d.n_best, "rerank_weight": d.rerank_weight}
+    return g
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def generation_json(cfg) -> str:
+    return canonical(generation_settings(cfg))
+
+
+def model_key(adapter_id: str | None, base_sha256: str) -> str:
+    """adapter_id, or the base weights' hash when drafting with the base model alone."""
+    return adapter_id or f"base:{base_sha256}"
+
+
+def draft_id(report_id: str, model: str, prompt_name: str, prompt_version: str, gen: str) -> str:
+    """sha256 over (report_id, model key, prompt name/version, generation JSON), 32 hex chars."""
+    parts = [report_id, model, prompt_name, str(prompt_version), gen]
+    return sha256_bytes("\x1f".join(parts).encode())[:32]
+
+
+def text_sha256(text: str | None) -> str:
+    return sha256_bytes((text or "").encode())

@@ -1,0 +1,164 @@
+"""The command line is a thin shell at the edge: radgpt/cli parses, the domain modules never do.
+
+Flags reach a run through the Config only (radgpt.cli.config), with the precedence
+YAML < env RADGPT__* < --set < dedicated flags.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from radgpt import cli
+
+PKG = Path(cli.__file__).resolve().parent.parent  # radgpt/
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def test_only_the_cli_parses_arguments():
+    """No module outside radgpt/cli (and `python -m radgpt`) imports argparse or radgpt.cli."""
+    edge = {PKG / "__main__.py"}
+    offenders = {}
+    for path in sorted(PKG.rglob("*.py")):
+        if path in edge or path.parent == PKG / "cli":
+            continue
+        bad = {
+            n for n in _imports(path) if n == "argparse" or n == "radgpt.cli" or n.startswith("radgpt.cli.")
+        }  # fmt: skip
+        if bad:
+            offenders[str(path.relative_to(PKG))] = sorted(bad)
+    assert not offenders
+
+
+def _leaves(parser, path=()):
+    """(command path, parser) of every runnable subcommand."""
+    import argparse
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+        return
+    for name, p in subs[0].choices.items():
+        yield from _leaves(p, (*path, name))
+
+
+def test_every_command_has_a_cmd_handler_in_the_cli():
+    leaves = dict(_leaves(cli.build_parser()))
+    assert {" ".join(k) for k in leaves} == {
+        "sample", "ingest", "models import-smollm2", "models import-gguf", "models info", "train",
+        "draft", "writeback", "nightly", "stats", "serve", "evaluate", "review export",
+        "review import",
+    }  # fmt: skip
+    for path, p in leaves.items():
+        fn = p.get_default("func")
+        assert fn.__name__ == "cmd_" + "_".join(path).replace("-", "_"), path
+        assert fn.__module__.startswith("radgpt.cli."), path
+
+
+def test_help_loads_no_heavy_module():
+    code = (
+        "import sys; from radgpt.cli import build_parser; build_parser(); "
+        "print(sorted({'torch', 'ray', 'pyspark', 'polars', 'pandas', 'pyarrow'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_config_precedence_yaml_env_set_flag(tmp_path, monkeypatch):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("paths:\n  table: /yaml\n  drafts: /yaml-drafts\n")
+    p = cli.build_parser()
+
+    def table(*argv, flag=None, env=None):
+        if env:
+            monkeypatch.setenv("RADGPT__PATHS__TABLE", env)
+        args = p.parse_args(["draft", "--config", str(conf), *argv])
+        return cli.config(args, {"paths.table": flag, "draft.limit": None}).paths
+
+    assert table().table == "/yaml"
+    assert table(env="/env").table == "/env"
+    assert table("--set", "paths.table=/set").table == "/set"
+    got = table("--set", "paths.table=/set", flag="/flag")
+    assert (got.table, got.drafts) == ("/flag", "/yaml-drafts")  # None: not given
+
+
+def _capture(monkeypatch, module, name, result):
+    """Replace module.name by a fake that records its arguments and returns result."""
+    import importlib
+
+    calls = []
+
+    def fake(*a, **kw):
+        calls.append((a, kw))
+        return result
+
+    monkeypatch.setattr(importlib.import_module(module), name, fake)
+    return calls
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.delenv("RADGPT_CONFIG", raising=False)
+    return ["--set", f"paths.root={tmp_path}"]
+
+
+def test_draft_flags_become_config_keys(root, tmp_path, monkeypatch):
+    calls = _capture(monkeypatch, "radgpt.draft.run", "run_draft", {"run_id": "draft-x"})
+    argv = ["--data", "/t", "--adapter", "/a", "--split", "validate,test", "--limit", "5"]
+    assert cli.main(["draft", *root, *argv, "--out", "/d"]) == 0
+    (cfg,), kw = calls[0]
+    assert not kw and (cfg.paths.table, cfg.model.adapter, cfg.paths.drafts) == ("/t", "/a", "/d")
+    assert (cfg.draft.selection, cfg.draft.split, cfg.draft.limit) == ("split", "validate,test", 5)
+    assert (tmp_path / "runs" / "draft-x.json").is_file()
+    cli.main(["draft", *root, "--set", "draft.selection=missing", "--limit", "0"])
+    (cfg,), _ = calls[1]  # no flags: the config's own values (--limit 0 = no limit, as always)
+    assert (cfg.draft.selection, cfg.draft.limit, cfg.model.adapter) == ("missing", None, None)
+
+
+def test_ingest_train_and_evaluate_flags_become_config_keys(root, monkeypatch):
+    man = {"run_id": "ingest-x", "counts": dict.fromkeys(
+        ("totals", "new_by_rule", "eligible_by_split", "quarantined"), {})}  # fmt: skip
+    ingest = _capture(monkeypatch, "radgpt.ingest.run", "run_ingest", man)
+    argv = ["ingest", *root, "--out", "/t", "--format", "csv", "--split-file", "/s.csv", "a", "b"]
+    assert cli.main(argv) == 0
+    (cfg,), kw = ingest[0]
+    assert not kw and (cfg.paths.table, cfg.ingest.inputs) == ("/t", ["a", "b"])
+    assert (cfg.ingest.format, cfg.ingest.split_file) == ("csv", "/s.csv")
+
+    rec = {"adapter_id": "a", "task": "t", "template": "x", "retrieval_k": 0, "metrics": {},
+           "run": {"run_dir": "/r"}}  # fmt: skip
+    train = _capture(monkeypatch, "radgpt.train.run", "run_train", rec)
+    argv = ["train", *root, "--data", "/t", "--base-model", "/b", "--max-steps", "3", "--resume"]
+    assert cli.main([*argv, "--out", "/o"]) == 0
+    (cfg,), kw = train[0]
+    assert (cfg.paths.table, cfg.model.base, cfg.train.max_steps) == ("/t", "/b", 3)
+    assert kw == {"out": "/o", "resume": True}
+
+    m = {"systems": {}, "n": 0}
+    evaluate = _capture(monkeypatch, "radgpt.evaluation.run", "run_evaluate", m)
+    argv = ["evaluate", *root, "--drafts", "/d", "--data", "/t", "--baselines", "nn, none"]
+    assert cli.main([*argv, "--run-id", "r1", "--split", "all"]) == 0
+    (cfg,), kw = evaluate[0]
+    assert (cfg.paths.drafts, cfg.paths.table, cfg.eval.baselines) == ("/d", "/t", ["nn"])
+    assert kw == {"split": "all", "out": None, "run_ids": ["r1"], "adapter_id": None}
+    cli.main(["evaluate", *root])
+    assert evaluate[1][0][0].eval.baselines == ["constant", "nn"]  # eval.baselines by default
+
+    r = {"packet_id": "p", "packet_dir": "/p", "key_path": "/k"}
+    export = _capture(monkeypatch, "radgpt.evaluation.review", "run_export", r)
+    assert cli.main(["review", "export", *root, "--seed", "5", "--out", "/p", "-k", "3"]) == 0
+    (cfg, *rest), kw = export[0]
+    assert (cfg.eval.seed, cfg.eval.baselines, rest) == (5, [], ["test", 3, "/p", None, None])
