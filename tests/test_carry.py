@@ -75,3 +75,17 @@ def test_from_table_reads_the_eligible_train_split(tmp_path):
     CarryRates.fit(FINDINGS, IMPRESSIONS).save(d)
     assert CarryRates.for_adapter(d, tmp_path / "table") == CarryRates.fit(FINDINGS, IMPRESSIONS)
     assert CarryRates.for_adapter(tmp_path / "none", tmp_path / "table") == c
+
+
+def test_cli_writes_the_adapters_carry_rates(tmp_path, capsys):
+    from test_evaluate import report_rows, write_reports
+
+    from radgpt.cli import main
+
+    write_reports(tmp_path / "table", report_rows())
+    ad = tmp_path / "adapter"
+    assert main(["models", "carry-rates", "--set", f"paths.table={tmp_path / 'table'}",
+                 "--adapter", str(ad)]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert out["path"] == str(ad / FILE) and out["digest"] == CarryRates.load(ad).digest
+    assert CarryRates.load(ad) == CarryRates.from_table(tmp_path / "table")

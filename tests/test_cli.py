@@ -58,8 +58,8 @@ def _leaves(parser, path=()):
 def test_every_command_has_a_cmd_handler_in_the_cli():
     leaves = dict(_leaves(cli.build_parser()))
     assert {" ".join(k) for k in leaves} == {
-        "sample", "ingest", "models import-smollm2", "models import-gguf", "models info", "train",
-        "draft", "writeback", "nightly", "stats", "serve", "evaluate", "review export",
+        "sample", "ingest", "models import-smollm2", "models import-gguf", "models info",
+        "models carry-rates", "train", "draft", "writeback", "nightly", "stats", "serve", "evaluate", "review export",
         "review import",
     }  # fmt: skip
     for path, p in leaves.items():

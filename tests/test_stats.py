@@ -72,3 +72,17 @@ def test_observations_behind_the_flags_per_night(tmp_path):
            for r in observations(df).to_dicts()]  # fmt: skip
     assert got == [("2024-05-01", "adds_finding", "Edema", 1, 0.25),
                    ("2024-05-01", "omits_finding", "Pleural Effusion", 2, 0.5)]  # fmt: skip
+
+
+def test_cli_observations(tmp_path, capsys):
+    d = tmp_path / "drafts"
+    a = rows(2)
+    a[0] |= {"flags": ["adds_finding"], "flag_observations": ["adds_finding:Edema"]}
+    drafts.commit_drafts(a, d, "draft-a")
+    assert cli.main(["stats", "--drafts", str(d), "--observations", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [(r["flag"], r["observation"], r["n"], r["rate"]) for r in got] == [
+        ("adds_finding", "Edema", 1, 0.5)
+    ]
+    assert cli.main(["stats", "--drafts", str(d), "--observations"]) == 0
+    assert "Edema" in capsys.readouterr().out
