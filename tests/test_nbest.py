@@ -70,3 +70,30 @@ def test_rerank_prefers_carrying_candidates_and_keeps_greedy_on_ties():
     assert rerank(texts[:2], [-2.0, -2.0], [2, 2], label("Lungs clear."), usual, 1.0) == 0
     # an added finding costs as much as a carried one gains
     assert rerank(texts, [-1.0, -9.0, -1.0], [1, 1, 1], findings, usual, weight=1.0) == 0
+
+
+def test_slack_stops_long_branches_once_greedy_is_done(tiny):
+    model, tok = tiny
+    prompts = [tok(t)["input_ids"] for t in ("Mild cardiomegaly.", "The lungs are clear.")]
+    eos = [tok.eos_token_id]
+    kw = dict(pad=tok.pad_token_id, eos=eos, max_new_tokens=24)
+    full = branch_decode(model, prompts, [4, 4], slack=None, **kw)
+    short = branch_decode(model, prompts, [4, 4], slack=0, **kw)
+    for f, s in zip(full, short, strict=True):
+        g = len(f[0][0]) + f[0][2]  # greedy tokens incl. EOS
+        assert s[0] == f[0]  # the greedy branch is never cut
+        for (ft, flp, fst), (st, slp, sst) in zip(f[1:], s[1:], strict=True):
+            if fst and len(ft) + 1 <= 2 * g:  # ended before the cut: the same candidate
+                assert (st, sst) == (ft, True) and slp == pytest.approx(flp, abs=1e-4)
+            elif not f[0][2]:  # greedy ran to the limit: nothing is cut
+                assert st == ft
+            else:  # cut after 2 x greedy tokens, not at EOS
+                assert len(st) == 2 * g and not sst and st == ft[: 2 * g]
+
+
+def test_rerank_skips_candidates_that_did_not_stop():
+    findings = label("Small left pleural effusion.")
+    texts = ["No acute disease.", "Small left pleural effusion, and"]
+    usual = {"Pleural Effusion"}
+    assert rerank(texts, [-1.0, -1.0], [4, 6], findings, usual, 1.0) == 1
+    assert rerank(texts, [-1.0, -1.0], [4, 6], findings, usual, 1.0, [True, False]) == 0

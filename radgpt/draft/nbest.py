@@ -14,7 +14,7 @@ branches differ where it matters. A prompt with n=1 is plain greedy decoding.
 
 rerank: mean token log-prob + weight x (number of the Findings' usually-carried positive
 observations the candidate states) - weight x (number of findings it adds, adds_finding); ties keep
-the earlier candidate (greedy first).
+the earlier candidate (greedy first); a branch that did not end at EOS is not a candidate.
 """
 
 from __future__ import annotations
@@ -40,8 +40,14 @@ def branch_decode(
     pad: int,
     eos: Collection[int],
     max_new_tokens: int,
+    slack: int | None = 8,
 ) -> list[list[tuple[list[int], float, bool]]]:
-    """Candidates per prompt: (generated ids without EOS, sum of token log-probs, stopped at EOS)."""
+    """Candidates per prompt: (generated ids without EOS, sum of token log-probs, stopped at EOS).
+
+    slack: once a prompt's greedy branch has stopped after L tokens, its other branches stop at
+    2 L + slack tokens (not at EOS: stopped False), so one looping branch does not keep a whole
+    batch decoding to max_new_tokens; None = every branch runs to EOS or max_new_tokens.
+    """
     import torch
 
     dev = next(model.parameters()).device
@@ -65,7 +71,16 @@ def branch_decode(
         last = pos[index, -1]
         done = torch.isin(tok, eos_t)
         gen = [tok]
+        greedy = [j == 0 or rows[j] != rows[j - 1] for j in range(len(rows))]
+        g_len: dict[int, int] = {}  # prompt -> tokens its greedy branch took (incl. EOS)
+        cut: dict[int, int] = {}  # branch -> tokens kept when slack stopped it
         for step in range(1, max_new_tokens):
+            for j in range(len(rows)) if slack is not None else ():
+                if greedy[j] and bool(done[j]) and rows[j] not in g_len:
+                    g_len[rows[j]] = step
+                lim = g_len.get(rows[j])
+                if lim is not None and not bool(done[j]) and step >= 2 * lim + slack:
+                    cut[j], done[j] = step, True
             if bool(done.all()):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
@@ -83,6 +98,9 @@ def branch_decode(
     eos_set = set(eos)
     res: list[list[tuple[list[int], float, bool]]] = [[] for _ in prompts]
     for b, (i, s) in enumerate(zip(rows, seqs, strict=True)):
+        if b in cut:
+            res[i].append((s[: cut[b]], float(score[b]), False))
+            continue
         stop = next((j for j, v in enumerate(s) if v in eos_set), None)
         res[i].append((s if stop is None else s[:stop], float(score[b]), stop is not None))
     return res
@@ -95,11 +113,15 @@ def rerank(
     findings_labels: dict[str, str],
     usual: Collection[str],
     weight: float,
+    stopped: Sequence[bool] | None = None,
 ) -> int:
-    """Index of the candidate to keep (see the module doc)."""
+    """Index of the candidate to keep (see the module doc); a candidate other than the first
+    that did not stop at EOS (stopped[i] False: cut or truncated) is never kept."""
     want = {o for o, s in findings_labels.items() if s == "positive" and o in usual}
     best, best_score = 0, float("-inf")
     for i, (t, lp, n) in enumerate(zip(texts, logprobs, lengths, strict=True)):
+        if i and stopped is not None and not stopped[i]:
+            continue
         obs = consistency(findings_labels, label(t), usual)
         omitted = sum(x.startswith("omits_finding:") for x in obs)
         added = sum(x.startswith("adds_finding:") for x in obs)

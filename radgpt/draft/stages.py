@@ -267,7 +267,8 @@ class Postprocess:
 
         texts = [self.clean(self._text(t)) for t, _, _ in cands]
         i = rerank(texts, [lp for _, lp, _ in cands], [len(t) + s for t, _, s in cands],
-                   label(findings), self.usual, self.draft.rerank_weight)  # fmt: skip
+                   label(findings), self.usual, self.draft.rerank_weight,
+                   [s for _, _, s in cands])  # fmt: skip
         return cands[i][0], cands[i][2]
 
     def review(self, findings: str, out: dict) -> flags.Review:
