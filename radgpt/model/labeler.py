@@ -56,6 +56,12 @@ MENTIONS: dict[str, list[str]] = {
         r"\b(?:airspace|air space) (?:disease|process)\b",
         r"\bdensit(?:y|ies)\b",
         r"\bhaz(?:y|iness)\b",
+        # CheXpert counts interstitial markings as lung opacity; here only when said to be abnormal
+        r"\b(?:increased|prominen\w*|accentuated|coarse\w*|reticular)(?: [\w-]+){0,3} interstitial"
+        r" (?:lung )?(?:markings?|pattern|changes?)",
+        r"\binterstitial (?:lung )?markings? (?:are |is |appears? |remains? )?(?:\w+ )?"
+        r"(?:increased|prominent|accentuated|coarse\w*)",
+        r"\binterstitial prominence\b",
     ],
     "Lung Lesion": [
         r"\bnodul(?:e|es|ar)\b",
