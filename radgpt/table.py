@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from radgpt.runtime import utcnow, write_json_atomic
-from radgpt.schema import ContractError, arrow_schema
+from radgpt.schema import ContractError, arrow_schema, spec
 
 log = logging.getLogger(__name__)
 MANIFESTS = "_manifests"
@@ -198,16 +198,32 @@ def read(
         return t.select(columns) if columns else t
     part_names = [n for n in ("source", "split", "run_date") if n in schema.names]
     part = ds.partitioning(pa.schema([schema.field(n) for n in part_names]), flavor="hive")
-    # the contract as the dataset's schema: a nullable column the contract gained after some files
-    # were written reads as nulls there (whichever file comes first); a non-null one must be there
+    # the contract as the dataset's schema: a column the contract gained after some files were
+    # written reads as nulls there (whichever file comes first), then as its "default" when the
+    # contract gives one (schemas/<name>.json "since"/"default"); a non-null one must be there
     dset = ds.dataset(
         files, schema=schema, format="parquet", partitioning=part, partition_base_dir=str(root)
     )
     t = dset.to_table(filter=filter)
+    t = with_defaults(t, name)
     gone = [f.name for f in schema if not f.nullable and t.column(f.name).null_count]
     if gone:
         raise ContractError(f"{name} table {root}: nulls in non-null column(s) {gone}")
     return t.select(columns) if columns else t
+
+
+def with_defaults(t: pa.Table, name: str) -> pa.Table:
+    """Nulls of fields with a "default" in the contract (older files and rows lack them) filled."""
+    import pyarrow.compute as pc
+
+    for f in spec(name)["fields"]:
+        if "default" in f and t.column(f["name"]).null_count:
+            i = t.schema.get_field_index(f["name"])
+            typ = t.schema.field(i).type
+            t = t.set_column(
+                i, t.schema.field(i), pc.fill_null(t.column(i), pa.scalar(f["default"], typ))
+            )
+    return t
 
 
 def latest_versions(

@@ -27,9 +27,9 @@ def test_shipped_adapter_carries_abnormal_findings(iu_csv, spark, tmp_path):
 
     from radgpt.config import load_config
     from radgpt.draft.drafter import generate
-    from radgpt.evaluation.labeler import POS, label
     from radgpt.ingest.run import run_ingest
     from radgpt.model.base import ensure_default_model
+    from radgpt.model.labeler import POS, label
     from radgpt.model.retrieval import Retriever
     from radgpt.model.spec import AdapterRecord, ModelSpec
     from radgpt.table import read_reports

@@ -221,3 +221,45 @@ def test_evaluate_with_zero_shot_baseline(tables, tmp_path, tiny_model_dir):
     assert set(m["systems"]) == {"draft", "zero-shot"} and m["baselines"] == ["zero-shot"]
     zs = m["systems"]["zero-shot"]
     assert zs["rouge"]["rouge1"]["n"] == 6 and zs["length"]["n"] == 6
+
+
+def test_evaluate_reports_carry_and_silent_misses(tmp_path):
+    """Stored flags for the drafts, flags computed the drafting way for baselines; by hand:
+    test pairs with a pathology in Findings AND reference: 12 (cardiomegaly, effusion), 14
+    (pneumothorax), 17 (effusion); the drafts state 3 of the 4, and miss 14 (reads normal)."""
+    data, drafts = tmp_path / "table", tmp_path / "drafts"
+    rows = report_rows()
+    write_reports(data, rows)
+    test_ids = [r["report_id"] for r in rows if r["split"] == "test" and r["eligible"]]
+    d = draft_rows(test_ids, DRAFTS)
+    d[2] |= {"flags": ["omits_finding"], "flag_observations": ["omits_finding:Pneumothorax"]}
+    commit_drafts(d, drafts, "draft-test")
+    out = tmp_path / "eval"
+    # carry rates of this table's train split (no adapter: the shipped one carries its own)
+    assert main(["evaluate", "--drafts", str(drafts), "--data", str(data), "--baselines",
+                 "constant", "--out", str(out), "--set", "eval.bootstrap=50",
+                 "--set", "model.adapter=null"]) == 0  # fmt: skip
+    m = json.loads((out / "metrics.json").read_text())
+    s = m["systems"]["draft"]["safety"]
+    assert s["carry"] == {"both": 4, "carried": 3, "rate": 0.75}
+    assert s["dangerous_misses"] == {"reports": 1, "silent": 0, "silent_share": 0.0}
+    assert (s["flags"]["flagged"], s["flags"]["precision"], s["flags"]["omits_precision"]) == (
+        1,
+        1.0,
+        1.0,
+    )
+    assert s["per_observation"]["Pneumothorax"]["omits_right"] == 1
+    # constant reads normal for all 6: 5 dangerous misses; train carries cardiomegaly, effusion,
+    # pneumothorax (rate 2/3 >= 0.5) but not consolidation or opacity (1/3): 13 and 16 are silent
+    c = m["systems"]["constant"]["safety"]
+    assert c["dangerous_misses"] == {"reports": 5, "silent": 2, "silent_share": 0.4}
+    assert c["carry"]["carried"] == 0 and c["flags"]["by_flag"] == {"omits_finding": 3}
+    assert m["review_flags"]["carry_threshold"] == 0.5
+    assert (
+        "Pneumothorax" in m["review_flags"]["usual"]
+        and "Consolidation" not in m["review_flags"]["usual"]
+    )
+    md = (out / "summary.md").read_text()
+    assert "Silent misses and review flags" in md and "0.750 (3/4)" in md
+    assert (out / "safety.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<img src='safety.png'" in (out / "report.html").read_text()

@@ -3,7 +3,7 @@
 .venv/bin/pytest tests/test_flags.py -q
 """
 
-from radgpt.draft.flags import FLAGS, review_flags
+from radgpt.draft.flags import FLAGS, review, review_flags
 
 INST = "Derive the impression from findings in the radiology report"
 FIND = (
@@ -54,3 +54,60 @@ def test_order_matches_vocabulary():
     got = flags("right right right right right right right right right right right", "left", True)
     assert got == [f for f in FLAGS if f in got]
     assert set(got) == {"truncated", "repetition", "longer_than_findings", "laterality_mismatch"}
+
+
+# clinical consistency flags: the labeler reads Findings and draft; `usual` = observations that
+# radiologists usually carry into the Impression (radgpt.model.carry)
+EFFUSION = (
+    "Heart size normal. Small left pleural effusion. No pneumothorax. Mild degenerative spine."
+)
+USUAL = {"Pleural Effusion", "Cardiomegaly", "Pneumothorax", "Lung Opacity"}
+
+
+def consistency(draft, findings=EFFUSION, usual=USUAL):
+    return review(findings, draft, truncated=False, instruction=INST, usual=usual)
+
+
+def test_omits_finding_fires_when_a_usually_carried_finding_is_dropped():
+    r = consistency("No acute cardiopulmonary abnormality.")
+    assert r.flags == ["omits_finding"]
+    assert r.observations == ["omits_finding:Pleural Effusion"]
+
+
+def test_omits_finding_quiet_when_stated_or_hedged_or_not_usually_carried():
+    assert consistency("Small left pleural effusion.") == ([], [])
+    assert consistency("Possible small left effusion.").flags == []  # uncertain counts as stated
+    assert consistency("No acute disease.", usual={"Cardiomegaly"}) == ([], [])
+    # a finding the Findings only hedge is not required
+    assert consistency("No acute disease.", "Possible small left effusion. Heart normal.") == (
+        [],
+        [],
+    )
+
+
+def test_adds_finding_fires_on_a_negated_or_unmentioned_finding():
+    r = consistency("Small left pleural effusion. Right pneumothorax.")
+    assert r.flags == ["laterality_mismatch", "adds_finding"]
+    assert r.observations == ["adds_finding:Pneumothorax"]  # negated in the Findings
+    r = consistency("Small left pleural effusion and cardiomegaly.")
+    assert r.observations == ["adds_finding:Cardiomegaly"]  # the Findings say the heart is normal
+    r = consistency("Small left pleural effusion. Rib fracture.")
+    assert r.observations == ["adds_finding:Fracture"]  # never mentioned
+
+
+def test_adds_finding_quiet_when_the_findings_imply_it():
+    opacity = "Patchy opacity in the right lower lobe. Heart size normal. No effusion."
+    assert consistency("Right lower lobe pneumonia.", opacity, usual=set()) == ([], [])
+    assert consistency("Possible pneumonia.", "Heart normal. Lungs clear.", usual=set()) == ([], [])
+
+
+def test_both_consistency_flags_and_their_order():
+    r = consistency("Cardiomegaly.")
+    assert r.flags == ["omits_finding", "adds_finding"]
+    assert r.observations == ["omits_finding:Pleural Effusion", "adds_finding:Cardiomegaly"]
+    assert consistency("").flags == ["empty"]  # an empty draft is flagged empty, nothing more
+
+
+def test_review_flags_keeps_the_text_guards_only():
+    assert review_flags(EFFUSION, "Cardiomegaly.", truncated=False, instruction=INST) == []
+    assert set(FLAGS) >= {"omits_finding", "adds_finding"}

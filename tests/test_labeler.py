@@ -5,7 +5,7 @@
 
 import pytest
 
-from radgpt.evaluation.labeler import ABSENT, NEG, OBSERVATIONS, POS, UNC, agreement, clauses, label
+from radgpt.model.labeler import ABSENT, NEG, OBSERVATIONS, POS, UNC, agreement, clauses, label
 
 # (sentence, {observation: expected status}); observations not named must be absent,
 # and "No Finding" is checked only where named.
@@ -37,6 +37,19 @@ CASES = [
         "No pneumothorax and there is a small effusion.",
         {"Pneumothorax": NEG, "Pleural Effusion": POS},
     ),
+    # ...unless a list under the same negation runs on to an "or" (IU's usual negated list)
+    (
+        "No focal consolidation, large pleural effusion, or pneumothorax is identified.",
+        {"Consolidation": NEG, "Pleural Effusion": NEG, "Pneumothorax": NEG, "No Finding": POS},
+    ),
+    (
+        "Lungs clear without focal airspace opacity, large effusion or pneumothorax.",
+        {"Lung Opacity": NEG, "Pleural Effusion": NEG, "Pneumothorax": NEG},
+    ),
+    (
+        "No focal consolidation, small left effusion. No pneumothorax or edema.",
+        {"Consolidation": NEG, "Pleural Effusion": POS, "Pneumothorax": NEG, "Edema": NEG},
+    ),
     ("Possible atelectasis, no pneumothorax.", {"Atelectasis": UNC, "Pneumothorax": NEG}),
     ("Bibasilar atelectasis and no pneumothorax.", {"Atelectasis": POS, "Pneumothorax": NEG}),
     (
@@ -45,6 +58,17 @@ CASES = [
     ),
     ("Pneumothorax and effusion are not seen.", {"Pneumothorax": NEG, "Pleural Effusion": NEG}),
     ("Mild cardiomegaly, pneumothorax is not seen.", {"Cardiomegaly": POS, "Pneumothorax": NEG}),
+    ("Stable left lower lung increased interstitial markings.", {"Lung Opacity": POS}),
+    ("The interstitial markings are slightly accentuated.", {"Lung Opacity": POS}),
+    ("No increased interstitial markings.", {"Lung Opacity": NEG}),
+    ("Normal interstitial markings. Clear lungs.", {"Lung Opacity": NEG, "No Finding": POS}),
+    ("Bilateral costophrenic XXXX blunting.", {"Pleural Effusion": POS}),
+    ("The costophrenic XXXX are blunted.", {"Pleural Effusion": POS}),
+    ("The costophrenic angles are not blunted.", {"Pleural Effusion": NEG}),
+    # old or non-pulmonary infections are not pneumonia
+    ("Evidence of prior granulomatous infection.", {"Pneumonia": ABSENT, "No Finding": POS}),
+    ("Sequela of previous tuberculosis infection.", {"Pneumonia": ABSENT}),
+    ("Right lower lobe infection.", {"Pneumonia": POS}),
     # pseudo-negation: "no change" still asserts the finding
     ("No change in mild cardiomegaly.", {"Cardiomegaly": POS, "No Finding": ABSENT}),
     ("Stable cardiomegaly without edema.", {"Cardiomegaly": POS, "Edema": NEG}),

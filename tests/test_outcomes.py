@@ -171,9 +171,9 @@ def wordy_model_dir(tiny_model_dir, tmp_path_factory):
 def test_drafts_meet_their_final_reports(tmp_path, wordy_model_dir, spark, ray_local):
     from radgpt import table
     from radgpt.draft.run import run_draft
-    from radgpt.evaluation.labeler import POS, label
     from radgpt.ingest.run import run_ingest
     from radgpt.loop.outcomes import read_outcomes, run_outcomes
+    from radgpt.model.labeler import POS, label
     from radgpt.writeback.drafts import read_drafts
 
     def cfg_for(night):

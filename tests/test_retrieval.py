@@ -64,3 +64,23 @@ def test_tampered_corpus_and_bad_input_are_errors(tmp_path):
         Retriever.load(tmp_path / "missing")
     with pytest.raises(ValueError):
         Retriever.fit(["x"], [], [])
+
+
+def test_finding_aware_retrieval_prefers_neighbours_sharing_the_positive_findings():
+    ids = ["n1", "n2", "e1"]
+    f = [
+        "The heart size is normal. The lungs are clear. No pleural effusion. No pneumothorax.",
+        "Heart size is normal. Lungs are clear bilaterally. No effusion or pneumothorax seen.",
+        "Moderate right pleural effusion.",
+    ]
+    imp = ["Normal chest.", "No acute disease.", "Right effusion."]
+    r = Retriever.fit(ids, f, imp)
+    q = ["The heart size is normal. The lungs are clear. Small left pleural effusion."]
+    assert [i for _, i in r.query(q, k=2)[0]] == ["Normal chest.", "No acute disease."]
+    aware = r.query(q, k=2, finding_weight=1.0)[0]
+    assert [i for _, i in aware] == ["Right effusion.", "Normal chest."]
+    # a query without positive findings keeps the plain order; the pool bounds the candidates
+    normal = ["The heart is normal. The lungs are clear."]
+    assert r.top(normal, 2, finding_weight=0.5) == r.top(normal, 2)
+    assert r.top(q, 1, finding_weight=0.5, pool=1) == r.top(q, 1)
+    assert r.top(q, 1, finding_weight=0.5, exclude_ids=["e1"]) == [[0]]

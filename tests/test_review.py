@@ -272,3 +272,32 @@ def test_html_packet_in_headless_chromium(packet, browser, tmp_path):
             sum(vals) / len(vals)
         )
     assert os.path.getsize(tmp_path / "res" / "review.png") > 0
+
+
+def test_flagged_items_first_with_the_finding_highlighted(tmp_path):
+    data, drafts = tmp_path / "table", tmp_path / "drafts"
+    rows = report_rows()
+    write_reports(data, rows)
+    ids = [r["report_id"] for r in rows if r["split"] == "test" and r["eligible"]]
+    commit_drafts(draft_rows(ids, DRAFTS), drafts, "draft-test")
+    out = tmp_path / "packet"
+    assert main(["review", "export", "--drafts", str(drafts), "--data", str(data), "-k", "6",
+                 "--seed", "3", "--out", str(out)]) == 0  # fmt: skip
+    key = json.loads((tmp_path / "packet.key.json").read_text())
+    items = list(csv.DictReader(open(out / "packet.csv")))
+    flagged = [bool(it["flags"]) for it in items]
+    assert any(flagged) and flagged == sorted(flagged, reverse=True)  # flagged first
+    # the draft that reads normal for a pneumothorax: flagged, the pneumothorax named and marked
+    pneumo = next(it for it in items if key["items"][it["item_id"]] == {
+        "report_id": ids[2], "system": "draft"})  # fmt: skip
+    assert pneumo["flags"] == "omits_finding"
+    assert pneumo["check"] == "Pneumothorax: the Findings state it, the Impression does not"
+    blob = (out / "packet.html").read_text()
+    data_js = json.loads(blob.split('id="packet">')[1].split("</script>")[0])
+    it = next(x for x in data_js["items"] if x["item_id"] == pneumo["item_id"])
+    ((a, b),) = it["marks"]["findings"]
+    assert it["findings"][a:b].lower() == "pneumothorax" and it["marks"]["impression"] == []
+    # the same check for every system's text: the reference of that report is not flagged
+    ref = next(it for it in items if key["items"][it["item_id"]] == {
+        "report_id": ids[2], "system": "reference"})  # fmt: skip
+    assert ref["flags"] == ""

@@ -59,8 +59,10 @@ def test_serve_http(url, tiny_model_dir):
     r = post(None, json={"findings": FINDINGS})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"impression", "flags", "provenance"}
+    assert set(body) == {"impression", "flags", "flag_observations", "provenance"}
     assert isinstance(body["impression"], str) and set(body["flags"]) <= set(FLAGS)
+    kinds = {x.split(":")[0] for x in body["flag_observations"]}
+    assert kinds == set(body["flags"]) & {"omits_finding", "adds_finding"}
     prov = body["provenance"]
     assert prov["base_model_sha256"] == model.base_sha256(tiny_model_dir)
     assert prov["prompt_name"] == "chat-v1" and 0 < prov["output_tokens"] <= 6

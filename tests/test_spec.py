@@ -78,7 +78,11 @@ def test_spec_round_trips_and_names_the_drafts(cfg, tiny_model_dir):
     assert (spec.base_model, spec.base_model_sha256) == (str(tiny_model_dir), sha)
     assert spec.model_key == f"base:{sha}" and spec.adapter_id is None
     assert (spec.prompt_name, spec.prompt_version, spec.task) == ("chat-v1", "1", "impression")
-    assert spec.generation == '{"do_sample":false,"engine":"transformers","max_new_tokens":96}'
+    gen = json.loads(spec.generation)
+    assert gen == {"do_sample": False, "engine": "transformers", "max_new_tokens": 96,
+                   "postprocess": "clean-v1",
+                   "review": {"carry_threshold": 0.5, "carry_rates_sha256": spec.carry_digest}}  # fmt: skip
+    assert spec.generation == json.dumps(gen, sort_keys=True, separators=(",", ":"))
     assert spec.draft_id("csv:1") == draft_id(
         "csv:1", f"base:{sha}", "chat-v1", "1", spec.generation
     )

@@ -113,3 +113,58 @@ def test_one_row_builder_for_batch_and_serve(drafter):
     assert prov["findings_sha256"] == text_sha256(r["findings"])
     assert prov["generation"] == spec.generation and isinstance(srow["generated_at"], dt.datetime)
     assert srow["flags"] == drafter.postprocess.flags(r["findings"], out)
+
+
+def test_postprocess_cleans_keeps_the_raw_text_and_flags_with_observations(drafter):
+    """Generations made of known text (tokenized here): cleaning is recorded, flags carry their
+    observations, rows hold both."""
+    from radgpt.draft.stages import Generation
+
+    post, tok = drafter.postprocess, drafter.engine.tokenizer
+    texts = ["No acute cardiopulmonary abnormality. .", "Small left pleural effusion."]
+    gens = [
+        Generation(tok(t, add_special_tokens=False)["input_ids"], True, False, 1.0) for t in texts
+    ]
+    outs = post.outputs([[1, 2], [3]], gens)
+    assert tok.decode(gens[0].tokens).strip() == texts[0]
+    assert outs[0]["draft"] == "No acute cardiopulmonary abnormality."
+    assert outs[0]["draft_raw"] == texts[0] and outs[1]["draft_raw"] is None
+    assert outs[0]["output_tokens"] == len(gens[0].tokens) + 1
+    rows = post.rows(reports()[1:3], outs)  # Findings: cardiomegaly + effusion; a nodule
+    assert "omits_finding" in rows[0]["flags"]
+    assert {"omits_finding:Cardiomegaly", "omits_finding:Pleural Effusion"} <= set(
+        rows[0]["flag_observations"]
+    )
+    # no train split here: no carry evidence, every stated finding counts as usually carried
+    assert rows[1]["flag_observations"] == [
+        "omits_finding:Lung Lesion",
+        "adds_finding:Pleural Effusion",
+    ]
+    assert rows[1]["flags"] == ["laterality_mismatch", "omits_finding", "adds_finding"]
+    assert rows[0]["draft_raw"] == texts[0]
+
+
+def test_nbest_engine_and_rerank_in_the_drafter(tiny_model_dir, tmp_path):
+    """draft.n_best=3: reports whose Findings state a usually-carried finding get 3 candidates,
+    the others are plain greedy; with rerank_weight 0 the kept draft is (here) the greedy one."""
+    sets = {"paths.root": str(tmp_path), "model.base": str(tiny_model_dir),
+            "draft.max_new_tokens": 5, "draft.batch_size": 2, "train.cutoff_len": 128,
+            "draft.n_best": 3, "draft.rerank_weight": 0.0}  # fmt: skip
+    cfg = load_config(overrides=sets)
+    d = Drafter(cfg.to_json(), ModelSpec.resolve(cfg, None).to_json(), RUN)
+    # no carry evidence (no train split): every positive finding counts; #0 and #3 state none
+    assert d.postprocess.branches(FINDINGS) == [1, 3, 3, 1, 3]
+    ids = d.preprocess(FINDINGS, [None] * len(FINDINGS))
+    gens = d.engine(ids, d.postprocess.branches(FINDINGS))
+    assert [len(g.candidates) for g in gens] == [0, 3, 3, 0, 3]
+    greedy = d.engine(ids)
+    assert [g.tokens for g in gens] == [g.tokens for g in greedy]  # candidate 0 = greedy
+    # weight 0: the candidate with the best mean token log-prob (greedy elsewhere)
+    want = []
+    for g in gens:
+        cs = g.candidates or ((g.tokens, 0.0, g.stopped),)
+        best = max(range(len(cs)), key=lambda i: (cs[i][1] / (len(cs[i][0]) + cs[i][2]), -i))
+        want.append(d.postprocess.clean(d.postprocess._text(cs[best][0])))
+    assert [o["draft"] for o in d.generate(FINDINGS)] == want
+    spec = ModelSpec.resolve(cfg, None)
+    assert '"n_best":{"n":3,"rerank_weight":0.0}' in spec.generation

@@ -52,3 +52,37 @@ def test_cli_json_and_table(tmp_path, capsys):
     assert "flagged_rate" in capsys.readouterr().out
     assert cli.main(["stats", "--drafts", str(tmp_path / "none")]) == 0
     assert "no committed drafts" in capsys.readouterr().out
+
+
+def test_observations_behind_the_flags_per_night(tmp_path):
+    from radgpt.evaluation.stats import observations
+
+    d = tmp_path / "drafts"
+    a = rows(4)
+    a[0] |= {"flags": ["omits_finding"], "flag_observations": ["omits_finding:Pleural Effusion"]}
+    a[1] |= {"flags": ["omits_finding", "adds_finding"],
+             "flag_observations": ["omits_finding:Pleural Effusion", "adds_finding:Edema"]}  # fmt: skip
+    drafts.commit_drafts(a, d, "draft-a")
+    drafts.commit_drafts(rows(2, "draft-b", "2024-05-02", start=4), d, "draft-b")
+    df = load(d)
+    s = {(r["run_date"], r["source"]): r for r in summarize(df).to_dicts()}
+    assert s[("2024-05-01", "openi")]["rate_omits_finding"] == 0.5
+    assert s[("2024-05-01", "openi")]["rate_adds_finding"] == 0.25
+    got = [(r["run_date"], r["flag"], r["observation"], r["n"], r["rate"])
+           for r in observations(df).to_dicts()]  # fmt: skip
+    assert got == [("2024-05-01", "adds_finding", "Edema", 1, 0.25),
+                   ("2024-05-01", "omits_finding", "Pleural Effusion", 2, 0.5)]  # fmt: skip
+
+
+def test_cli_observations(tmp_path, capsys):
+    d = tmp_path / "drafts"
+    a = rows(2)
+    a[0] |= {"flags": ["adds_finding"], "flag_observations": ["adds_finding:Edema"]}
+    drafts.commit_drafts(a, d, "draft-a")
+    assert cli.main(["stats", "--drafts", str(d), "--observations", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [(r["flag"], r["observation"], r["n"], r["rate"]) for r in got] == [
+        ("adds_finding", "Edema", 1, 0.5)
+    ]
+    assert cli.main(["stats", "--drafts", str(d), "--observations"]) == 0
+    assert "Edema" in capsys.readouterr().out

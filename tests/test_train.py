@@ -218,6 +218,9 @@ def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, 
         k: v for k, v in rec.items() if k not in ("adapter_dir", "registry")
     }
     assert rec["registry"]["version"] == "1"  # logged to the model registry (radgpt.model.registry)
+    from radgpt.model.carry import CarryRates
+
+    assert CarryRates.load(out).source["reports"] == 8  # carry rates of the training split
     assert rec["adapter_id"] == adapter_id(out) and rec["dataset"]["rows"] == {
         "train": 8,
         "validate": 4,

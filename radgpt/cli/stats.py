@@ -3,6 +3,7 @@
 radgpt stats --config conf/local.yaml           # a table
 radgpt stats --drafts var/drafts --json         # JSON rows
 radgpt stats --outcomes [--json]                # acceptance / edit rates per night, adapter, flag
+radgpt stats --observations [--json]            # per night: the observations behind the flags
 """
 
 from __future__ import annotations
@@ -24,19 +25,25 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="what became of the drafts (radgpt outcomes): accepted / edited / replaced rates and "
         "mean edit distance per night, per adapter and per review flag",
     )
+    p.add_argument(
+        "--observations",
+        action="store_true",
+        help="per night, flag and observation behind omits_finding/adds_finding: count and rate",
+    )
     p.set_defaults(func=cmd_stats)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from radgpt.evaluation.stats import load, summarize
+    from radgpt.evaluation.stats import load, observations, summarize
 
     cfg = config(args, {"paths.drafts": args.drafts})
     if getattr(args, "outcomes", False):
         return outcome_stats(cfg, args.json)
     drafts = cfg.path("drafts")
-    s = summarize(load(drafts))
+    df = load(drafts)
+    s = observations(df) if args.observations else summarize(df)
     if args.json:
         print(json.dumps(s.to_dicts(), indent=2))
         return 0
@@ -44,6 +51,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"no committed drafts in {drafts}")
         return 0
     key = ["run_date", "source"]
+    if args.observations:
+        with pl.Config(tbl_rows=-1, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+            print(s)
+        return 0
     with pl.Config(tbl_cols=-1, tbl_rows=-1, tbl_width_chars=1000, tbl_hide_dataframe_shape=True):
         print(s.select(pl.exclude("^rate_.*$")).with_columns(pl.col("adapters").list.join(",")))
         print(s.select(*key, pl.col("^rate_.*$").name.map(lambda c: c[5:])))  # flag rates

@@ -81,15 +81,17 @@ class Drafter:
         d = self.cfg.draft
         threads = (d.threads_per_actor or max(1, int(d.cpus_per_actor))) if run else None
         self.engine = ENGINES[d.engine](self.spec, self.cfg, threads=threads)
-        self.preprocess = Preprocess(self.spec, self.engine.tokenizer, d.max_new_tokens)
-        self.postprocess = Postprocess(self.spec, self.engine.tokenizer, self.run)
+        self.preprocess = Preprocess(self.spec, self.engine.tokenizer, d.max_new_tokens, d)
+        self.postprocess = Postprocess(self.spec, self.engine.tokenizer, self.run, d)
 
     def generate(
         self, findings: list[str], report_ids: list[str | None] | None = None
     ) -> list[dict]:
-        """Drafts in input order: {draft, prompt_tokens, output_tokens, truncated, latency_ms}."""
+        """Drafts in input order: {draft, draft_raw, prompt_tokens, output_tokens, truncated,
+        latency_ms}."""
         ids = self.preprocess(findings, report_ids or [None] * len(findings))
-        return self.postprocess.outputs(ids, self.engine(ids))
+        gens = self.engine(ids, self.postprocess.branches(findings))
+        return self.postprocess.outputs(ids, gens, findings)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Selected reports (radgpt.draft.run.select columns) -> drafts table rows."""

@@ -1,7 +1,9 @@
 """Quality guards on a drafted Impression -> review flags (recorded, never silently "fixed").
 
-    from radgpt.draft.flags import review_flags
+    from radgpt.draft.flags import review, review_flags
     review_flags(findings, draft, truncated=False, instruction=TASKS["impression"])  # -> ["laterality_mismatch"]
+    review(findings, draft, truncated=False, instruction=..., usual=carry.usual(0.5))
+    # -> Review(flags=["omits_finding"], observations=["omits_finding:Pleural Effusion"])
 
 Flags (the drafts schema's vocabulary, in this order):
     empty                 no words in the draft
@@ -10,12 +12,25 @@ Flags (the drafts schema's vocabulary, in this order):
     longer_than_findings  more words than the Findings it summarizes
     laterality_mismatch   says left/right where the Findings name neither that side nor "bilateral"
     echoes_instruction    contains 4+ consecutive words of the prompt's instruction
+    omits_finding         the Findings state a finding positively that radiologists usually carry
+                          into the Impression (radgpt.model.carry rate >= draft.carry_threshold),
+                          and the draft does not state it (neither positive nor uncertain)
+    adds_finding          the draft states a finding positively that the Findings negate or never
+                          mention, nor anything that implies it (SUPPORT: opacity -> pneumonia...)
+
+The last two are clinical consistency flags: the rule labeler (radgpt.model.labeler) reads the
+Findings and the draft; the observations behind them are `<flag>:<observation>` strings
+("omits_finding:Pleural Effusion"), the drafts table's `flag_observations`.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Collection
+from typing import NamedTuple
+
+from radgpt.model.labeler import POS, UNC, label
 
 FLAGS = (
     "empty",
@@ -24,7 +39,24 @@ FLAGS = (
     "longer_than_findings",
     "laterality_mismatch",
     "echoes_instruction",
+    "omits_finding",
+    "adds_finding",
 )
+CONSISTENCY = ("omits_finding", "adds_finding")
+# Findings observations that support a draft's observation besides itself (the CheXpert hierarchy:
+# lung opacity is the parent of edema, consolidation, pneumonia, lesion, atelectasis; consolidation
+# of pneumonia; enlarged cardiomediastinum of cardiomegaly): "patchy opacity" -> "pneumonia" is
+# the radiologist's reading, not an invented finding
+SUPPORT: dict[str, tuple[str, ...]] = {
+    "Lung Opacity": ("Edema", "Consolidation", "Pneumonia", "Lung Lesion", "Atelectasis"),
+    "Edema": ("Lung Opacity",),
+    "Consolidation": ("Lung Opacity", "Pneumonia"),
+    "Pneumonia": ("Lung Opacity", "Consolidation"),
+    "Lung Lesion": ("Lung Opacity",),
+    "Atelectasis": ("Lung Opacity",),
+    "Cardiomegaly": ("Enlarged Cardiomediastinum",),
+    "Enlarged Cardiomediastinum": ("Cardiomegaly",),
+}
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CHUNK_LOOP = re.compile(r"(.{3,}?)\1{3,}", re.S)  # "abcabcabcabc": a chunk repeated 4+ times
@@ -61,10 +93,47 @@ def echoes(instruction: str, draft_words: list[str], n: int = 4) -> bool:
     return bool(set(_ngrams(inst, n)) & set(_ngrams(draft_words, n)))
 
 
+def consistency(
+    findings: dict[str, str], draft: dict[str, str], usual: Collection[str]
+) -> list[str]:
+    """`<flag>:<observation>` for the labels of the Findings and of the draft (labeler order)."""
+    stated = (POS, UNC)
+    out = []
+    for o, s in findings.items():
+        if o != "No Finding" and s == POS and o in usual and draft[o] not in stated:
+            out.append(f"omits_finding:{o}")
+    for o, s in draft.items():
+        if o == "No Finding" or s != POS:
+            continue
+        if findings[o] not in stated and all(findings[x] not in stated for x in SUPPORT.get(o, ())):
+            out.append(f"adds_finding:{o}")
+    return out
+
+
+class Review(NamedTuple):
+    flags: list[str]  # FLAGS order
+    observations: list[str]  # "<flag>:<observation>" behind the consistency flags
+
+
+def review(
+    findings: str | None,
+    draft: str,
+    *,
+    truncated: bool,
+    instruction: str,
+    usual: Collection[str] = (),
+) -> Review:
+    """Review flags for one draft and the observations behind them; usual = observations to carry."""
+    obs = consistency(label(findings), label(draft), usual) if words(draft) else []
+    kinds = {x.split(":", 1)[0] for x in obs}
+    flags = review_flags(findings, draft, truncated=truncated, instruction=instruction)
+    return Review(flags + [f for f in CONSISTENCY if f in kinds], obs)
+
+
 def review_flags(
     findings: str | None, draft: str, *, truncated: bool, instruction: str
 ) -> list[str]:
-    """Review flags for one draft, in FLAGS order; [] = nothing to review."""
+    """The text guards (all flags but the consistency ones), in FLAGS order; [] = nothing to review."""
     dw, fw = words(draft), words(findings)
     out = []
     if not dw:

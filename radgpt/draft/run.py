@@ -226,8 +226,8 @@ def _run(cfg: Config, actor) -> dict:
         )
     manifest = commit_drafts(res, drafts, run_id, cfg.draft.lock_wait_s)
     flags: dict[str, int] = {}
-    for fl in res.column("flags").to_pylist():
-        for f in fl:
+    for fl in res.column("flags").to_pylist() + res.column("flag_observations").to_pylist():
+        for f in fl:  # flag counts, then "<flag>:<observation>" counts
             flags[f] = flags.get(f, 0) + 1
     out_tokens = int(pc.sum(res.column("output_tokens")).as_py())
     return summary | {

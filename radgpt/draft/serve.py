@@ -3,7 +3,7 @@
     radgpt serve --config conf/local.yaml [--port 8000] [--host 127.0.0.1]
     curl -s localhost:8000/healthz
     curl -s -X POST localhost:8000/v1/impressions -d '{"findings": "The heart is normal ..."}'
-      -> {"impression": "...", "flags": [...], "provenance": {...}}
+      -> {"impression": "...", "flags": [...], "flag_observations": [...], "provenance": {...}}
 
 Binds 127.0.0.1 by default (serve.host). Concurrent requests are drafted together in one batch of
 up to serve.max_batch_size, waiting at most serve.batch_wait_timeout_s for a batch to fill.
@@ -118,6 +118,7 @@ def deployment():
                 {
                     "impression": r["draft"],
                     "flags": r["flags"],
+                    "flag_observations": r["flag_observations"],
                     "provenance": provenance_fields(r) | {"batch_size": n},
                 }
                 for r in rows

@@ -1,13 +1,17 @@
 """Drafting as three stages, as ray.data.llm's processors: preprocess -> engine -> postprocess.
 
-    pre = Preprocess(spec, tok, max_new_tokens)   # neighbours + template + tokenize: token ids
-    gens = HFEngine(spec, cfg)(pre(findings, report_ids))   # generate: Generation per prompt
-    outs = post.outputs(prompts, gens)             # decode + strip: {draft, tokens, truncated, ...}
-    rows = post.rows(reports, outs)                # flags + provenance: drafts table rows
+    pre = Preprocess(spec, tok, max_new_tokens, cfg.draft)  # neighbours + template: token ids
+    gens = HFEngine(spec, cfg)(prompts, post.branches(findings))  # Generation per prompt
+    outs = post.outputs(prompts, gens, findings)   # decode, rerank, clean: {draft, draft_raw, ...}
+    rows = post.rows(reports, outs)                # review flags + provenance: drafts table rows
 
 radgpt.draft.drafter.Drafter composes the three in one process (a Ray actor, serve, or in
 process). `draft.engine` picks the engine stage from ENGINES; an engine takes the prompts' token
-ids and gives, in input order, what it generated for each (the tokens before the stop token).
+ids and gives, in input order, what it generated for each (the tokens before the stop token);
+with n-best decoding (draft.n_best > 1) also the other candidates of the prompts that branch.
+Postprocess keeps one candidate (radgpt.draft.nbest.rerank), cleans it (radgpt.draft.clean,
+draft.clean) and flags it (radgpt.draft.flags.review: the text guards and omits_finding /
+adds_finding with the carry rates of radgpt.model.carry).
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from radgpt.config import Config
-from radgpt.draft.flags import review_flags
+from radgpt.config import Config, DraftCfg
+from radgpt.draft import flags
 from radgpt.model.ids import text_sha256
 from radgpt.model.spec import ModelSpec
 from radgpt.runtime import code_version, utcnow
@@ -27,10 +31,12 @@ from radgpt.runtime import code_version, utcnow
 class Preprocess:
     """Findings -> prompt token ids, built as in training (template, task, cutoff_len, examples)."""
 
-    def __init__(self, spec: ModelSpec, tokenizer, max_new_tokens: int):
+    def __init__(self, spec: ModelSpec, tokenizer, max_new_tokens: int, draft: DraftCfg = None):
         from radgpt.model import prompts
 
         self.spec, self.tok = spec, tokenizer
+        d = draft or DraftCfg()  # finding-aware retrieval (0 = plain TF-IDF, as in training)
+        self.aware = {"finding_weight": d.retrieval_finding_weight, "pool": d.retrieval_pool}
         self.tpl = prompts.get(spec.prompt_name)
         # truncated like training, the budget leaves room for the output
         self.budget = max(16, spec.cutoff_len - max_new_tokens)
@@ -47,7 +53,7 @@ class Preprocess:
         """Token ids per report; a report is never its own retrieved example."""
         k = self.spec.retrieval_k
         ex = (
-            self.retriever.query(findings, k, exclude_ids=report_ids)
+            self.retriever.query(findings, k, exclude_ids=report_ids, **self.aware)
             if self.retriever
             else [()] * len(findings)
         )
@@ -66,6 +72,8 @@ class Generation:
     stopped: bool  # ended on a stop (EOS) token
     truncated: bool  # hit max_new_tokens before a stop token
     latency_ms: float  # the per-report share of its generate batch's wall time
+    # n-best: every candidate as (tokens, sum of token log-probs, stopped); () = greedy only
+    candidates: tuple = ()
 
 
 class HFEngine:
@@ -101,8 +109,10 @@ class HFEngine:
         pad = self.tokenizer.pad_token_id
         self.pad = pad if pad is not None else self.eos[0]
 
-    def __call__(self, prompts: list[list[int]]) -> list[Generation]:
-        """One Generation per prompt, in input order."""
+    def __call__(
+        self, prompts: list[list[int]], branches: list[int] | None = None
+    ) -> list[Generation]:
+        """One Generation per prompt, in input order; branches[i] > 1: n-best candidates too."""
         import torch
 
         d = self.draft
@@ -111,6 +121,9 @@ class HFEngine:
         sampling = {"temperature": d.temperature, "top_p": d.top_p} if d.do_sample else {}
         for s in range(0, len(order), d.batch_size):
             idx = order[s : s + d.batch_size]
+            if branches and any(branches[i] > 1 for i in idx):
+                self._nbest(prompts, branches, idx, out)
+                continue
             width = max(len(prompts[i]) for i in idx)
             # left padding: every prompt ends at column `width`, where generation starts
             x = torch.tensor([[self.pad] * (width - len(prompts[i])) + prompts[i] for i in idx])
@@ -139,14 +152,29 @@ class HFEngine:
                 )
         return out
 
+    def _nbest(self, prompts, branches, idx, out) -> None:
+        """One batch by first-token branching (radgpt.draft.nbest); candidate 0 is greedy."""
+        from radgpt.draft.nbest import branch_decode
+
+        d = self.draft
+        t0 = time.perf_counter()
+        cands = branch_decode(self.model, [prompts[i] for i in idx], [branches[i] for i in idx],
+                              pad=self.pad, eos=self.eos, max_new_tokens=d.max_new_tokens)  # fmt: skip
+        ms = (time.perf_counter() - t0) * 1000 / len(idx)
+        for i, cs in zip(idx, cands, strict=True):
+            toks, _, stopped = cs[0]
+            out[i] = Generation(toks, stopped, not stopped and len(toks) >= d.max_new_tokens, ms,
+                                tuple(cs) if len(cs) > 1 else ())  # fmt: skip
+
 
 # draft.engine -> engine stage (radgpt.config.DraftCfg.engine lists the same names)
 ENGINES: dict[str, type] = {"transformers": HFEngine}
 
 
 def draft_row(
-    spec: ModelSpec, report: dict, out: dict, flags: list[str], run: dict, host: str, now
-) -> dict:
+    spec: ModelSpec, report: dict, out: dict, flags: list[str], run: dict, host: str, now,
+    observations: list[str] = (),
+) -> dict:  # fmt: skip
     """One drafts table row (schemas/drafts.json): the report's ids, the draft, its provenance.
 
     `report` has the columns radgpt.draft.run.select keeps (+ draft_id); `out` is a Postprocess output; `run` has run_id and
@@ -158,6 +186,8 @@ def draft_row(
         **{k: report.get(k) for k in ("exam_time", "exam", "exam_code", "accession")},
         "draft": out["draft"],
         "flags": flags,
+        "flag_observations": list(observations),
+        "draft_raw": out.get("draft_raw"),
         "base_model": spec.base_model,
         "base_model_sha256": spec.base_model_sha256,
         "adapter_id": spec.adapter_id,
@@ -179,37 +209,84 @@ def draft_row(
 
 
 class Postprocess:
-    """Generations -> drafts (decoded, stripped) -> review flags + provenance: drafts rows."""
+    """Generations -> one draft each (decoded, n-best reranked, cleaned) -> review flags +
+    provenance: drafts rows. draft: the run's DraftCfg (clean, carry_threshold, n_best, rerank)."""
 
-    def __init__(self, spec: ModelSpec, tokenizer, run: dict | None = None):
+    def __init__(self, spec: ModelSpec, tokenizer, run: dict | None = None, draft: DraftCfg = None):
+        from radgpt.draft.clean import CLEANERS
         from radgpt.model import prompts
+        from radgpt.model.carry import CarryRates
 
         self.spec, self.tok, self.run = spec, tokenizer, run or {}
+        self.draft = d = draft or DraftCfg()
         self.instruction = prompts.instruction(spec.task)
         self.host = socket.gethostname()
+        self.clean = CLEANERS[d.clean]
+        carry = CarryRates.for_adapter(spec.adapter_dir, spec.retrieval_table)
+        if spec.carry_digest and carry.digest != spec.carry_digest:  # changed since the run began
+            raise RuntimeError(f"carry rates {carry.digest} != {spec.carry_digest}")
+        self.usual = carry.usual(d.carry_threshold)
 
-    def outputs(self, prompts: list[list[int]], gens: list[Generation]) -> list[dict]:
-        """Per report: {draft, prompt_tokens, output_tokens (incl. the stop), truncated, latency_ms}."""
-        return [
-            {
-                "draft": self.tok.decode(g.tokens, skip_special_tokens=True).strip(),
+    def branches(self, findings: list[str]) -> list[int] | None:
+        """n-best branches per report: draft.n_best where the Findings state a usually-carried
+        finding (the reranker has something to prefer), else 1; None when n-best is off."""
+        from radgpt.model.carry import positives
+        from radgpt.model.labeler import label
+
+        n = self.draft.n_best
+        if n <= 1:
+            return None
+        return [n if positives(label(f)) & self.usual else 1 for f in findings]
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tok.decode(tokens, skip_special_tokens=True).strip()
+
+    def outputs(
+        self, prompts: list[list[int]], gens: list[Generation], findings: list[str] | None = None
+    ) -> list[dict]:
+        """Per report: {draft, draft_raw (the generation when cleaning changed it, else None),
+        prompt_tokens, output_tokens (incl. the stop), truncated, latency_ms}."""
+        out = []
+        for i, (p, g) in enumerate(zip(prompts, gens, strict=True)):
+            toks, stopped, truncated = g.tokens, g.stopped, g.truncated
+            if g.candidates and findings is not None:
+                toks, stopped = self._pick(findings[i], g.candidates)
+                truncated = not stopped and len(toks) >= self.draft.max_new_tokens
+            raw = self._text(toks)
+            text = self.clean(raw)
+            out.append({
+                "draft": text,
+                "draft_raw": raw if raw != text else None,
                 "prompt_tokens": len(p),
-                "output_tokens": len(g.tokens) + g.stopped,
-                "truncated": g.truncated,
+                "output_tokens": len(toks) + stopped,
+                "truncated": truncated,
                 "latency_ms": g.latency_ms,
-            }
-            for p, g in zip(prompts, gens, strict=True)
-        ]
+            })  # fmt: skip
+        return out
+
+    def _pick(self, findings: str, cands) -> tuple[list[int], bool]:
+        from radgpt.draft.nbest import rerank
+        from radgpt.model.labeler import label
+
+        texts = [self.clean(self._text(t)) for t, _, _ in cands]
+        i = rerank(texts, [lp for _, lp, _ in cands], [len(t) + s for t, _, s in cands],
+                   label(findings), self.usual, self.draft.rerank_weight,
+                   [s for _, _, s in cands])  # fmt: skip
+        return cands[i][0], cands[i][2]
+
+    def review(self, findings: str, out: dict) -> flags.Review:
+        return flags.review(findings, out["draft"], truncated=out["truncated"],
+                      instruction=self.instruction, usual=self.usual)  # fmt: skip
 
     def flags(self, findings: str, out: dict) -> list[str]:
-        return review_flags(
-            findings, out["draft"], truncated=out["truncated"], instruction=self.instruction
-        )
+        return self.review(findings, out).flags
 
     def rows(self, reports: list[dict], outs: list[dict]) -> list[dict]:
         """Drafts table rows for selected reports and their outputs."""
         now = utcnow()
-        return [
-            draft_row(self.spec, r, o, self.flags(r["findings"], o), self.run, self.host, now)
-            for r, o in zip(reports, outs, strict=True)
-        ]
+        rows = []
+        for r, o in zip(reports, outs, strict=True):
+            rv = self.review(r["findings"], o)
+            rows.append(draft_row(self.spec, r, o, rv.flags, self.run, self.host, now,
+                                  rv.observations))  # fmt: skip
+        return rows

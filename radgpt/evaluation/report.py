@@ -3,8 +3,8 @@
     from radgpt.evaluation.report import write
     write("var/eval/latest", metrics)      # metrics = radgpt.evaluation.run.run_evaluate(...)
 
-report.html links the PNGs next to it (rouge.png, findings_f1.png, lengths.png): copy the whole
-directory. Published anchors are shown beside our numbers, labelled as different test sets.
+report.html links the PNGs next to it (rouge.png, findings_f1.png, lengths.png, safety.png): copy
+the whole directory. Published anchors are shown beside our numbers, labelled as different test sets.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import csv
 import html
 from pathlib import Path
 
-from radgpt.evaluation.labeler import OBSERVATIONS
 from radgpt.evaluation.rouge import METRICS
+from radgpt.model.labeler import OBSERVATIONS
 from radgpt.runtime import write_json_atomic
 
 # Radiology-Llama2 (Liu et al., 2023), ROUGE-1 on their own test sets: context, not a paired test
@@ -22,7 +22,7 @@ ANCHORS = [
     {"system": "Radiology-Llama2 (published)", "test_set": "MIMIC-CXR test", "rouge1": 0.4834},
     {"system": "Radiology-Llama2 (published)", "test_set": "OpenI test", "rouge1": 0.4185},
 ]
-PLOTS = ("rouge.png", "findings_f1.png", "lengths.png")
+PLOTS = ("rouge.png", "findings_f1.png", "lengths.png", "safety.png")
 
 
 def _f(x, nd: int = 3) -> str:
@@ -88,7 +88,54 @@ def plots(out: Path, m: dict) -> list[str]:
     fig.tight_layout()
     fig.savefig(out / PLOTS[2], dpi=110)
     plt.close(fig)
+    safety_plot(out / PLOTS[3], m)
     return list(PLOTS)
+
+
+SAFETY_BARS = (("carry", "carry"), ("flag rate", "flag_rate"), ("flag precision", "flag_precision"),
+               ("silent share of dangerous misses", "silent_share"))  # fmt: skip
+
+
+def _safety_values(v: dict) -> dict:
+    s = v["safety"]
+    return {"carry": s["carry"]["rate"], "flag_rate": s["flags"]["rate"],
+            "flag_precision": s["flags"]["precision"],
+            "silent_share": s["dangerous_misses"]["silent_share"]}  # fmt: skip
+
+
+def safety_plot(path: Path, m: dict) -> None:
+    """Left: carry, flag rate/precision, silent share of dangerous misses per system; right: carry
+    per observation (pairs stated by Findings and reference)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    sy = {s: v for s, v in m["systems"].items() if "safety" in v}
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    w = 0.8 / max(len(sy), 1)
+    for k, (s, v) in enumerate(sy.items()):
+        vals = _safety_values(v)
+        a.bar(
+            np.arange(len(SAFETY_BARS)) + k * w, [vals[x] or 0 for _, x in SAFETY_BARS], w, label=s
+        )
+    a.set_xticks(np.arange(len(SAFETY_BARS)) + w * (len(sy) - 1) / 2,
+                 [t for t, _ in SAFETY_BARS], fontsize=8, rotation=15)  # fmt: skip
+    a.set_ylim(0, 1)
+    a.set_title("Silent misses and review flags")
+    obs = sorted({o for v in sy.values() for o, x in v["safety"]["per_observation"].items()
+                  if x["both"]})  # fmt: skip
+    for k, (s, v) in enumerate(sy.items()):
+        per = v["safety"]["per_observation"]
+        b.barh(np.arange(len(obs)) + k * w, [per[o]["carry"] or 0 for o in obs], w, label=s)
+    b.set_yticks(np.arange(len(obs)) + w * (len(sy) - 1) / 2,
+                 [f"{o} (n={next(iter(sy.values()))['safety']['per_observation'][o]['both']})"
+                  for o in obs], fontsize=8)  # fmt: skip
+    b.set_xlim(0, 1)
+    b.set_xlabel("carry: share stated by the system")
+    for ax in (a, b):
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def tables(m: dict) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -102,6 +149,23 @@ def tables(m: dict) -> list[tuple[str, list[str], list[list[str]]]]:
          [[s, _f(v["findings"]["micro_f1"]), _f(v["findings"]["macro_f1"]),
            str(v["findings"]["dangerous_miss_reports"]), str(v["findings"]["dangerous_miss_findings"])]
           for s, v in sy.items()]),
+        ("Silent misses and review flags (carry: pathologies stated by Findings and reference that "
+         "the system states; silent = without any review flag; baselines: the flags drafting would "
+         "give their text)",
+         ["system", "ROUGE-1", "carry", "dangerous misses", "silent", "omissions", "silent",
+          "flag rate", "flag precision", "omits_finding precision", "adds_finding precision"],
+         [[s, _f(v["rouge"]["rouge1"]["mean"]), _frac(x["carry"]["carried"], x["carry"]["both"]),
+           str(x["dangerous_misses"]["reports"]), str(x["dangerous_misses"]["silent"]),
+           str(x["omissions"]["reports"]), str(x["omissions"]["silent"]),
+           _frac(x["flags"]["flagged"], x["n"]), _f(x["flags"]["precision"]),
+           _f(x["flags"]["omits_precision"]), _f(x["flags"]["adds_precision"])]
+          for s, v in sy.items() if (x := v.get("safety"))]),
+        ("Per observation: carry, dangerous misses, consistency flags (right / raised)",
+         ["observation", *(f"{s}: {k}" for s in sy if "safety" in sy[s]
+                           for k in ("carry", "missed", "omits", "adds"))],
+         [[o, *(c for s, v in sy.items() if "safety" in v
+                for c in _obs_cells(v["safety"]["per_observation"][o]))]
+          for o in _obs_rows(sy)]),
         ("Length (words)", ["system", "mean", "median", "p10", "p90", "mean / reference"],
          [["reference", *(_f(m["reference"]["length"][k], 1) for k in ("mean", "median", "p10", "p90")), "1.00"]]
          + [[s, *(_f(v["length"][k], 1) for k in ("mean", "median", "p10", "p90")),
@@ -128,6 +192,21 @@ def tables(m: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     return out
 
 
+def _frac(a: int, b: int) -> str:
+    return f"{a / b:.3f} ({a}/{b})" if b else "n/a"
+
+
+def _obs_rows(sy: dict) -> list[str]:
+    keys = ("both", "dangerous_missed", "omits_flags", "adds_flags")
+    per = [v["safety"]["per_observation"] for v in sy.values() if "safety" in v]
+    return [o for o in (per[0] if per else {}) if any(p[o][k] for p in per for k in keys)]
+
+
+def _obs_cells(x: dict) -> list[str]:
+    return [_frac(x["carried"], x["both"]), str(x["dangerous_missed"]),
+            f"{x['omits_right']}/{x['omits_flags']}", f"{x['adds_right']}/{x['adds_flags']}"]  # fmt: skip
+
+
 def _provenance_lines(m: dict) -> list[str]:
     ev = m.get("evaluated", {})
     d, t = ev.get("drafts", {}), ev.get("data", {})
@@ -137,6 +216,7 @@ def _provenance_lines(m: dict) -> list[str]:
         f"prompts {d.get('prompts')}; base models {d.get('base_models')}",
         f"data: {t.get('path')}; ingest runs {t.get('ingest_runs')}; snapshot {t.get('snapshot_sha256')}",
         f"coverage: {m.get('coverage')}",
+        f"review flags: {m.get('review_flags')}",
     ]
 
 

@@ -6,9 +6,11 @@
 
 Export samples K reports (seeded) that every draft system covers and pairs each with every system,
 the reference Impression included as one system; the K x S items are shuffled (seeded) and named
-item-001... so the packet says nothing about which system wrote what. The unblinding key is a
-separate file next to (not inside) the packet dir. packet.html is one offline page (inline CSS/JS,
-no CDN): a radiologist scores 1-5 for each rubric metric plus free text, and "Save" downloads
+item-001... so the packet says nothing about which system wrote what. Items that drafting's
+consistency check flags (omits_finding / adds_finding, computed alike for every system's text)
+come first, with what to check and the finding's words highlighted. The unblinding key is a
+separate file next to (not inside) the packet dir. packet.html (radgpt.evaluation.packet) is one
+offline page (inline CSS/JS, no CDN): a radiologist scores 1-5 for each rubric metric plus free text, and "Save" downloads
 ratings-<packet>-<rater>.csv (work in progress is kept in the browser's localStorage). packet.csv
 is the same packet for a spreadsheet. Import reads any number of such files, unblinds them with
 the key, and writes review.json/review.md/review.png: mean and SD per metric and system (the
@@ -34,13 +36,39 @@ log = logging.getLogger("radgpt.evaluation.review")
 METRICS = ["understandability", "coherence", "relevance", "conciseness", "clinical_utility"]
 TITLES = ["Understandability", "Coherence", "Relevance", "Conciseness", "Clinical Utility"]
 RATING_COLS = ["packet_id", "item_id", "rater", *METRICS, "comment"]
-PACKET_COLS = ["packet_id", "item_id", "findings", "impression", "rater", *METRICS, "comment"]
+PACKET_COLS = ["packet_id", "item_id", "findings", "impression", "flags", "check", "rater",
+               *METRICS, "comment"]  # fmt: skip
+_SAYS = {"omits_finding": "the Findings state it, the Impression does not",
+         "adds_finding": "the Impression states it, the Findings do not"}  # fmt: skip
+
+
+def checks(findings: str, impression: str, observations: Sequence[str]) -> tuple[list, dict]:
+    """(what to check, in words; {"findings"|"impression": [[start, end], ...]} to highlight)."""
+    from radgpt.model.labeler import mentions
+
+    said, marks = [], {"findings": set(), "impression": set()}
+    for x in observations:
+        flag, _, obs = x.partition(":")
+        said.append(f"{obs}: {_SAYS.get(flag, flag)}")
+        marks["findings"].update(mentions(findings, obs))
+        marks["impression"].update(mentions(impression, obs))
+    return said, {k: [list(s) for s in sorted(v)] for k, v in marks.items()}
 
 
 def build_packet(
-    frame: pd.DataFrame, systems: Sequence[str], k: int, seed: int, packet_id: str
+    frame: pd.DataFrame,
+    systems: Sequence[str],
+    k: int,
+    seed: int,
+    packet_id: str,
+    review=None,
 ) -> tuple[list[dict], dict]:
-    """(items, key): K sampled reports x systems, shuffled; frame has findings + one col/system."""
+    """(items, key): K sampled reports x systems, shuffled; frame has findings + one col/system.
+
+    review(findings, impression) -> radgpt.draft.flags.Review: the same check for every system's
+    text (blinding holds: a flag says nothing about who wrote the text); flagged items come first,
+    in their shuffled order, with the observations behind the flags highlighted.
+    """
     if k < 1 or frame.empty:
         raise ValueError(f"review packet needs k >= 1 and reports (k={k}, reports={len(frame)})")
     rng = np.random.default_rng(seed)
@@ -49,12 +77,20 @@ def build_packet(
     rows = frame.set_index("report_id").loc[pick]
     pairs = [(rid, s) for rid in pick for s in systems]
     order = rng.permutation(len(pairs))
+    texts = [
+        (rows.at[pairs[j][0], "findings"], rows.at[pairs[j][0], pairs[j][1]] or "") for j in order
+    ]
+    got = [review(f, i) if review else None for f, i in texts]
+    first = sorted(range(len(order)), key=lambda n: not (got[n] and got[n].flags))  # stable
     items, key = [], {}
-    for n, j in enumerate(order, 1):
-        rid, s = pairs[j]
+    for n, m in enumerate(first, 1):
+        rid, s = pairs[order[m]]
+        (f, imp), r = texts[m], got[m]
         item_id = f"item-{n:03d}"
-        items.append({"packet_id": packet_id, "item_id": item_id,
-                      "findings": rows.at[rid, "findings"], "impression": rows.at[rid, s] or ""})  # fmt: skip
+        said, marks = checks(f, imp, r.observations) if r else ([], {})
+        items.append({"packet_id": packet_id, "item_id": item_id, "findings": f, "impression": imp,
+                      "flags": "; ".join(r.flags) if r else "", "check": "; ".join(said),
+                      "marks": marks})  # fmt: skip
         key[item_id] = {"report_id": rid, "system": s}
     return items, {"packet_id": packet_id, "seed": seed, "k": len(pick), "systems": list(systems),
                    "metrics": METRICS, "created_at": utcnow().isoformat(), "items": key}  # fmt: skip
@@ -62,109 +98,11 @@ def build_packet(
 
 def write_csv(items: list[dict], path: Path) -> None:
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=PACKET_COLS)
+        w = csv.DictWriter(f, fieldnames=PACKET_COLS, extrasaction="ignore")
         w.writeheader()
         w.writerows(
             {**it, "rater": "", **dict.fromkeys(METRICS, ""), "comment": ""} for it in items
         )
-
-
-_CSS = """body{font-family:sans-serif;max-width:900px;margin:1em auto;color:#222}
-.item{border:1px solid #bbb;border-radius:6px;padding:.6em 1em;margin:1em 0}
-.text{white-space:pre-wrap;background:#f6f6f6;padding:.4em;border-radius:4px}
-.m{display:flex;gap:.8em;align-items:center;margin:.2em 0}.m span{width:11em}
-textarea{width:100%;height:3em}.done{border-color:#3a3}#bar{position:sticky;top:0;
-background:#fff;padding:.5em 0;border-bottom:1px solid #ddd}"""
-
-_JS = """const P = JSON.parse(document.getElementById('packet').textContent);
-const STORE = 'radgpt-review-' + P.packet_id;
-const $ = (t, txt) => { const e = document.createElement(t); if (txt) e.textContent = txt; return e; };
-function render() {
-  const root = document.getElementById('items');
-  P.items.forEach((it) => {
-    const d = $('div'); d.className = 'item'; d.id = it.item_id;
-    d.append($('h3', it.item_id), $('b', 'Findings'));
-    const f = $('div', it.findings); f.className = 'text'; d.append(f, $('b', 'Impression'));
-    const i = $('div', it.impression); i.className = 'text'; d.append(i);
-    P.metrics.forEach((m, j) => {
-      const row = $('div'); row.className = 'm'; row.append($('span', P.titles[j]));
-      for (let v = 1; v <= 5; v++) {
-        const l = $('label'); const r = $('input'); r.type = 'radio';
-        r.name = it.item_id + ':' + m; r.value = v; r.onchange = keep; l.append(r, ' ' + v); row.append(l);
-      }
-      d.append(row);
-    });
-    const c = $('textarea'); c.name = it.item_id + ':comment'; c.placeholder = 'comment (optional)';
-    c.oninput = keep; d.append(c); root.append(d);
-  });
-}
-function collect() {
-  const rater = document.getElementById('rater').value.trim();
-  return P.items.map((it) => {
-    const row = {packet_id: P.packet_id, item_id: it.item_id, rater: rater};
-    P.metrics.forEach((m) => {
-      const r = document.querySelector('input[name="' + it.item_id + ':' + m + '"]:checked');
-      row[m] = r ? r.value : '';
-    });
-    row.comment = document.querySelector('textarea[name="' + it.item_id + ':comment"]').value;
-    return row;
-  });
-}
-function keep() {
-  const rows = collect();
-  localStorage.setItem(STORE, JSON.stringify({rater: document.getElementById('rater').value, rows: rows}));
-  let n = 0;
-  rows.forEach((r) => { const ok = P.metrics.every((m) => r[m] !== '');
-    document.getElementById(r.item_id).classList.toggle('done', ok); n += ok; });
-  document.getElementById('status').textContent = n + ' / ' + rows.length + ' items fully scored';
-}
-function restore() {
-  const s = JSON.parse(localStorage.getItem(STORE) || 'null'); if (!s) return;
-  document.getElementById('rater').value = s.rater || '';
-  s.rows.forEach((r) => {
-    P.metrics.forEach((m) => { if (r[m] === '') return;
-      const e = document.querySelector('input[name="' + r.item_id + ':' + m + '"][value="' + r[m] + '"]');
-      if (e) e.checked = true; });
-    const c = document.querySelector('textarea[name="' + r.item_id + ':comment"]'); if (c) c.value = r.comment;
-  });
-}
-const q = (v) => '"' + String(v).replace(/"/g, '""') + '"';
-function save() {
-  const rater = document.getElementById('rater').value.trim();
-  if (!rater) { document.getElementById('status').textContent = 'enter your name first'; return; }
-  const cols = P.columns; const rows = collect();
-  const text = [cols.join(',')].concat(rows.map((r) => cols.map((c) => q(r[c])).join(','))).join('\\r\\n');
-  const a = document.createElement('a');
-  a.href = URL.createObjectURL(new Blob([text + '\\r\\n'], {type: 'text/csv'}));
-  a.download = 'ratings-' + P.packet_id + '-' + rater.replace(/[^A-Za-z0-9_-]/g, '_') + '.csv';
-  document.body.append(a); a.click(); a.remove();
-  document.getElementById('status').textContent = 'saved ' + a.download;
-}
-render(); restore(); keep();
-document.getElementById('rater').oninput = keep;
-document.getElementById('save').onclick = save;"""
-
-
-def packet_html(items: list[dict], packet_id: str) -> str:
-    """One self-contained page: the items as inline JSON, inline CSS and JS, no network."""
-    data = {"packet_id": packet_id, "metrics": METRICS, "titles": TITLES, "columns": RATING_COLS,
-            "items": [{k: it[k] for k in ("item_id", "findings", "impression")} for it in items]}  # fmt: skip
-    blob = json.dumps(data).replace("<", "\\u003c")  # no "</script>" can end the block early
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>RadGPT review packet {packet_id}</title>
-<style>{_CSS}</style></head><body>
-<h1>Impression review packet <code>{packet_id}</code></h1>
-<p>For each item, read the Findings and the candidate Impression, then score 1 (poor) to 5
-(excellent): <b>Understandability</b>, <b>Coherence</b>, <b>Relevance</b>, <b>Conciseness</b>,
-<b>Clinical Utility</b>. Items are in random order; who wrote each Impression is hidden. Your work is
-kept in this browser; press <b>Save</b> to download your ratings file and send it back.</p>
-<div id="bar"><label>Your name <input id="rater" autocomplete="off"></label>
-<button id="save">Save ratings (CSV)</button> <span id="status"></span></div>
-<div id="items"></div>
-<script type="application/json" id="packet">{blob}</script>
-<script>{_JS}</script>
-</body></html>
-"""
 
 
 def read_ratings(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -292,6 +230,23 @@ def markdown(s: dict) -> str:
     return "\n".join(lines + ["", "![rubric](review.png)", ""])
 
 
+def consistency_check(cfg):
+    """review(findings, impression): drafting's consistency flags (radgpt.draft.flags.review with
+    the configured adapter's carry rates and draft.carry_threshold) for any system's text."""
+    from radgpt.draft.flags import CONSISTENCY, Review, review
+    from radgpt.model.carry import CarryRates
+
+    adapter = cfg.model_path(cfg.model.adapter) if cfg.model.adapter else None
+    carry = CarryRates.for_adapter(adapter, cfg.path("table"))
+    usual = carry.usual(cfg.draft.carry_threshold)
+
+    def check(findings: str, impression: str) -> Review:
+        r = review(findings, impression, truncated=False, instruction="", usual=usual)
+        return Review([f for f in r.flags if f in CONSISTENCY], r.observations)
+
+    return check
+
+
 def run_export(cfg, split="test", k=20, out=None, key=None, run_ids=None) -> dict:
     """Write packet.csv + packet.html into out and the key file outside it; returns the key.
 
@@ -299,6 +254,7 @@ def run_export(cfg, split="test", k=20, out=None, key=None, run_ids=None) -> dic
     drafts and the eval.baselines.
     """
     from radgpt.evaluation.baselines import run_baselines
+    from radgpt.evaluation.packet import packet_html
     from radgpt.evaluation.run import join, select_drafts, select_refs
     from radgpt.table import read_reports
     from radgpt.writeback.drafts import read_drafts
@@ -321,13 +277,13 @@ def run_export(cfg, split="test", k=20, out=None, key=None, run_ids=None) -> dic
             frame[name] = p
     systems = ["reference", *draft_systems, *baselines]
     packet_id = f"rv-{uuid.uuid4().hex[:8]}"
-    items, k_ = build_packet(frame, systems, k, seed, packet_id)
+    items, k_ = build_packet(frame, systems, k, seed, packet_id, consistency_check(cfg))
     k_["drafts_run_ids"] = sorted(
         d[d["report_id"].isin(frame["report_id"])]["run_id"].unique().tolist()
     )
     out.mkdir(parents=True, exist_ok=True)
     write_csv(items, out / "packet.csv")
-    (out / "packet.html").write_text(packet_html(items, packet_id))
+    (out / "packet.html").write_text(packet_html(items, packet_id))  # radgpt.evaluation.packet
     write_json_atomic(key_path, k_)
     log.info("review packet %s: %d reports x %d systems -> %s (key %s)", packet_id, k_["k"],
              len(systems), out, key_path)  # fmt: skip

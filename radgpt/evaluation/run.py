@@ -24,9 +24,10 @@ from radgpt.runtime import code_version, new_run_id, sha256_bytes, utcnow
 log = logging.getLogger("radgpt.evaluate")
 REF_COLS = ["report_id", "source", "split", "findings", "impression", "eligible", "pair_sha256",
             "version"]  # fmt: skip
-DRAFT_COLS = ["report_id", "draft", "adapter_id", "run_id", "base_model", "base_model_sha256",
-              "prompt_name", "prompt_version", "generation", "code_version", "generated_at",
-              "findings_sha256"]  # fmt: skip
+DRAFT_COLS = ["report_id", "draft", "flags", "flag_observations", "adapter_id", "run_id",
+              "base_model", "base_model_sha256", "prompt_name", "prompt_version", "generation",
+              "code_version", "generated_at", "findings_sha256"]  # fmt: skip
+FLAG_COLS = ("flags", "flag_observations")
 
 
 def select_refs(t: pa.Table, splits: list[str] | None) -> pd.DataFrame:
@@ -68,14 +69,44 @@ def current_drafts(refs: pd.DataFrame, drafts: pd.DataFrame) -> pd.DataFrame:
 
 
 def join(refs: pd.DataFrame, drafts: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """One row per report covered by every draft system; one column per draft system (a
-    corrected report's drafts count when made from its current Findings: current_drafts)."""
+    """One row per report covered by every draft system; one column per draft system (and, when
+    the drafts have them, `flags:<system>` / `flag_observations:<system>`); a corrected report's
+    drafts count when made from its current Findings (current_drafts)."""
     drafts = current_drafts(refs, drafts)
     wide = drafts.pivot(index="report_id", columns="system", values="draft")
     systems = sorted(wide.columns)
-    wide = wide.dropna().reset_index()
-    frame = refs.merge(wide, on="report_id", how="inner").sort_values("report_id")
+    wide = wide.dropna()
+    for col in FLAG_COLS:
+        if col in drafts.columns:
+            w = drafts.pivot(index="report_id", columns="system", values=col)
+            wide = wide.join(w.rename(columns=lambda s, c=col: f"{c}:{s}"), how="left")
+    frame = refs.merge(wide.reset_index(), on="report_id", how="inner").sort_values("report_id")
     return frame.reset_index(drop=True), systems
+
+
+def review_flags(cfg, frame: pd.DataFrame, draft_systems, baselines, data_root: Path) -> tuple:
+    """({system: (flags, observations)}, settings): the drafts' stored flags; for baselines the
+    flags drafting would have given their text (same radgpt.draft.flags.review, same carry rates
+    and draft.carry_threshold; never truncated), so flag rate and silent misses compare."""
+    from radgpt.draft.flags import review
+    from radgpt.model.carry import CarryRates
+    from radgpt.model.prompts import instruction
+
+    out = {}
+    for s in draft_systems:
+        if f"flags:{s}" in frame.columns:
+            out[s] = tuple([list(x) for x in frame[f"{c}:{s}"]] for c in FLAG_COLS)
+    adapter = cfg.model_path(cfg.model.adapter) if cfg.model.adapter else None
+    carry = CarryRates.for_adapter(adapter, data_root)
+    usual, inst = carry.usual(cfg.draft.carry_threshold), instruction(cfg.train.task)
+    for b in baselines:
+        got = [review(f, d, truncated=False, instruction=inst, usual=usual)
+               for f, d in zip(frame["findings"], frame[b].fillna(""), strict=True)]  # fmt: skip
+        out[b] = ([g.flags for g in got], [g.observations for g in got])
+    settings = {"carry_rates_sha256": carry.digest, "carry_threshold": cfg.draft.carry_threshold,
+                "usual": sorted(usual), "drafts": "stored flags",
+                "baselines": "computed at evaluation (what drafting would flag)"}  # fmt: skip
+    return out, settings
 
 
 def provenance(
@@ -170,8 +201,10 @@ def run_evaluate(
         for name, p in preds.items():
             frame[name] = p
     systems = draft_systems + baselines
-    m = score(frame, systems, cfg.eval.bootstrap, cfg.eval.seed, compare=draft_systems)
+    flags, flag_settings = review_flags(cfg, frame, draft_systems, baselines, data_root)
+    m = score(frame, systems, cfg.eval.bootstrap, cfg.eval.seed, compare=draft_systems, flags=flags)
     m.update(
+        review_flags=flag_settings,
         eval_run_id=eval_id,
         created_at=utcnow().isoformat(),
         code_version=code_version(),

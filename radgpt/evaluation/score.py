@@ -1,4 +1,5 @@
-"""Score systems against reference Impressions: ROUGE with CIs, finding agreement, lengths.
+"""Score systems against reference Impressions: ROUGE with CIs, finding agreement, lengths, and
+(for systems with review flags) carry and silent misses (radgpt.evaluation.safety).
 
     from radgpt.evaluation.score import score
     m = score(frame, ["draft", "constant", "nn"], n_boot=1000, seed=7)
@@ -17,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from radgpt.draft.flags import words
-from radgpt.evaluation import labeler
 from radgpt.evaluation.rouge import METRICS, paired_bootstrap, rouge, summarize
+from radgpt.evaluation.safety import safety
+from radgpt.model import labeler
 
 
 def lengths(texts: Sequence[str]) -> dict:
@@ -57,8 +59,14 @@ def score(
     n_boot: int = 1000,
     seed: int = 7,
     compare: Sequence[str] | None = None,
+    flags: dict[str, tuple[list, list]] | None = None,
 ) -> dict:
-    """Metrics of each system; `compare` = systems tested (paired bootstrap) against all others."""
+    """Metrics of each system; `compare` = systems tested (paired bootstrap) against all others.
+
+    flags: {system: (review flags per report, flag observations per report)}: with a `findings`
+    column, each such system also gets `safety` (radgpt.evaluation.safety: carry, silent misses,
+    flag rate and precision).
+    """
     missing = [c for c in ("report_id", "reference", *systems) if c not in frame.columns]
     if missing:
         raise ValueError(f"score: frame lacks columns {missing}")
@@ -77,6 +85,7 @@ def score(
         },
         "systems": {},
     }
+    find_labels = None
     for s in systems:
         agree = labeler.agreement(ref_labels, labels[s])
         ln = lengths(frame[s].fillna("").tolist())
@@ -89,6 +98,10 @@ def score(
             "findings": agree,
             "length": ln,
         }
+        if flags and s in flags and "findings" in frame.columns:
+            if find_labels is None:
+                find_labels = labeler.label_many(frame["findings"].fillna("").tolist())
+            out["systems"][s]["safety"] = safety(find_labels, ref_labels, labels[s], *flags[s])
     for col in ("source", "split"):
         if col in frame.columns:
             out[f"by_{col}"] = _group_scores(

@@ -1,4 +1,5 @@
-"""Drafting analytics with polars: per night and source, counts, flag rates, latency/token percentiles.
+"""Drafting analytics with polars: per night and source, counts, flag rates, latency/token percentiles;
+per night, the observations behind the consistency flags (omits_finding / adds_finding).
 
     radgpt stats --config conf/local.yaml           # a table
     radgpt stats --drafts var/drafts --json         # JSON rows
@@ -36,6 +37,26 @@ def summarize(df: pl.DataFrame) -> pl.DataFrame:
             pl.col("adapter_id").unique().sort().alias("adapters"),
         )
         .sort("run_date", "source")
+    )
+
+
+def observations(df: pl.DataFrame) -> pl.DataFrame:
+    """One row per (run_date, flag, observation) behind a consistency flag: n and the night's rate."""
+    import polars as pl
+
+    nights = df.group_by("run_date").agg(pl.len().alias("drafts"))
+    obs = df.select("run_date", pl.col("flag_observations").alias("x")).explode("x").drop_nulls()
+    parts = pl.col("x").str.split_exact(":", 1)
+    return (
+        obs.with_columns(
+            parts.struct.field("field_0").alias("flag"),
+            parts.struct.field("field_1").alias("observation"),
+        )  # fmt: skip
+        .group_by("run_date", "flag", "observation")
+        .agg(pl.len().alias("n"))
+        .join(nights, on="run_date")
+        .with_columns((pl.col("n") / pl.col("drafts")).round(4).alias("rate"))
+        .sort(["run_date", "flag", "n", "observation"], descending=[False, False, True, False])
     )
 
 

@@ -40,7 +40,7 @@ import pyarrow.dataset as pads
 
 from radgpt import table
 from radgpt.draft.flags import words
-from radgpt.evaluation import labeler
+from radgpt.model import labeler
 from radgpt.runtime import code_version, new_run_id, utcnow
 from radgpt.schema import arrow_schema, check_arrow
 

@@ -19,15 +19,21 @@ from radgpt.runtime import sha256_bytes
 
 
 def generation_settings(cfg) -> dict[str, Any]:
-    """The settings that change what generate() returns (sampling knobs only when sampling)."""
+    """The settings that change what a draft row holds: generate()'s (sampling knobs only when
+    sampling), n-best decoding when on, the postprocess cleaning and the review flags' threshold
+    (radgpt.model.spec adds the retrieval corpus and the carry rates' digests)."""
     d = cfg.draft
     g: dict[str, Any] = {
         "engine": d.engine,
         "max_new_tokens": d.max_new_tokens,
         "do_sample": d.do_sample,
+        "postprocess": d.clean,
+        "review": {"carry_threshold": d.carry_threshold},
     }
     if d.do_sample:
         g |= {"temperature": d.temperature, "top_p": d.top_p}
+    if d.n_best > 1:
+        g["n_best"] = {"n": d.n_best, "rerank_weight": d.rerank_weight}
     return g
 
 

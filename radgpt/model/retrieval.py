@@ -8,6 +8,12 @@ Saved as a JSON corpus (ids, Findings, Impressions of the train split) + vectori
 refits the vectorizer on the same corpus (deterministic), so nothing is pickled. The corpus is
 patient text: it lives inside the adapter dir, next to weights trained on the same text.
 
+Finding-aware retrieval (`finding_weight > 0`, drafting's `draft.retrieval_finding_weight`): the
+`pool` most similar reports by TF-IDF are re-ranked by cosine + finding_weight x the share of the
+query's positive observations (radgpt.model.labeler) that a candidate's Findings state positively
+too, so a report with an effusion gets neighbours with an effusion (and their Impressions' wording
+for it) before merely similar-sounding normal reports.
+
 An adapter may ship without its corpus (retriever.json alone, as the default adapter in models/
 does: report text never goes into the repository). Drafting then fits the retriever on the eligible
 train split of the local reports table (`Retriever.from_table`): the hospital's own archive.
@@ -59,22 +65,43 @@ class Retriever:
         return sha256_bytes(json.dumps([self.ids, self.findings, self.impressions]).encode())[:16]
 
     def query(
-        self, findings_list: list[str], k: int, exclude_ids: list[str | None] | None = None
+        self,
+        findings_list: list[str],
+        k: int,
+        exclude_ids: list[str | None] | None = None,
+        finding_weight: float = 0.0,
+        pool: int = 20,
     ) -> list[list[tuple[str, str]]]:
         """k most similar (findings, impression) per query, most similar first.
 
         exclude_ids[i] (a report id) is never returned for query i: at training time a report
         must not see itself. Ties break by corpus order (stable).
         """
-        top = self.top(findings_list, k, exclude_ids)
+        top = self.top(findings_list, k, exclude_ids, finding_weight, pool)
         return [[(self.findings[j], self.impressions[j]) for j in row] for row in top]
 
+    @functools.cached_property
+    def _positives(self) -> list[frozenset[str]]:
+        """Positive observations of each corpus Findings (labelled on the first aware query)."""
+        from radgpt.model.carry import positives
+        from radgpt.model.labeler import label
+
+        return [frozenset(positives(label(f))) for f in self.findings]
+
     def top(
-        self, findings_list: list[str], k: int, exclude_ids: list[str | None] | None = None
+        self,
+        findings_list: list[str],
+        k: int,
+        exclude_ids: list[str | None] | None = None,
+        finding_weight: float = 0.0,
+        pool: int = 20,
     ) -> list[list[int]]:
-        """Corpus indices of the k most similar reports per query (see query)."""
+        """Corpus indices of the k most similar reports per query (see query; finding-aware
+        re-ranking of the `pool` nearest when finding_weight > 0)."""
         if k <= 0 or not findings_list:
             return [[] for _ in findings_list]
+        if finding_weight > 0:
+            return self._aware(findings_list, k, exclude_ids, finding_weight, max(pool, k))
         vec, matrix = self._index
         out = []
         for a in range(0, len(findings_list), QUERY_BATCH):
@@ -87,6 +114,27 @@ class Retriever:
             for row in sims:
                 order = [int(row.argmax())] if k == 1 else np.argsort(-row, kind="stable")[:k]
                 out.append([int(j) for j in order if row[j] > -np.inf])
+        return out
+
+    def _aware(self, findings_list, k, exclude_ids, weight: float, pool: int) -> list[list[int]]:
+        from radgpt.model.carry import positives
+        from radgpt.model.labeler import label
+
+        vec, matrix = self._index
+        out = []
+        for i, cand in enumerate(self.top(findings_list, pool, exclude_ids)):
+            want = positives(label(findings_list[i]))
+            if not want:
+                out.append(cand[:k])
+                continue
+            q = vec.transform([findings_list[i]])
+            sims = (q @ matrix[cand].T).toarray()[0]
+            score = [s + weight * len(want & self._positives[j]) / len(want)
+                     for s, j in zip(sims, cand, strict=True)]  # fmt: skip
+            order = sorted(
+                range(len(cand)), key=lambda x: -score[x]
+            )  # stable: cosine order on ties
+            out.append([cand[x] for x in order[:k]])
         return out
 
     @classmethod

@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from radgpt.model.ids import (
     canonical,
     draft_id,
-    generation_json,
     generation_settings,
     model_key,
     text_sha256,
@@ -180,8 +179,11 @@ class ModelSpec(_Versioned):
     retrieval_k: int = Field(description="retrieved examples per prompt (0: none)")
     retrieval_table: str = Field(description="reports table whose train split is the corpus")
     retrieval_digest: str | None = Field(description="digest of the retrieval corpus (k > 0)")
+    carry_digest: str | None = Field(
+        None, description="digest of the carry rates the review flags use (radgpt.model.carry)"
+    )
     generation: str = Field(
-        description="canonical JSON of the generation settings (+ retrieval); part of the draft id"
+        description="canonical JSON of the generation settings (+ retrieval, carry rates); part of the draft id"
     )
 
     def draft_id(
@@ -207,7 +209,8 @@ class ModelSpec(_Versioned):
 
         With retrieval (the record's retrieval_k > 0) the examples come from the adapter's own
         corpus, else from the train split of `table` (default paths.table); the corpus digest joins
-        the generation settings, so it is part of every draft's id and provenance.
+        the generation settings, so it is part of every draft's id and provenance. So do the carry
+        rates' digest (the adapter's carry_rates.json, else learned from that train split).
         """
         from radgpt.model import base as model
         from radgpt.model import prompts
@@ -229,16 +232,21 @@ class ModelSpec(_Versioned):
                 base,
                 rec.eos_token_id,
             )
-        gen, k = generation_json(cfg), rec.retrieval_k
+        from radgpt.model.carry import CarryRates
+
+        settings, k = generation_settings(cfg), rec.retrieval_k
         tbl = str(Path(table) if table else cfg.path("table"))
         digest = None
         if k > 0:
             from radgpt.model.retrieval import Retriever
 
             digest = Retriever.for_adapter(adapter_dir, tbl).digest
-            gen = canonical(
-                {**generation_settings(cfg), "retrieval": {"k": k, "corpus_sha256": digest}}
-            )
+            settings["retrieval"] = {"k": k, "corpus_sha256": digest}
+            if (w := cfg.draft.retrieval_finding_weight) > 0:
+                settings["retrieval"] |= {"finding_weight": w, "pool": cfg.draft.retrieval_pool}
+        carry = CarryRates.for_adapter(adapter_dir, tbl).digest
+        settings["review"]["carry_rates_sha256"] = carry
+        gen = canonical(settings)
         return cls(
             base_model=str(base),
             base_model_sha256=sha,
@@ -254,5 +262,6 @@ class ModelSpec(_Versioned):
             retrieval_k=k,
             retrieval_table=tbl,
             retrieval_digest=digest,
+            carry_digest=carry,
             generation=gen,
         )

@@ -185,6 +185,12 @@ def run_train(
         load_tokenizer(base).save_pretrained(tmp)
     if retr_dir:
         shutil.copytree(retr_dir, tmp / "retrieval")
+    # how often the training Findings' findings reach their Impressions: drafting's omits_finding
+    from radgpt.model.carry import CarryRates
+
+    pairs = _rows(ds["train"], ["findings", "impression"])
+    CarryRates.fit([x["findings"] for x in pairs], [x["impression"] for x in pairs],
+                   {"table": str(root), "split": "train", "data_sha256": snap["sha256"]}).save(tmp)  # fmt: skip
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     run = {

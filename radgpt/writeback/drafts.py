@@ -39,9 +39,12 @@ def to_table(rows: list[dict] | pa.Table) -> pa.Table:
     """Rows (dicts) or a table -> the drafts contract (column order, types, non-null checks)."""
     schema = arrow_schema("drafts")
     if isinstance(rows, pa.Table):
-        t = rows.select(schema.names).cast(schema)
+        missing = [f for f in schema if f.name not in rows.column_names]
+        for f in missing:  # a column of a later schema version: its default (below)
+            rows = rows.append_column(f.name, pa.nulls(len(rows), f.type))
+        t = table.with_defaults(rows.select(schema.names), "drafts").cast(schema)
     else:
-        t = pa.Table.from_pylist(rows, schema=schema)
+        t = table.with_defaults(pa.Table.from_pylist(rows, schema=schema), "drafts")
     check_arrow(t, "drafts")
     return t
 

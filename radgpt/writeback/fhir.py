@@ -117,9 +117,14 @@ def order_and_study(row: dict, cfg: FhirCfg) -> dict:
 
 
 def flag_details(row: dict) -> dict[str, list[str]]:
-    """flag -> its details from the optional FLAG_DETAILS column (pyarrow gives a map as pairs)."""
-    v = row.get(FLAG_DETAILS) or []
+    """flag -> its details: the observations behind it (drafts.flag_observations, entries
+    '<flag>:<observation>'), then the optional FLAG_DETAILS column (a map, given as pairs)."""
     out: dict[str, list[str]] = {}
+    for o in row.get("flag_observations") or []:
+        flag, _, obs = o.partition(":")
+        if obs.strip():
+            out.setdefault(flag, []).append(obs.strip())
+    v = row.get(FLAG_DETAILS) or []
     for flag, d in v.items() if isinstance(v, dict) else v:
         for x in d if isinstance(d, list | tuple) else [d]:
             if x is not None and str(x).strip():

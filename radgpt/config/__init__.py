@@ -21,25 +21,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from radgpt.config.sections import (  # the later wings' sections and the base of all
+    ConfigError,
+    FhirCfg,
+    GateCfg,
+    OutcomesCfg,
+    RegistryCfg,
+    _Cfg,
+)
 
 CONFIG_VERSION = 1
 ENV_PREFIX = "RADGPT__"
-HOME = Path(os.environ.get("RADGPT_HOME") or Path(__file__).resolve().parent.parent)
+HOME = Path(os.environ.get("RADGPT_HOME") or Path(__file__).resolve().parents[2])
 
 
 def anchored(raw: str | os.PathLike) -> Path:
     """An absolute path: `raw` with ~ expanded, a relative one taken from HOME."""
     p = Path(raw).expanduser()
     return p if p.is_absolute() else HOME / p
-
-
-class ConfigError(ValueError):
-    """A configuration problem, always naming the offending key."""
-
-
-class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class SparkCfg(_Cfg):
@@ -215,6 +216,44 @@ class DraftCfg(_Cfg):
     max_retries: int = Field(default=3, ge=0)
     # seconds a run's commit waits for another drafting run's commit to the drafts table (its lock)
     lock_wait_s: float = Field(default=300, ge=0)
+    carry_threshold: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="omits_finding flags a Findings observation missing from the draft when "
+        "radiologists carry it into the Impression at least this often (radgpt.model.carry "
+        "rates of the train split); the n-best reranker rewards the same observations. Higher = "
+        "fewer observations checked, 1 = off. Tuned on the IU validate split (docs/drafting.md)",
+    )
+    retrieval_finding_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="finding-aware retrieval: the retrieval_pool nearest train reports (TF-IDF) "
+        "are re-ranked by cosine + this x the share of the report's positive observations their "
+        "Findings state too; 0 = plain TF-IDF, as in training",
+    )
+    retrieval_pool: int = Field(
+        default=20, ge=1, description="candidates finding-aware retrieval re-ranks"
+    )
+    n_best: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="first-token branches per report whose Findings state a usually-carried "
+        "finding (radgpt.draft.nbest: one shared prompt prefill, greedy continuations); the "
+        "reranker keeps one. 1 = greedy decoding only",
+    )
+    rerank_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="n-best reranker: mean token log-prob + this x (usually-carried Findings "
+        "observations the candidate states - findings it adds)",
+    )
+    clean: Literal["clean-v1", "none"] = Field(
+        default="clean-v1",
+        description="postprocess cleaning of the generated text (radgpt.draft.clean: stray "
+        "punctuation, empty sentences); the raw text is kept in drafts.draft_raw when it changed",
+    )
 
 
 class ServeCfg(_Cfg):
@@ -230,74 +269,6 @@ class EvalCfg(_Cfg):
     bootstrap: int = Field(default=1000, ge=10)
     seed: int = 7
     baselines: list[str] = Field(default_factory=lambda: ["constant", "nn"])
-
-
-class RegistryCfg(_Cfg):
-    """The MLflow tracking store and model registry (radgpt.model.registry; docs/loop.md)."""
-
-    # MLflow tracking/registry URI, e.g. "http://mlflow.radgpt.svc:5000"; null = the local file
-    # store at paths.registry (never a network)
-    uri: str | None = None
-    experiment: str = "radgpt"
-    model: str = "radgpt-impression"  # registered model name
-    # every `radgpt train` logs its run (track) and registers a new version aliased "challenger"
-    track: bool = True
-    register_versions: bool = True
-    # drafting (draft, nightly, serve) uses the registry's champion when it has one, else
-    # model.adapter
-    champion_drafts: bool = False
-
-
-class OutcomesCfg(_Cfg):
-    """When a final report counts and how a draft's fate is classed (radgpt.loop.outcomes)."""
-
-    # report statuses that mean signed: FHIR DiagnosticReport.status and HL7 OBR-25
-    final_statuses: list[str] = Field(
-        default_factory=lambda: ["final", "amended", "corrected", "appended", "F", "C"]
-    )
-    # sources without a status (MIMIC-CXR, OpenI, CSV exports) hold signed reports
-    no_status_is_final: bool = True
-    # normalized word edit distance from which an edited draft counts as replaced
-    replaced_at: float = Field(default=0.7, gt=0, le=1)
-
-
-class GateCfg(_Cfg):
-    """`radgpt promote`: the challenger against the champion on held-out reports."""
-
-    split: str = "test"  # never trained on by either
-    reports: int | None = Field(default=200, ge=1)  # the first N by report_id; null = all
-    # ROUGE-1: refuse when the paired bootstrap CI of (challenger - champion) lies below 0, or,
-    # with a margin, when its lower end is below -margin (non-inferiority)
-    rouge1_margin: float | None = Field(default=None, ge=0)
-    f1_tolerance: float = Field(default=0.0, ge=0)  # micro F1 may drop by at most this much
-    bootstrap: int = Field(default=1000, ge=10)
-    seed: int = 7
-
-
-class FhirCfg(_Cfg):
-    """The FHIR R4 write-back of drafts (radgpt.writeback.fhir; docs/writeback.md)."""
-
-    # identifier system (a URI) of the patient ids of the hl7, csv and mimic sources, e.g. the MRN
-    # system "http://hospital.example.org/fhir/sid/mrn": subject = {identifier: {system, value}},
-    # a logical reference; None = the value alone, which no server can match (logged)
-    patient_id_system: str | None = Field(default=None, pattern=r"^\S+:\S+$")
-    # identifier system of accession numbers whose source names none (HL7 OBR-3 without a
-    # universal id); None = the value alone
-    accession_system: str | None = Field(default=None, pattern=r"^\S+:\S+$")
-    # true when the NDJSON is loaded into the FHIR server the fhir-source reports came from: their
-    # Patient and ImagingStudy ids resolve there (subject = Patient/<id>); false: those ids name
-    # nothing on the target, so their subject is stated unknown (data-absent-reason)
-    same_server: bool = False
-    # meta.profile = US Core DiagnosticReport Note on drafts that meet its must-haves (a patient
-    # and an exam time); false: no profile claimed (a server without the US Core package)
-    us_core: bool = True
-    # literal reference to whoever vouches for the drafts' provenance, e.g.
-    # "Organization/radiology-ai": Provenance.signature (type source, who, when; no cryptographic
-    # data); None = no signature
-    signer: str | None = Field(
-        default=None,
-        pattern=r"^(Organization|Practitioner|PractitionerRole|Device)/[A-Za-z0-9.\-]{1,64}$",
-    )
 
 
 class Config(_Cfg):

@@ -1,6 +1,6 @@
 """CheXpert-style rule labeler: 14 observations -> positive / negative / uncertain / absent.
 
-    from radgpt.evaluation.labeler import label, agreement
+    from radgpt.model.labeler import label, agreement
     label("No pneumothorax. Cannot exclude pneumonia.")  # {"Pneumothorax": "negative", "Pneumonia": "uncertain", ...}
 
 The rules (mentions, negation and uncertainty cues, scope) are documented in docs/labeler.md;
@@ -56,6 +56,12 @@ MENTIONS: dict[str, list[str]] = {
         r"\b(?:airspace|air space) (?:disease|process)\b",
         r"\bdensit(?:y|ies)\b",
         r"\bhaz(?:y|iness)\b",
+        # CheXpert counts interstitial markings as lung opacity; here only when said to be abnormal
+        r"\b(?:increased|prominen\w*|accentuated|coarse\w*|reticular)(?: [\w-]+){0,3} interstitial"
+        r" (?:lung )?(?:markings?|pattern|changes?)",
+        r"\binterstitial (?:lung )?markings? (?:are |is |appears? |remains? )?(?:\w+ )?"
+        r"(?:increased|prominent|accentuated|coarse\w*)",
+        r"\binterstitial prominence\b",
     ],
     "Lung Lesion": [
         r"\bnodul(?:e|es|ar)\b",
@@ -86,7 +92,9 @@ MENTIONS: dict[str, list[str]] = {
         r"\b(?<!pericardial )(?:pleural )?effusions?\b",
         r"\bpleural fluid\b",
         r"\bblunt\w* (?:of )?(?:the )?(?:\w+ )?costophrenic",
-        r"\bcostophrenic (?:angle |sulcus )?blunting\b",
+        # IU de-identification can replace "angle(s)" by XXXX: "costophrenic XXXX blunting"
+        r"\bcostophrenic (?:\w+ )?blunting\b",
+        r"\bcostophrenic (?:\w+ )?(?:is |are |appears? |remains? )?(?:\w+ )?blunted\b",
     ],
     "Pleural Other": [
         r"\bpleural (?:thickening|plaques?|scarring|calcification)s?\b",
@@ -155,15 +163,26 @@ PSEUDO = re.compile(
     r"\b(?:no|without) (?:significant |appreciable |substantial |other )?(?:interval )?change\b"
     r"|\bnot (?:significantly )?changed\b|\bnot only\b"
 )
+# old or non-pulmonary infections are not pneumonia: "Evidence of prior granulomatous infection"
+# (IU's calcified granulomas), "prior tuberculosis infection", "osseous infection"
+OLD_INFECTION = re.compile(
+    r"\b(?:(?:prior|previous|old|remote|healed) (?:(?:granulomatous|tuberculo\w*|histoplasm\w*) )?"
+    r"|granulomatous |osseous )infect\w*"
+)
 # clause boundaries: sentence ends, ';', and words that end a negation's scope
 _SENT = re.compile(r"\.(?!\d)|;|\n|:(?=\s)|!")
 _TERM = re.compile(
     r"\b(?:but|however|although|though|except|apart from|aside from|other than|which|"
     r"there (?:is|are)|otherwise)\b"
-    # a comma that starts a new positive statement ends the scope: "No effusion, small pneumothorax"
-    r"|(?:,|\band\b)(?= (?:and )?(?:mild|moderate|severe|small|large|new|increased|increasing|worsening|"
+)
+# a comma or "and" that starts a new positive statement ends the scope too: "No effusion, small
+# pneumothorax"; unless a list under the same negation runs on to an "or": "No consolidation,
+# large pleural effusion, or pneumothorax" negates all three
+_TERM_NEW = re.compile(
+    r"(?:,|\band\b)(?= (?:and )?(?:mild|moderate|severe|small|large|new|increased|increasing|worsening|"
     r"persistent|unchanged|stable|minimal|trace|tiny|residual|slight|marked)\b)"
 )
+_LIST_OR = re.compile(r"\bor\b")
 
 
 def _alt(parts: Sequence[str]) -> str:
@@ -183,8 +202,15 @@ _NORMAL = [(re.compile(p), obs) for p, obs in NORMALS]
 def clauses(text: str) -> list[str]:
     """Lower-cased clauses: split at sentence ends and ';', then before scope terminators."""
     out = []
-    for sent in _SENT.split(PSEUDO.sub(" ", (text or "").lower())):
-        cuts = [0] + [m.start() for m in _TERM.finditer(sent)] + [len(sent)]
+    low = OLD_INFECTION.sub(" ", PSEUDO.sub(" ", (text or "").lower()))
+    for sent in _SENT.split(low):
+        hard = [m.start() for m in _TERM.finditer(sent)]
+        soft = []
+        for m in _TERM_NEW.finditer(sent):
+            end = min([h for h in hard if h > m.start()] + [len(sent)])
+            if not _LIST_OR.search(sent, m.end(), end):
+                soft.append(m.start())
+        cuts = [0, *sorted(hard + soft), len(sent)]
         out += [sent[a:b].strip(" ,") for a, b in zip(cuts, cuts[1:], strict=False)]
     return [c for c in out if c]
 
@@ -225,6 +251,15 @@ def label(text: str | None) -> dict[str, str]:
     )
     out["No Finding"] = ABSENT if found else POS
     return out
+
+
+def mentions(text: str | None, obs: str) -> list[tuple[int, int]]:
+    """(start, end) of each mention of obs in text, whatever its status: for highlighting."""
+    low = (text or "").lower()
+    if len(low) != len(text or ""):  # lower() changed the length (rare non-ASCII): no offsets
+        return []
+    spans = {m.span() for p in _MENTION.get(obs, []) for m in p.finditer(low)}
+    return sorted(spans)
 
 
 def label_many(texts: Iterable[str | None]) -> list[dict[str, str]]:

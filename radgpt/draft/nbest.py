@@ -1,0 +1,131 @@
+"""n-best drafts by first-token branching, sharing one prompt prefill; the reranker that picks one.
+
+    from radgpt.draft.nbest import branch_decode, rerank
+    cands = branch_decode(model, prompts, n=[4, 1, ...], pad=..., eos=[...], max_new_tokens=96)
+    # per prompt: [(token ids, sum log-prob, ended at EOS), ...]: candidate 0 is the greedy draft
+    best = rerank(texts, logprobs, lengths, findings_labels, usual, weight=1.0)
+
+The prompt (~450 tokens with 3 retrieved examples) is what costs on CPU, not the ~10 tokens of an
+Impression: so the prompts of a batch are prefilled ONCE, the n most probable first tokens of each
+open n branches that share the prompt's key/value cache (copied, not recomputed), and each branch
+continues greedily. Branch 0 starts with the most probable token: it is the greedy draft. The first
+token is where an IU Impression decides between "No acute ..." and "Mild cardiomegaly ...", so the
+branches differ where it matters. A prompt with n=1 is plain greedy decoding.
+
+rerank: mean token log-prob + weight x (number of the Findings' usually-carried positive
+observations the candidate states) - weight x (number of findings it adds, adds_finding); ties keep
+the earlier candidate (greedy first); a branch that did not end at EOS is not a candidate.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Collection, Sequence
+
+from radgpt.draft.flags import consistency
+from radgpt.model.labeler import label
+
+
+def _cache_kw(model) -> str:
+    """The forward() keyword of the KV cache: `cache` (transformers >= 5.2x) or `past_key_values`."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def branch_decode(
+    model,
+    prompts: Sequence[Sequence[int]],
+    n: Sequence[int],
+    *,
+    pad: int,
+    eos: Collection[int],
+    max_new_tokens: int,
+    slack: int | None = 8,
+) -> list[list[tuple[list[int], float, bool]]]:
+    """Candidates per prompt: (generated ids without EOS, sum of token log-probs, stopped at EOS).
+
+    slack: once a prompt's greedy branch has stopped after L tokens, its other branches stop at
+    2 L + slack tokens (not at EOS: stopped False), so one looping branch does not keep a whole
+    batch decoding to max_new_tokens; None = every branch runs to EOS or max_new_tokens.
+    """
+    import torch
+
+    dev = next(model.parameters()).device
+    kw = _cache_kw(model)
+    width = max(len(p) for p in prompts)
+    x = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=dev)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    eos_t = torch.tensor(sorted(eos), device=dev)
+    with torch.inference_mode():
+        out = model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True)
+        cache = out.cache if kw == "cache" else out.past_key_values
+        logp = torch.log_softmax(out.logits[:, -1, :].float(), -1)
+        firsts = [logp[i].topk(k).indices.tolist() for i, k in enumerate(n)]
+        rows = [i for i, f in enumerate(firsts) for _ in f]  # prompt of each branch
+        index = torch.tensor(rows, device=dev)
+        cache.batch_select_indices(index)  # the prompt's cache, once per branch
+        tok = torch.tensor([t for f in firsts for t in f], device=dev)
+        score = logp[index, tok]
+        mask = mask[index]
+        last = pos[index, -1]
+        done = torch.isin(tok, eos_t)
+        gen = [tok]
+        greedy = [j == 0 or rows[j] != rows[j - 1] for j in range(len(rows))]
+        g_len: dict[int, int] = {}  # prompt -> tokens its greedy branch took (incl. EOS)
+        cut: dict[int, int] = {}  # branch -> tokens kept when slack stopped it
+        for step in range(1, max_new_tokens):
+            for j in range(len(rows)) if slack is not None else ():
+                if greedy[j] and bool(done[j]) and rows[j] not in g_len:
+                    g_len[rows[j]] = step
+                lim = g_len.get(rows[j])
+                if lim is not None and not bool(done[j]) and step >= 2 * lim + slack:
+                    cut[j], done[j] = step, True
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            out = model(input_ids=tok[:, None], attention_mask=mask,
+                        position_ids=(last + step)[:, None], use_cache=True, **{kw: cache})  # fmt: skip
+            lp = torch.log_softmax(out.logits[:, -1, :].float(), -1)
+            nxt = lp.argmax(-1)
+            tok = torch.where(done, torch.full_like(nxt, pad), nxt)
+            score = score + torch.where(
+                done, torch.zeros_like(score), lp.gather(1, nxt[:, None])[:, 0]
+            )
+            gen.append(tok)
+            done = done | torch.isin(tok, eos_t)
+    seqs = torch.stack(gen, 1).tolist()
+    eos_set = set(eos)
+    res: list[list[tuple[list[int], float, bool]]] = [[] for _ in prompts]
+    for b, (i, s) in enumerate(zip(rows, seqs, strict=True)):
+        if b in cut:
+            res[i].append((s[: cut[b]], float(score[b]), False))
+            continue
+        stop = next((j for j, v in enumerate(s) if v in eos_set), None)
+        res[i].append((s if stop is None else s[:stop], float(score[b]), stop is not None))
+    return res
+
+
+def rerank(
+    texts: Sequence[str],
+    logprobs: Sequence[float],
+    lengths: Sequence[int],
+    findings_labels: dict[str, str],
+    usual: Collection[str],
+    weight: float,
+    stopped: Sequence[bool] | None = None,
+) -> int:
+    """Index of the candidate to keep (see the module doc); a candidate other than the first
+    that did not stop at EOS (stopped[i] False: cut or truncated) is never kept."""
+    want = {o for o, s in findings_labels.items() if s == "positive" and o in usual}
+    best, best_score = 0, float("-inf")
+    for i, (t, lp, n) in enumerate(zip(texts, logprobs, lengths, strict=True)):
+        if i and stopped is not None and not stopped[i]:
+            continue
+        obs = consistency(findings_labels, label(t), usual)
+        omitted = sum(x.startswith("omits_finding:") for x in obs)
+        added = sum(x.startswith("adds_finding:") for x in obs)
+        s = lp / max(n, 1) + weight * (len(want) - omitted - added)
+        if s > best_score:
+            best, best_score = i, s
+    return best

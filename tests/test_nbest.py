@@ -1,0 +1,99 @@
+"""n-best by first-token branching on the tiny test model: branch 0 is the greedy draft, branches
+share the prompt's prefill, and the reranker prefers a candidate that carries the Findings.
+
+.venv/bin/pytest tests/test_nbest.py -q
+"""
+
+import pytest
+
+from radgpt.draft.nbest import branch_decode, rerank
+from radgpt.model.labeler import label
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(
+        tiny_model_dir
+    )
+
+
+def greedy(model, prompts, pad, eos, max_new):
+    import torch
+
+    width = max(map(len, prompts))
+    x = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    m = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    with torch.inference_mode():
+        y = model.generate(input_ids=x, attention_mask=m, max_new_tokens=max_new, do_sample=False,
+                           eos_token_id=eos, pad_token_id=pad)  # fmt: skip
+    out = []
+    for row in y[:, width:].tolist():
+        stop = next((j for j, v in enumerate(row) if v in eos), None)
+        out.append(row if stop is None else row[:stop])
+    return out
+
+
+def test_branch_zero_is_greedy_and_branches_differ(tiny):
+    model, tok = tiny
+    texts = ["The heart size is normal. The lungs are clear.", "Mild cardiomegaly.",
+             "No pleural effusion or pneumothorax. Right lower lobe consolidation is seen."]  # fmt: skip
+    prompts = [tok(t)["input_ids"] for t in texts]
+    eos = [tok.eos_token_id]
+    want = greedy(model, prompts, tok.pad_token_id, eos, 12)
+    got = branch_decode(model, prompts, [3, 1, 2], pad=tok.pad_token_id, eos=eos, max_new_tokens=12)
+    assert [len(c) for c in got] == [3, 1, 2]
+    assert [c[0][0] for c in got] == want  # branch 0 = greedy, token for token
+    firsts = [c[0][0] for c in got[0]]
+    assert len(set(firsts)) == 3  # each branch opens with another token
+    for cands in got:
+        lps = [lp for _, lp, _ in cands]
+        assert all(lp <= 0 for lp in lps)
+        assert all(len(t) <= 12 for t, _, _ in cands)
+
+
+def test_rerank_prefers_carrying_candidates_and_keeps_greedy_on_ties():
+    findings = label("Small left pleural effusion. Heart size normal.")
+    usual = {"Pleural Effusion", "Cardiomegaly"}
+    texts = [
+        "No acute cardiopulmonary abnormality.",
+        "Small left pleural effusion.",
+        "Cardiomegaly.",
+    ]
+    # greedy is more probable per token, but drops the effusion: the effusion candidate wins
+    assert rerank(texts, [-1.0, -3.0, -2.0], [5, 6, 2], findings, usual, weight=1.0) == 1
+    # weight 0: plain mean log-prob; equal scores keep the earlier candidate
+    assert rerank(texts, [-1.0, -3.0, -2.0], [5, 6, 2], findings, usual, weight=0.0) == 0
+    assert rerank(texts[:2], [-2.0, -2.0], [2, 2], label("Lungs clear."), usual, 1.0) == 0
+    # an added finding costs as much as a carried one gains
+    assert rerank(texts, [-1.0, -9.0, -1.0], [1, 1, 1], findings, usual, weight=1.0) == 0
+
+
+def test_slack_stops_long_branches_once_greedy_is_done(tiny):
+    model, tok = tiny
+    prompts = [tok(t)["input_ids"] for t in ("Mild cardiomegaly.", "The lungs are clear.")]
+    eos = [tok.eos_token_id]
+    kw = dict(pad=tok.pad_token_id, eos=eos, max_new_tokens=24)
+    full = branch_decode(model, prompts, [4, 4], slack=None, **kw)
+    short = branch_decode(model, prompts, [4, 4], slack=0, **kw)
+    for f, s in zip(full, short, strict=True):
+        g = len(f[0][0]) + f[0][2]  # greedy tokens incl. EOS
+        assert s[0] == f[0]  # the greedy branch is never cut
+        for (ft, flp, fst), (st, slp, sst) in zip(f[1:], s[1:], strict=True):
+            if fst and len(ft) + 1 <= 2 * g:  # ended before the cut: the same candidate
+                assert (st, sst) == (ft, True) and slp == pytest.approx(flp, abs=1e-4)
+            elif not f[0][2]:  # greedy ran to the limit: nothing is cut
+                assert st == ft
+            else:  # cut after 2 x greedy tokens, not at EOS
+                assert len(st) == 2 * g and not sst and st == ft[: 2 * g]
+
+
+def test_rerank_skips_candidates_that_did_not_stop():
+    findings = label("Small left pleural effusion.")
+    texts = ["No acute disease.", "Small left pleural effusion, and"]
+    usual = {"Pleural Effusion"}
+    assert rerank(texts, [-1.0, -1.0], [4, 6], findings, usual, 1.0) == 1
+    assert rerank(texts, [-1.0, -1.0], [4, 6], findings, usual, 1.0, [True, False]) == 0
