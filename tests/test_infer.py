@@ -21,7 +21,7 @@ from radgpt.config import ConfigError, load_config
 from radgpt.draft.drafter import Drafter
 from radgpt.draft.flags import FLAGS
 from radgpt.model import base as model
-from radgpt.model.ids import draft_id, text_sha256
+from radgpt.model.ids import canonical, draft_id, text_sha256
 from radgpt.model.spec import ModelSpec
 from radgpt.schema import arrow_schema
 
@@ -144,11 +144,16 @@ def test_draft_end_to_end_idempotent(cfg, ray_local):
     assert sorted(r["report_id"] for r in rows) == sorted(want)
     sha = model.base_sha256(cfg.model_path(cfg.model.base))
     gen = json.loads(rows[0]["generation"])
-    assert gen == {"do_sample": False, "engine": "transformers", "max_new_tokens": 6}
+    # the settings that change a draft: decoding, the recorded cleaning, the review flags' rates
+    assert {k: gen[k] for k in ("do_sample", "engine", "max_new_tokens")} == {
+        "do_sample": False, "engine": "transformers", "max_new_tokens": 6
+    }  # fmt: skip
+    assert gen["postprocess"] == cfg.draft.clean and gen["review"]["carry_threshold"] == 0.5
     for r in rows:  # provenance complete and recomputable
         assert r["base_model_sha256"] == sha and r["run_id"] == s["run_id"]
-        assert r["draft_id"] == draft_id(
-            r["report_id"], f"base:{sha}", "chat-v1", "1", r["generation"]
+        named = {k: v for k, v in json.loads(r["generation"]).items() if k != "review"}
+        assert r["draft_id"] == draft_id(  # the review settings annotate, they do not name
+            r["report_id"], f"base:{sha}", "chat-v1", "1", canonical(named)
         )
         i = int(r["report_id"].split(":")[1])
         assert r["findings_sha256"] == text_sha256(FINDINGS[i % 5] + f" Case {i}.")

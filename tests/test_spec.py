@@ -83,8 +83,10 @@ def test_spec_round_trips_and_names_the_drafts(cfg, tiny_model_dir):
                    "postprocess": "clean-v1",
                    "review": {"carry_threshold": 0.5, "carry_rates_sha256": spec.carry_digest}}  # fmt: skip
     assert spec.generation == json.dumps(gen, sort_keys=True, separators=(",", ":"))
+    named = {k: v for k, v in gen.items() if k != "review"}  # flags annotate, they do not name
+    assert spec.id_settings == json.dumps(named, sort_keys=True, separators=(",", ":"))
     assert spec.draft_id("csv:1") == draft_id(
-        "csv:1", f"base:{sha}", "chat-v1", "1", spec.generation
+        "csv:1", f"base:{sha}", "chat-v1", "1", spec.id_settings
     )
     with pytest.raises(ValueError):  # frozen: a run's spec does not change under it
         spec.model_key = "x"

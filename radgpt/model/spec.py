@@ -194,8 +194,18 @@ class ModelSpec(_Versioned):
         (version None or 1) keeps the id it always had."""
         f = text_sha256(findings) if version is not None and version > 1 else None
         return draft_id(
-            report_id, self.model_key, self.prompt_name, self.prompt_version, self.generation, f
+            report_id, self.model_key, self.prompt_name, self.prompt_version, self.id_settings, f
         )
+
+    @property
+    def id_settings(self) -> str:
+        """The generation settings that name a draft: all of `generation` but the review flags'
+        settings when no n-best reranker uses them (the flags annotate a draft, they do not change
+        its text; carry rates learned from a growing train split must not re-draft every night)."""
+        g = json.loads(self.generation)
+        if "review" not in g or "n_best" in g:
+            return self.generation
+        return canonical({k: v for k, v in g.items() if k != "review"})
 
     @classmethod
     def resolve(
