@@ -29,12 +29,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def setup_logging(level: str | int = "INFO") -> None:
-    """INFO logs counts, ids, paths and timings only: never report text (patient data)."""
+    """INFO logs counts, ids, paths and timings only: never report text (patient data).
+
+    `level` applies to radgpt's own loggers; every other library logs at WARNING and above
+    (py4j logs a benign retry on a reset connection as a root-logger INFO with a traceback).
+    """
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
     )
-    for noisy in ("py4j", "urllib3", "filelock", "ray"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("radgpt").setLevel(level)
 
 
 @functools.cache

@@ -159,6 +159,31 @@ def test_cli_behaves(capsys):
         assert desc and len(desc.split()) > 8 and "issue" not in desc, name
 
 
+def test_library_info_stays_quiet_radgpt_info_is_logged(capfd):
+    """py4j logs a benign retry after a reset connection with `logging.info(..., exc_info=True)`
+    on the root logger: at --log-level INFO that traceback must not reach the night's log."""
+    import logging
+
+    from radgpt.runtime import setup_logging
+
+    try:
+        setup_logging("INFO")
+        logging.info("Exception while sending command.", exc_info=ValueError("reset"))  # as py4j
+        logging.getLogger("py4j.clientserver").info("library info")
+        logging.getLogger("radgpt.ingest.run").info("radgpt info")
+        logging.getLogger("ray.data").warning("library warning")
+        err = capfd.readouterr().err
+        assert "radgpt info" in err and "library warning" in err
+        assert "Traceback" not in err and "library info" not in err and "sending" not in err
+        setup_logging("DEBUG")
+        logging.getLogger("radgpt.table").debug("radgpt debug")
+        logging.getLogger("urllib3").debug("library debug")
+        err = capfd.readouterr().err
+        assert "radgpt debug" in err and "library debug" not in err
+    finally:
+        setup_logging("INFO")  # the CLI's default
+
+
 def test_a_missing_adapter_says_how_to_fix_it(root, tmp_path, capfd):
     rc = cli.main(["draft", *root, "--adapter", str(tmp_path / "nope")])
     assert rc == 2
