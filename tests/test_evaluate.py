@@ -259,7 +259,16 @@ def test_evaluate_reports_carry_and_silent_misses(tmp_path):
         "Pneumothorax" in m["review_flags"]["usual"]
         and "Consolidation" not in m["review_flags"]["usual"]
     )
+    # the threshold sweep recomputes the drafts' consistency flags: pneumothorax (2/3) is checked
+    # up to 0.6, so report 14's miss is flagged there and silent from 0.7 on
+    sw = {r["threshold"]: r for r in m["carry_sweep"]["draft"]["rows"]}
+    assert (sw[0.5]["silent_dangerous"], sw[0.6]["silent_dangerous"]) == (0, 0)
+    assert (sw[0.7]["silent_dangerous"], sw[0.8]["dangerous_misses"]) == (1, 1)
+    assert [sw[t]["flagged"] for t in sorted(sw)] == sorted(
+        (sw[t]["flagged"] for t in sorted(sw)), reverse=True
+    )  # fewer observations checked, never more flags
     md = (out / "summary.md").read_text()
     assert "Silent misses and review flags" in md and "0.750 (3/4)" in md
+    assert "draft: draft.carry_threshold sweep" in md
     assert (out / "safety.png").read_bytes()[:4] == b"\x89PNG"
     assert "<img src='safety.png'" in (out / "report.html").read_text()

@@ -66,3 +66,37 @@ def test_flag_rate_and_precision(m):
 def test_lengths_must_match():
     with pytest.raises(ValueError):
         safety([label("x")], [], [], [], [])
+
+
+def test_carry_threshold_sweep_prices_each_threshold():
+    """Consistency flags recomputed per threshold (text guards kept): cardiomegaly is carried
+    (rate (9+1)/(10+2) = 0.83), pneumothorax rarely ((1+1)/(8+2) = 0.2)."""
+    from radgpt.evaluation.tune import choose, sweep
+    from radgpt.model.carry import CarryRates
+
+    counts = {"Cardiomegaly": {"stated": 10, "carried": 9},
+              "Pneumothorax": {"stated": 8, "carried": 1}}  # fmt: skip
+    carry = CarryRates(counts)
+    f, r, h, fl, _ = zip(*CASES, strict=True)
+    find, refs, hyps = [label(x) for x in f], [label(x) for x in r], [label(x) for x in h]
+    rows = sweep(find, refs, hyps, fl, carry, (0.1, 0.5, 0.9))
+    by = {x["threshold"]: x for x in rows}
+    # 0.1: both checked -> reports 2 (cardiomegaly) and 3 (pneumothorax) flagged omits_finding;
+    # 4 keeps adds_finding, 5 keeps repetition; 6's stored omits (opacity, rate 0.5) is recomputed
+    assert by[0.1]["usual"] == ["Cardiomegaly", "Pneumothorax"]
+    assert (by[0.1]["flagged"], by[0.1]["silent_dangerous"], by[0.1]["silent_omissions"]) == (
+        4,
+        0,
+        0,
+    )
+    # 0.5: only cardiomegaly: report 3's pneumothorax miss is silent again
+    assert (by[0.5]["flagged"], by[0.5]["silent_dangerous"]) == (3, 1)
+    # 0.9: nothing checked: both dangerous misses are silent, only the text/adds flags remain
+    assert (by[0.9]["flagged"], by[0.9]["silent_dangerous"], by[0.9]["dangerous_misses"]) == (
+        2,
+        2,
+        2,
+    )
+    assert choose(rows, max_flag_rate=1.0)["threshold"] == 0.1
+    assert choose(rows, max_flag_rate=0.5)["threshold"] == 0.5  # 3 of 6 flagged fits, 4 does not
+    assert choose(rows, max_flag_rate=0.2) is None

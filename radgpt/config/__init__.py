@@ -269,6 +269,18 @@ class EvalCfg(_Cfg):
     bootstrap: int = Field(default=1000, ge=10)
     seed: int = 7
     baselines: list[str] = Field(default_factory=lambda: ["constant", "nn"])
+    carry_grid: list[float] = Field(
+        default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+        description="draft.carry_threshold values the evaluation prices on the drafts "
+        "(radgpt.evaluation.tune: flag rate vs silent misses per threshold); [] = no sweep",
+    )
+    max_flag_rate: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="the sweep recommends the carry threshold with the fewest silent dangerous "
+        "misses among those flagging at most this share of drafts (reviewers' budget)",
+    )
 
 
 class Config(_Cfg):

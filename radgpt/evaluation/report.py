@@ -176,6 +176,16 @@ def tables(m: dict) -> list[tuple[str, list[str], list[list[str]]]]:
          + [[s, f"this run: {m.get('split')} split, {m['n']} reports", _f(v["rouge"]["rouge1"]["mean"], 4)]
             for s, v in sy.items()]),
     ]  # fmt: skip
+    for s, v in (m.get("carry_sweep") or {}).items():
+        rec = (v.get("recommended") or {}).get("threshold")
+        out.append((f"{s}: draft.carry_threshold sweep (recommended at flag rate <= "
+                    f"{v['max_flag_rate']:g}: {rec if rec is not None else 'none fits'}; tune on "
+                    "validate, report on test)",
+                    ["threshold", "observations checked", "flag rate", "flag precision",
+                     "dangerous misses", "silent", "omissions", "silent"],
+                    [[f"{r['threshold']:g}", str(len(r["usual"])), _frac(r["flagged"], m["n"]),
+                      _f(r["flag_precision"]), str(r["dangerous_misses"]), str(r["silent_dangerous"]),
+                      str(r["omissions"]), str(r["silent_omissions"])] for r in v["rows"]]))  # fmt: skip
     for col in ("source", "split"):
         groups = m.get(f"by_{col}") or {}
         rows = [[g, str(v["n"]), s, _ci(v[s]["rouge"]["rouge1"]), _f(v[s]["micro_f1"])]

@@ -109,6 +109,29 @@ def review_flags(cfg, frame: pd.DataFrame, draft_systems, baselines, data_root: 
     return out, settings
 
 
+def carry_sweep(cfg, frame: pd.DataFrame, draft_systems, flags: dict, data_root: Path) -> dict:
+    """{system: {"rows": [...], "recommended": row | None}} (radgpt.evaluation.tune) for each
+    draft system with stored flags, priced with the carry rates evaluation uses (review_flags)."""
+    from radgpt.evaluation.tune import choose, sweep
+    from radgpt.model import labeler
+    from radgpt.model.carry import CarryRates
+
+    systems = [s for s in draft_systems if s in flags]
+    if not cfg.eval.carry_grid or not systems:
+        return {}
+    adapter = cfg.model_path(cfg.model.adapter) if cfg.model.adapter else None
+    carry = CarryRates.for_adapter(adapter, data_root)
+    find = labeler.label_many(frame["findings"].fillna("").tolist())
+    refs = labeler.label_many(frame["reference"].fillna("").tolist())
+    out = {}
+    for s in systems:
+        hyps = labeler.label_many(frame[s].fillna("").tolist())
+        rows = sweep(find, refs, hyps, flags[s][0], carry, cfg.eval.carry_grid)
+        out[s] = {"carry_rates_sha256": carry.digest, "max_flag_rate": cfg.eval.max_flag_rate,
+                  "rows": rows, "recommended": choose(rows, cfg.eval.max_flag_rate)}  # fmt: skip
+    return out
+
+
 def provenance(
     drafts: pd.DataFrame, frame: pd.DataFrame, data_root: Path, drafts_root: Path
 ) -> dict:
@@ -203,6 +226,7 @@ def run_evaluate(
     systems = draft_systems + baselines
     flags, flag_settings = review_flags(cfg, frame, draft_systems, baselines, data_root)
     m = score(frame, systems, cfg.eval.bootstrap, cfg.eval.seed, compare=draft_systems, flags=flags)
+    m["carry_sweep"] = carry_sweep(cfg, frame, draft_systems, flags, data_root)
     m.update(
         review_flags=flag_settings,
         eval_run_id=eval_id,
