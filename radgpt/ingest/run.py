@@ -3,8 +3,10 @@
     radgpt ingest --config conf/local.yaml var/sample
     spark-submit jobs/ingest_reports.py --config conf/cluster.yaml /data/exports/2026-11-23
 
-The driver lists work units (names, sizes, row ranges: never report text) into a JSON-lines file,
-each tagged with a partition. Then:
+Inputs that a committed run read with the same content are skipped unparsed (the ledger in the
+manifests, radgpt.ingest.ledger; ingest.skip_unchanged, `--full`). The driver lists the work units
+of the others (names, sizes, row ranges: never report text) into a JSON-lines file, each tagged
+with a partition (radgpt.ingest.plan). Then:
 1. (radgpt.ingest.executor) task i of spark.range(partitions).mapInArrow parses its units, keeps its report
    rows in an Arrow file and gives Spark narrow key rows only (ids, hashes, rule outcome);
 2. (radgpt.ingest.cohort) the cohort rules, versions and splits run on the cached keys; in the
@@ -22,28 +24,25 @@ Counts reconcile or the run fails (radgpt.ingest.counts):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from radgpt import table
 from radgpt.config import Config, ConfigError
-from radgpt.ingest import executor
-from radgpt.ingest.counts import count, reconcile
+from radgpt.ingest import executor, ledger
+from radgpt.ingest.counts import add_skipped, count, reconcile
+from radgpt.ingest.plan import write_units
 from radgpt.ingest.quarantine import quarantine_df
 from radgpt.ingest.quarantine import write_new as write_new_quarantine
-from radgpt.ingest.sources import detect, reader
-from radgpt.runtime import code_version, new_run_id, sha256_file, utcnow, write_json_atomic
+from radgpt.ingest.sources import detect
+from radgpt.runtime import code_version, new_run_id, utcnow, write_json_atomic
 from radgpt.schema import spark_schema
 
 log = logging.getLogger(__name__)
-
-UNIT_BYTES = 4096  # nominal size of a unit whose size is unknown (balancing only)
 
 
 def quarantine_root(cfg: Config) -> Path:
@@ -109,62 +108,6 @@ def resolve_inputs(
     return out, bad
 
 
-def input_hash(p: Path) -> str:
-    """sha256 of a file; for a directory, of its sorted listing (relative path, size, mtime)."""
-    if p.is_file():
-        return sha256_file(p)
-    h = hashlib.sha256()
-
-    def stat(e: os.DirEntry) -> os.stat_result | None:  # None: a folder
-        try:
-            return None if e.is_dir() else e.stat()
-        except OSError:  # a link loop or a dangling link (quarantined): the link itself
-            return e.stat(follow_symlinks=False)
-
-    def walk(d: str, rel: str) -> None:  # os.walk's order: a folder's files, then its subfolders
-        with os.scandir(d) as it:
-            entries = [(e, stat(e)) for e in sorted(it, key=lambda e: e.name)]
-        for e, st in entries:
-            if st is not None:
-                h.update(f"{rel}{e.name}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
-        for e, st in entries:
-            if st is None and not e.is_symlink():  # like os.walk: symlinked folders not entered
-                walk(e.path, f"{rel}{e.name}/")
-
-    walk(str(p), "")
-    return h.hexdigest()
-
-
-def write_units(cfg: Config, pairs: list[tuple[str, Path]], path: Path, parts: int) -> int:
-    """Stream every input's work units into a JSON-lines file (driver memory stays flat).
-
-    Each line is "<partition>\t<input>\t<unit json>" (input: the index of its pair; the records
-    are counted per input, radgpt.ingest.counts). Partitions take contiguous runs of units of
-    about equal bytes (a unit of unknown size, e.g. a MIMIC-CXR patient folder, counts as
-    UNIT_BYTES): neighbouring folders in one task cost ~6% less parse CPU than every parts-th
-    unit. Two passes over the file: the first learns the total bytes.
-    """
-    listed = path.with_name(path.name + ".list")
-    total = n = 0
-    with open(listed, "w") as f:
-        for k, (fmt, p) in enumerate(pairs):
-            for unit in reader(fmt).units(p, cfg.ingest):
-                size = unit.size or UNIT_BYTES
-                f.write(f"{size}\t{k}\t{json.dumps(vars(unit))}\n")
-                total += size
-                n += 1
-    done = 0  # bytes of the units before this one
-    with open(listed) as src, open(path, "w") as f:
-        for line in src:
-            raw, js = line.split("\t", 1)  # js: "<input>\t<unit json>"
-            size = int(raw)
-            mid = done + size / 2  # the unit goes where its middle byte falls
-            f.write(f"{min(parts - 1, int(mid * parts / total))}\t{js}")
-            done += size
-    listed.unlink()
-    return n
-
-
 def spark_ddl(schema) -> str:
     """A pyarrow schema of flat fields as a Spark DDL string (mapInArrow's output schema)."""
     import pyarrow as pa
@@ -182,7 +125,6 @@ def run_ingest(cfg: Config, spark=None) -> dict:
     On every way out (an error, SIGTERM, Ctrl-C) its work files and staged rows are removed;
     interrupted, its Spark jobs are cancelled first (the tasks write those files)."""
     from radgpt.exits import exit_on_sigterm
-    from radgpt.runtime import spark_session
 
     if not cfg.ingest.inputs:
         raise ConfigError("ingest.inputs: no inputs given (pass INPUT paths or set ingest.inputs)")
@@ -193,7 +135,6 @@ def run_ingest(cfg: Config, spark=None) -> dict:
         with table.locked(qroot, run_id, wait, "ingest"):
             for r in (root, qroot):
                 table.recover(r)  # under both locks: never a live run's files
-            spark = spark or spark_session(cfg)
             try:
                 return _ingest(cfg, spark, run_id, now, root, qroot)
             finally:  # committed runs have no staging left; failed ones leave none
@@ -202,21 +143,94 @@ def run_ingest(cfg: Config, spark=None) -> dict:
 
 
 def _ingest(cfg: Config, spark, run_id: str, now, root: Path, qroot: Path) -> dict:
-    """run_ingest's run, under the locks."""
+    """run_ingest's run, under the locks: inputs committed unchanged are skipped (the ledger,
+    radgpt.ingest.ledger); Spark starts only when an input is to be read."""
+    from radgpt.runtime import spark_session
+
+    pairs, unknown_rows = resolve_inputs(cfg, list(cfg.ingest.inputs), cfg.ingest.format)
+    states = ledger.states(pairs, cfg.ingest)  # sha256 of every input: read, not parsed
+    done = ledger.committed(root) if cfg.ingest.skip_unchanged else {}
+    todo, skipped = ledger.split(states, done)
+    read = [pairs[i] for i in todo]
+    log.info(
+        "run %s: %d inputs (%s), %d skipped as committed unchanged",
+        run_id, len(read), ", ".join(sorted({f for f, _ in read})), len(skipped),
+    )  # fmt: skip
+    if read or unknown_rows:
+        spark = spark or spark_session(cfg)
+        counts, n_units, timings, already = _stage(cfg, spark, run_id, now, root, qroot, read,
+                                                   unknown_rows)  # fmt: skip
+    else:  # nothing to read: no Spark session, no job; the run still commits its ledger
+        counts, n_units, timings, already = count([], [], [], []), 0, {}, 0
+        counts["totals"]["already_quarantined"] = 0
+        for r in (root, qroot):
+            table.staging_dir(r, run_id).mkdir(parents=True, exist_ok=True)
+    add_skipped(counts, skipped)
+
+    record = {
+        "kind": "ingest",
+        "started_at": now.isoformat(),
+        "finished_at": utcnow().isoformat(),
+        # the ledger (radgpt.ingest.ledger): each input's state, done by this run or skipped
+        "inputs": ledger.entries([states[i] for i in todo], counts["by_file"], run_id, skipped),
+        "work_units": n_units,
+        "counts": counts,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "config_hash": cfg.hash(),
+        "code_version": code_version(),
+    }
+    # the quarantine first: a crash before the reports' commit loses no quarantined item, and
+    # the re-run commits the reports and skips the quarantine rows committed here (their ids)
+    qrecord = {
+        "kind": "quarantine",
+        "counts": counts["quarantined"],
+        "already_quarantined": already,
+    }
+    table.commit(qroot, run_id, qrecord)
+    manifest = table.commit(root, run_id, record)
+    write_json_atomic(cfg.path("runs") / f"{run_id}.json", manifest)
+    log.info("committed %s: %s", run_id, json.dumps(counts["totals"]))
+    return manifest
+
+
+def existing_reports(spark, root: Path, files: list[str]):
+    """The committed reports table for the cohort rules (None when empty), read in the contract's
+    schema: files written before a nullable column existed (content_sha256, version) read it as
+    nulls, whichever file Spark would have taken the schema from."""
+    if not files:
+        return None
+    return spark.read.schema(spark_schema("reports")).option("basePath", str(root)).parquet(*files)
+
+
+def _log_versions(counts: dict) -> None:
+    """Say what happened to corrected reports (counts only, never text)."""
+    n, said = counts["totals"]["corrected"], counts["status_corrected"]
+    if n:
+        log.info("%d reports came with changed content: written as new versions", n)
+    if said.get("already_ingested"):
+        log.warning(
+            "%d reports have a corrected/amended status but the content of their ingested version:"
+            " kept as already ingested",
+            said["already_ingested"],
+        )
+
+
+def _check_written(written: int, counted: int, what: str) -> None:
+    if written != counted:
+        raise RuntimeError(
+            f"counts do not reconcile: {written} {what} rows written, {counted} counted"
+        )
+
+
+def _stage(cfg: Config, spark, run_id, now, root: Path, qroot: Path, pairs, unknown_rows):
+    """Parse `pairs`, run the cohort rules, stage the reports and the quarantine and check the
+    counts: (counts, work units, timings, already quarantined)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from radgpt.exits import terminating
     from radgpt.ingest.cohort import transform
     from radgpt.runtime import cancel_spark_jobs
-
-    inputs, fmt = list(cfg.ingest.inputs), cfg.ingest.format
-    pairs, unknown_rows = resolve_inputs(cfg, inputs, fmt)
-    # input hashes (a stat of every file of a folder) in a driver thread, while Spark works
-    hasher = ThreadPoolExecutor(1, thread_name_prefix="input-hash")
-    hashes = hasher.map(input_hash, [p for _, p in pairs])
-    hasher.shutdown(wait=False)
-    log.info("run %s: %d inputs (%s)", run_id, len(pairs), ", ".join(sorted({f for f, _ in pairs})))
 
     # the unit list and the parsed rows live beside the table (shared storage on a cluster:
     # executors read and write them); Spark skips files whose name starts with '_' or '.'
@@ -230,11 +244,12 @@ def _ingest(cfg: Config, spark, run_id: str, now, root: Path, qroot: Path) -> di
         return marks[-1] - marks[-2]
 
     try:
-        parts = cfg.spark.partitions or 2 * spark.sparkContext.defaultParallelism
-        n_units = write_units(cfg, pairs, units_file, parts)
+        cores = spark.sparkContext.defaultParallelism
+        index = write_units(cfg, pairs, units_file, cfg.spark.partitions, cores)
+        parts, n_units = len(index), sum(n for _, _, n in index)
         log.info("%d work units over %d partitions (%.1fs)", n_units, parts, lap())
         timings = {"list_units_s": marks[-1] - marks[-2]}
-        parse = executor.parse_fn(cfg.ingest, str(units_file), n_units, str(work))
+        parse = executor.parse_fn(cfg.ingest, str(units_file), index, str(work))
         parsed = (
             spark.range(parts, numPartitions=parts)
             .mapInArrow(parse, spark_ddl(executor.KEY_SCHEMA))
@@ -309,59 +324,4 @@ def _ingest(cfg: Config, spark, run_id: str, now, root: Path, qroot: Path) -> di
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    record = {
-        "kind": "ingest",
-        "started_at": now.isoformat(),
-        "finished_at": utcnow().isoformat(),
-        "inputs": [
-            {"format": f, "path": str(p), "sha256": h}
-            for (f, p), h in zip(pairs, hashes, strict=True)
-        ],
-        "work_units": n_units,
-        "counts": counts,
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-        "config_hash": cfg.hash(),
-        "code_version": code_version(),
-    }
-    # the quarantine first: a crash before the reports' commit loses no quarantined item, and
-    # the re-run commits the reports and skips the quarantine rows committed here (their ids)
-    qrecord = {
-        "kind": "quarantine",
-        "counts": counts["quarantined"],
-        "already_quarantined": already,
-    }
-    table.commit(qroot, run_id, qrecord)
-    manifest = table.commit(root, run_id, record)
-    write_json_atomic(cfg.path("runs") / f"{run_id}.json", manifest)
-    log.info("committed %s: %s", run_id, json.dumps(counts["totals"]))
-    return manifest
-
-
-def existing_reports(spark, root: Path, files: list[str]):
-    """The committed reports table for the cohort rules (None when empty), read in the contract's
-    schema: files written before a nullable column existed (content_sha256, version) read it as
-    nulls, whichever file Spark would have taken the schema from."""
-    if not files:
-        return None
-    return spark.read.schema(spark_schema("reports")).option("basePath", str(root)).parquet(*files)
-
-
-def _log_versions(counts: dict) -> None:
-    """Say what happened to corrected reports (counts only, never text)."""
-    n, said = counts["totals"]["corrected"], counts["status_corrected"]
-    if n:
-        log.info("%d reports came with changed content: written as new versions", n)
-    if said.get("already_ingested"):
-        log.warning(
-            "%d reports have a corrected/amended status but the content of their ingested version:"
-            " kept as already ingested",
-            said["already_ingested"],
-        )
-
-
-def _check_written(written: int, counted: int, what: str) -> None:
-    if written != counted:
-        raise RuntimeError(
-            f"counts do not reconcile: {written} {what} rows written, {counted} counted"
-        )
+    return counts, n_units, timings, already
