@@ -43,6 +43,7 @@ from radgpt.runtime import code_version, new_run_id, utcnow, write_json_atomic
 from radgpt.schema import spark_schema
 
 log = logging.getLogger(__name__)
+FEW_KEYS = 50_000  # parsed reports up to which the cohort rules broadcast this run's ids
 
 
 def quarantine_root(cfg: Config) -> Path:
@@ -276,7 +277,8 @@ def _stage(cfg: Config, spark, run_id, now, root: Path, qroot: Path, pairs, unkn
 
         files = [str(p) for p in table.committed_files(root)]
         existing = existing_reports(spark, root, files)
-        out = transform(parsed.filter("kind = 'report'"), existing, cfg.ingest)
+        few = n_parsed <= FEW_KEYS  # the table's rows cut to this run's ids first (broadcast)
+        out = transform(parsed.filter("kind = 'report'"), existing, cfg.ingest, few)
         staging = table.staging_dir(root, run_id)
         write = executor.write_fn(str(work), str(staging), run_id, now)
         rows = (
