@@ -149,7 +149,9 @@ def _ingest(cfg: Config, spark, run_id: str, now, root: Path, qroot: Path) -> di
     from radgpt.runtime import spark_session
 
     pairs, unknown_rows = resolve_inputs(cfg, list(cfg.ingest.inputs), cfg.ingest.format)
+    t = time.perf_counter()
     states = ledger.states(pairs, cfg.ingest)  # sha256 of every input: read, not parsed
+    hash_s = time.perf_counter() - t
     done = ledger.committed(root) if cfg.ingest.skip_unchanged else {}
     todo, skipped = ledger.split(states, done)
     read = [pairs[i] for i in todo]
@@ -167,6 +169,7 @@ def _ingest(cfg: Config, spark, run_id: str, now, root: Path, qroot: Path) -> di
         for r in (root, qroot):
             table.staging_dir(r, run_id).mkdir(parents=True, exist_ok=True)
     add_skipped(counts, skipped)
+    timings = {"hash_inputs_s": hash_s, **timings}
 
     record = {
         "kind": "ingest",
