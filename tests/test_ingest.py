@@ -135,8 +135,10 @@ def test_a_row_lost_by_the_rules_fails_the_run(spark, sample, tmp_path, monkeypa
     cfg = cfg_for(tmp_path, src / "csv")
     real = radgpt.ingest.cohort.transform
 
-    def lossy(keys, existing, icfg):  # the rules lose one parsed row: counts and write never see it
-        out = real(keys, existing, icfg)
+    def lossy(
+        keys, existing, icfg, *more
+    ):  # the rules lose a parsed row: counts, write never see it
+        out = real(keys, existing, icfg, *more)
         first = out["keys"].agg({"report_id": "min"}).collect()[0][0]
         return {**out, "keys": out["keys"].filter(out["keys"].report_id != first)}
 
