@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest.py                    # 20,000 reports, local[2]
     .venv/bin/python bench/ingest.py --sizes 20000,100000
+    .venv/bin/python bench/ingest.py --incremental 100000,1000   # an incremental night (issue 18)
 
 Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample.mimic), then alternates
 - Spark: a child process (so its peak memory is its own) starts a session and runs the full ingest
@@ -12,7 +13,13 @@ Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample.mimic), then alt
   (radgpt.ingest.rows.parse_units, no Spark; the Spark session waits idle meanwhile); the median of
   the --repeat runs is reported. Interleaving puts each pair under the same machine load (on a
   shared VM the speed of one process drifts by 20-30% within minutes).
-Prints reports/s of each and the ratio Spark steady / baseline, the CPU seconds each kind of
+`--incremental N,NEW` measures an incremental night instead (issue 18): N synthetic CSV reports in
+N / NEW nightly export files are ingested once; then, --repeat times from copies of that table,
+the next night (those files + one new export of NEW reports) runs with the input ledger (the N are
+skipped unparsed) and reading every input (`--full`, what every night cost before the ledger),
+alternating which runs first, in one warm Spark session; it prints both medians, their ratio and
+whether the two tables afterwards are the same (every column but the run's id and time).
+Otherwise it prints reports/s of each and the ratio Spark steady / baseline, the CPU seconds each kind of
 process used in the steady run (driver, JVM, Python workers; JSON `cpu_s`), and the driver's peak memory:
 the sampled peak RSS of the Python driver and of the JVM (in local mode the JVM also hosts the
 executors, so it is an upper bound of the driver's).
@@ -168,6 +175,85 @@ def run_size(n: int, master: str, repeat: int, sets: list[str]) -> dict:
             "ratio_per_pair": pairs}  # fmt: skip
 
 
+def write_nights(d: Path, n: int, batch: int) -> None:
+    """n synthetic CSV reports as n / batch nightly export files of `batch` reports (distinct
+    report ids) in d/incoming, and one more night's file (`batch` new reports) beside it."""
+    import csv
+    import io
+
+    from radgpt.sample.csvx import csv_text, write_csv
+
+    write_csv(d / "all", n + batch, seed=11, bad=False)
+    text = (d / "all" / "reports.csv").read_text(encoding="utf-8")
+    rows = list(csv.reader(io.StringIO(text)))[1:]
+    (d / "incoming").mkdir(parents=True)
+    for k in range(0, len(rows), batch):
+        night = d / ("new" if k >= n else "incoming") / f"export-{k // batch:05d}.csv"
+        night.parent.mkdir(exist_ok=True)
+        night.write_text(csv_text(rows[k : k + batch]), encoding="utf-8")
+    shutil.rmtree(d / "all")
+
+
+def incremental_child(d: Path, master: str, repeat: int, sets: list[str]) -> dict:
+    """In one warm session: ingest the n reports once (`base`); then, `repeat` times from copies
+    of that table, the next night (the n files + the new one) with the ledger (skip_unchanged)
+    and reading every input (--full), alternating which goes first; tables compared."""
+    from radgpt import table
+    from radgpt.config import load_config
+    from radgpt.ingest.run import run_ingest
+    from radgpt.runtime import setup_logging, spark_session
+
+    setup_logging("WARNING")
+    incoming, new = d / "incoming", next((d / "new").iterdir())
+
+    def cfg(root: Path, skip: bool = True):
+        sets_ = [("paths.root", str(root)), ("spark.master", master), *sets,
+                 ("ingest.inputs", [str(incoming)]), ("ingest.skip_unchanged", skip)]  # fmt: skip
+        return load_config(None, sets_, env={})
+
+    spark = spark_session(cfg(d / "base"))
+    t = time.perf_counter()
+    m = run_ingest(cfg(d / "base"), spark=spark)
+    base = {"reports": m["counts"]["totals"]["new"], "seconds": round(time.perf_counter() - t, 2)}
+    shutil.copy2(new, incoming / new.name)  # tonight's export lands beside the others
+    runs = {"ledger": [], "full": []}
+    same = True
+    for i in range(repeat):
+        order = ("ledger", "full") if i % 2 == 0 else ("full", "ledger")
+        got = {}
+        for kind in order:
+            root = d / f"{kind}-{i}"
+            shutil.copytree(d / "base", root)
+            c = cfg(root, skip=kind == "ledger")
+            t = time.perf_counter()
+            m = run_ingest(c, spark=spark)
+            runs[kind].append({"seconds": round(time.perf_counter() - t, 2),
+                               "totals": m["counts"]["totals"], "timings": m["timings"]})  # fmt: skip
+            rows = table.read_reports(c, all_versions=True)
+            keep = [x for x in rows.column_names if x not in ("ingest_run_id", "ingested_at")]
+            got[kind] = rows.select(keep).sort_by([("report_id", "ascending")])
+            shutil.rmtree(root)
+        same = same and got["ledger"].equals(got["full"])
+    med = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
+    return {"n": base["reports"], "new": runs["ledger"][0]["totals"]["new"], "base": base,
+            "ledger": runs["ledger"], "full": runs["full"], "median_s": med,
+            "ratio_full_vs_ledger": round(med["full"] / med["ledger"], 2),
+            "ratio_per_pair": [round(f["seconds"] / g["seconds"], 2)
+                               for f, g in zip(runs["full"], runs["ledger"], strict=True)],
+            "same_table": same}  # fmt: skip
+
+
+def run_incremental(n: int, batch: int, master: str, repeat: int, sets: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="radgpt-bench-") as tmp:
+        write_nights(Path(tmp), n, batch)
+        cmd = [sys.executable, __file__, "--incremental-child", tmp, "--master", master,
+               "--repeat", str(repeat), *(f"--set={x}" for x in sets)]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"spark child failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,9 +271,33 @@ def main() -> None:
         help="config override for the Spark runs, e.g. "
         "--set=spark.conf.spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1",
     )
+    p.add_argument(
+        "--incremental",
+        metavar="N,NEW",
+        help="instead: an incremental night, N reports already ingested (nightly CSV exports of "
+        "NEW reports each) + one new export of NEW, with the input ledger vs reading every input "
+        "(--full), same table afterwards, e.g. --incremental 100000,1000",
+    )
     p.add_argument("--child", nargs=2, metavar=("SRC", "WORK"), help=argparse.SUPPRESS)
+    p.add_argument("--incremental-child", metavar="DIR", help=argparse.SUPPRESS)
     a = p.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if a.incremental_child:
+        print(json.dumps(incremental_child(Path(a.incremental_child), a.master, a.repeat, a.set)))
+        return
+    if a.incremental:
+        n, new = (int(x) for x in a.incremental.split(","))
+        print(f"cores={os.cpu_count()} master={a.master} set={a.set}")
+        r = run_incremental(n, new, a.master, a.repeat, a.set)
+        print(
+            f"incremental night: {r['n']} reports ingested in {r['n'] // new} exports + 1 new "
+            f"export of {r['new']}: ledger {r['median_s']['ledger']:.2f} s, every input read "
+            f"{r['median_s']['full']:.2f} s (medians of {a.repeat}) -> "
+            f"{r['ratio_full_vs_ledger']}x (per pair {r['ratio_per_pair']}); same table: "
+            f"{r['same_table']}; first ingest of the {r['n']}: {r['base']['seconds']} s"
+        )
+        print(json.dumps(r))
+        return
     if a.child:
         print(
             json.dumps(spark_child(Path(a.child[0]), Path(a.child[1]), a.master, a.repeat, a.set))

@@ -53,7 +53,11 @@ def run(spark, data, existing=None, cfg=None):
     """The key rows radgpt.ingest.executor would yield for `data` (one task), through the rules."""
     keys = [{k: r[k] for k in KEYS if k in r} | {"_part": 0, "_idx": i} for i, r in enumerate(data)]
     df = spark.createDataFrame(keys, spark_ddl(pa.schema(REPORT_KEYS)))
-    return transform(df, existing, cfg or IngestCfg())
+    out = transform(df, existing, cfg or IngestCfg())
+    if existing is not None:  # an incremental night's plan (the table cut to this run's ids and
+        few = transform(df, existing, cfg or IngestCfg(), few=True)  # pairs first): the same
+        assert sorted(few["keys"].collect()) == sorted(out["keys"].collect())
+    return out
 
 
 def test_random_split_proportions_and_stability(spark):

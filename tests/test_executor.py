@@ -13,7 +13,7 @@ from fixtures_sources import MIMIC_REPORT, write_mimic_dir
 
 from radgpt.config import load_config
 from radgpt.ingest import executor
-from radgpt.ingest.run import write_units
+from radgpt.ingest.plan import partitions, write_units
 from radgpt.schema import ContractError, arrow_schema
 
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
@@ -33,17 +33,19 @@ def parsed(tmp_path):
     cfg = load_config(None, [("paths.root", str(tmp_path))], env={})
     work = tmp_path / "work"
     work.mkdir()
-    n = write_units(cfg, [("mimic", src)], work / "units.jsonl", 2)
-    fn = executor.parse_fn(cfg.ingest, str(work / "units.jsonl"), n, str(work))
+    index = write_units(cfg, [("mimic", src)], work / "units.jsonl", 2)
+    fn = executor.parse_fn(cfg.ingest, str(work / "units.jsonl"), index, str(work))
     keys = pa.Table.from_batches(list(fn(iter([parts_batch(0, 1)]))), schema=executor.KEY_SCHEMA)
-    return cfg, work, n, keys
+    return cfg, work, index, keys
 
 
 def test_keys_point_at_the_parsed_rows(parsed):
-    cfg, work, n, keys = parsed
+    cfg, work, index, keys = parsed
     rep = keys.filter(pc.equal(keys["kind"], "report"))
     bad = keys.filter(pc.equal(keys["kind"], "bad"))
-    assert rep.num_rows == 6 and bad.num_rows == 1 and n == 7  # one unit per patient folder
+    assert (
+        rep.num_rows == 6 and bad.num_rows == 1 and sum(n for *_, n in index) == 7
+    )  # one unit per patient folder
     assert bad["reason"].to_pylist() == ["bad_encoding"] and bad["report_id"][0].as_py() is None
     # each task says how many records it saw per input (here: the MIMIC tree, input 0)
     seen = keys.filter(pc.equal(keys["kind"], "seen"))
@@ -61,20 +63,42 @@ def test_keys_point_at_the_parsed_rows(parsed):
 
 
 def test_a_retried_task_writes_the_same_file(parsed):
-    cfg, work, n, _ = parsed
+    cfg, work, index, _ = parsed
     path = executor.parsed_path(str(work), 1)
     before = open(path, "rb").read()
-    fn = executor.parse_fn(cfg.ingest, str(work / "units.jsonl"), n, str(work))
+    fn = executor.parse_fn(cfg.ingest, str(work / "units.jsonl"), index, str(work))
     list(fn(iter([parts_batch(1)])))
     assert open(path, "rb").read() == before
     assert not list(work.glob("*.tmp"))  # temp files renamed into place
 
 
 def test_a_changed_unit_file_fails_the_task(parsed):
-    cfg, work, n, _ = parsed
-    fn = executor.parse_fn(cfg.ingest, str(work / "units.jsonl"), n + 1, str(work))
-    with pytest.raises(RuntimeError, match="work units, the driver wrote"):
-        list(fn(iter([parts_batch(0)])))
+    cfg, work, index, _ = parsed
+    (off, size, n), last = index[0], index[1]
+    for wrong in ([(off, size, n + 1), last], [(off, size - 1, n), last]):  # count, bytes
+        fn = executor.parse_fn(cfg.ingest, str(work / "units.jsonl"), wrong, str(work))
+        with pytest.raises(RuntimeError, match="work units, the driver wrote"):
+            list(fn(iter([parts_batch(0)])))
+    units = work / "units.jsonl"  # another file at the path: partition 1's lines moved
+    units.write_bytes(b"\n" + units.read_bytes())
+    fn = executor.parse_fn(cfg.ingest, str(units), index, str(work))
+    with pytest.raises(RuntimeError, match="partition 1 has 0 work units, the driver wrote"):
+        list(fn(iter([parts_batch(1)])))
+
+
+def test_a_task_reads_only_its_own_units(parsed):
+    """Task i seeks to its partition's bytes: the other partitions' lines are never read (here
+    they are garbage, and task 1 still parses its units)."""
+    cfg, work, index, keys = parsed
+    units = work / "units.jsonl"
+    data = bytearray(units.read_bytes())
+    off, size, _ = index[1]
+    data[:off] = b"x" * off  # partition 0's lines: not units any more
+    units.write_bytes(bytes(data))
+    fn = executor.parse_fn(cfg.ingest, str(units), index, str(work))
+    got = pa.Table.from_batches(list(fn(iter([parts_batch(1)]))), schema=executor.KEY_SCHEMA)
+    mine = keys.filter(pc.equal(keys["_part"], 1))
+    assert got.filter(pc.equal(got["kind"], "report")).num_rows == mine.num_rows > 0
 
 
 def states(keys, split="test", state="new", version=1, supersedes=None):
@@ -155,7 +179,12 @@ def test_units_go_to_tasks_in_contiguous_runs_of_about_equal_bytes(tmp_path):
     src = write_mimic_dir(tmp_path / "mimic", reports)
     cfg = load_config(None, [("paths.root", str(tmp_path))], env={})
     path = tmp_path / "units.jsonl"
-    assert write_units(cfg, [("mimic", src)], path, 3) == 10
+    index = write_units(cfg, [("mimic", src)], path, 3)
+    assert sorted(n for *_, n in index) == [3, 3, 4] and index[0][0] == 0
+    data = path.read_bytes()
+    for i, (off, size, n) in enumerate(index):  # each partition's lines at its offset
+        mine = data[off : off + size].decode().splitlines()
+        assert len(mine) == n and {ln.split("\t")[0] for ln in mine} == {str(i)}
     lines = [ln.split("\t", 2) for ln in path.read_text().splitlines()]
     assert {inp for _, inp, _ in lines} == {"0"}  # the index of the unit's input
     lines = [(p, js) for p, _, js in lines]
@@ -165,3 +194,14 @@ def test_units_go_to_tasks_in_contiguous_runs_of_about_equal_bytes(tmp_path):
     members = [json.loads(js)["member"] for _, js in lines]
     assert members == sorted(members) and len(set(members)) == 10  # each unit once, in order
     assert not list(tmp_path.glob("*.list"))  # the first pass's file is gone
+
+
+def test_partitions_follow_the_input_bytes_and_the_cores():
+    mb = 1 << 20
+    assert partitions(0, 0, 2) == 1  # nothing to read: one (empty) task
+    assert partitions(300_000, 900, 2) == 1  # a small night: one task, no idle worker start
+    assert partitions(3 * mb, 900, 2) == 2  # every core gets a megabyte or more: all cores
+    assert partitions(3 * mb, 900, 16) == 3
+    assert partitions(1000 * mb, 10_000, 2) == 16  # 64 MB a task, a multiple of the cores
+    assert partitions(1000 * mb, 10_000, 16) == 16
+    assert partitions(1000 * mb, 5, 16) == 5  # never more tasks than units

@@ -69,7 +69,7 @@ def test_all_formats_end_to_end(spark, sample, tmp_path):
     # every input is hashed: a file by content, a folder (MIMIC tree) by its listing
     from pathlib import Path
 
-    from radgpt.ingest.run import input_hash
+    from radgpt.ingest.ledger import input_hash
     from radgpt.runtime import sha256_file
 
     ins = {i["format"]: i for i in m["inputs"]}
@@ -87,9 +87,14 @@ def test_rerun_adds_nothing_and_new_files_add_only_new(spark, sample, tmp_path):
     cfg = cfg_for(tmp_path, src / "csv")
     run_ingest(cfg, spark=spark)
     first = table.read_reports(cfg).num_rows
-    m2 = run_ingest(cfg, spark=spark)
-    assert m2["counts"]["totals"]["new"] == 0
-    assert m2["counts"]["totals"]["already_ingested"] == first
+    m2 = run_ingest(cfg, spark=spark)  # the same file: skipped unread (radgpt.ingest.ledger)
+    assert m2["counts"]["totals"]["new"] == m2["counts"]["totals"]["seen"] == 0
+    assert m2["counts"]["totals"]["skipped_inputs"] == 1
+    full = run_ingest(
+        cfg_for(tmp_path, src / "csv", **{"ingest.skip_unchanged": False}), spark=spark
+    )
+    assert full["counts"]["totals"]["new"] == 0  # read again: every report already there
+    assert full["counts"]["totals"]["already_ingested"] == first
     assert table.read_reports(cfg).num_rows == first
     m3 = run_ingest(cfg_for(tmp_path, src / "csv", src / "hl7"), spark=spark)
     hl7 = table.read_reports(cfg).filter(pc.equal(table.read_reports(cfg).column("source"), "hl7"))
@@ -130,8 +135,10 @@ def test_a_row_lost_by_the_rules_fails_the_run(spark, sample, tmp_path, monkeypa
     cfg = cfg_for(tmp_path, src / "csv")
     real = radgpt.ingest.cohort.transform
 
-    def lossy(keys, existing, icfg):  # the rules lose one parsed row: counts and write never see it
-        out = real(keys, existing, icfg)
+    def lossy(
+        keys, existing, icfg, *more
+    ):  # the rules lose a parsed row: counts, write never see it
+        out = real(keys, existing, icfg, *more)
         first = out["keys"].agg({"report_id": "min"}).collect()[0][0]
         return {**out, "keys": out["keys"].filter(out["keys"].report_id != first)}
 

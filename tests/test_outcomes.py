@@ -234,7 +234,14 @@ def test_drafts_meet_their_final_reports(tmp_path, wordy_model_dir, spark, ray_l
     assert first["hl7:ACC0"]["status"] == "P" and first["hl7:ACC0"]["impression"] is None
     current = {r["report_id"]: r for r in table.read_reports(cfg).to_pylist()}
     assert current["hl7:ACC0"]["status"] == "F" and current["hl7:ACC3"]["status"] == "P"
-    again = run_ingest(cfg, spark=spark)["counts"]["totals"]  # the same file again: nothing new
+    again = run_ingest(cfg, spark=spark)["counts"]["totals"]  # the same files: skipped unread
+    assert (again["new"], again["corrected"], again["seen"]) == (0, 0, 0) and again[
+        "skipped_inputs"
+    ]
+    full = cfg.model_copy(
+        update={"ingest": cfg.ingest.model_copy(update={"skip_unchanged": False})}
+    )
+    again = run_ingest(full, spark=spark)["counts"]["totals"]  # read again: nothing new
     assert (again["new"], again["corrected"], again["already_ingested"]) == (0, 0, 4)
 
     out = run_outcomes(cfg)

@@ -1,7 +1,7 @@
 """`radgpt ingest`: report exports -> the canonical Parquet table (radgpt.ingest.run.run_ingest).
 
     radgpt ingest --config conf/local.yaml var/sample
-    radgpt ingest [--out DIR] [--format FMT] [--split-file CSV] [INPUT ...]
+    radgpt ingest [--out DIR] [--format FMT] [--split-file CSV] [--full] [INPUT ...]
 
 jobs/ingest_reports.py (spark-submit) takes the same options through `add_arguments` and `flags`.
 """
@@ -27,6 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--format", choices=("auto", *FORMATS), help="input format (default: detect per input)"
     )
     p.add_argument("--split-file", help="mimic-cxr-2.0.0-split.csv(.gz): official MIMIC-CXR split")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="read every input, also those committed unchanged (sets ingest.skip_unchanged=false;"
+        " a backfill, or after a reader fix)",
+    )
 
 
 def flags(args: argparse.Namespace) -> dict:
@@ -36,6 +42,7 @@ def flags(args: argparse.Namespace) -> dict:
         "ingest.inputs": args.inputs or None,
         "ingest.format": args.format,
         "ingest.split_file": args.split_file or None,
+        "ingest.skip_unchanged": False if args.full else None,
     }
 
 
@@ -60,6 +67,13 @@ def print_summary(m: dict) -> None:
         )
     odd = sum(1 for f in c["by_file"].values() if f["quarantined"])
     print(f"  inputs with quarantined records: {odd} of {len(c['by_file'])}")
+    runs = sorted({f["committed_by"] for f in c["by_file"].values() if f.get("skipped")})
+    if runs:  # the input ledger (radgpt.ingest.ledger): not parsed this run
+        said = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        print(
+            f"  skipped unchanged:  {c['totals']['skipped_inputs']} inputs, not read "
+            f"(committed by {said}; --full reads them)"
+        )
 
 
 def add(sub: argparse._SubParsersAction) -> None:

@@ -50,7 +50,7 @@ class SparkCfg(_Cfg):
     conf: dict[str, str] = Field(
         default_factory=lambda: {"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": "8"}
     )
-    # partitions of the work-unit list; None = 2 x default parallelism
+    # parse/write tasks of an ingest; None = from the input bytes and the cores (radgpt.ingest.plan)
     partitions: int | None = Field(default=None, ge=1)
 
     @field_validator("conf", mode="before")
@@ -128,6 +128,13 @@ class IngestCfg(_Cfg):
     # seconds to wait for another ingest that holds the table's lock (<table>/_lock) before
     # failing with a message naming it (run id, pid, host, start); 0 = fail at once
     lock_wait_s: float = Field(default=0, ge=0)
+    skip_unchanged: bool = Field(
+        default=True,
+        description="skip inputs that a committed run read with the same content (sha256; a "
+        "folder: its listing) under the same reading settings, without parsing them (the input "
+        "ledger in the table's manifests, radgpt.ingest.ledger); false (`radgpt ingest --full`) "
+        "reads every input again, e.g. a backfill after a reader fix",
+    )
     csv: CsvMapCfg = Field(default_factory=CsvMapCfg)
 
 

@@ -68,7 +68,9 @@ def latest(existing: DataFrame) -> DataFrame:
     )
 
 
-def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFrame:
+def mark(
+    keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg, few: bool = False
+) -> DataFrame:
     """Narrow key rows (KEYS + _pair: ids, hashes, rule outcome; ~150 bytes a row) -> KEYS with
     _state (new | corrected | seen | dup_id), split, split_origin, version, supersedes, _amended.
 
@@ -77,7 +79,18 @@ def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFra
     where the table's row predates content_sha256) equals the latest version's; else it is
     `corrected`: version latest + 1, superseding the latest, in the latest version's split.
 
+    few: this run's keys are few against the table (an incremental night): the table's rows are
+    first cut to this run's report ids and pairs by broadcast semi-joins, so the rules aggregate
+    those rows only, not the whole table (the same result).
+
     Few projections on purpose: each withColumn re-analyses the plan in the driver."""
+    if existing is not None and few:
+        ids = F.broadcast(keys.select("report_id"))
+        pairs = F.broadcast(keys.filter(F.col("_pair")).select("pair_sha256"))
+        mine, twins = (existing.join(ids, "report_id", "left_semi"),
+                       existing.join(pairs, "pair_sha256", "left_semi"))  # fmt: skip
+    else:
+        mine = twins = existing
     w = Window.partitionBy("report_id").orderBy("source_uri", "source_member", "_part", "_idx")
     amended = F.coalesce(F.lower("status").isin(*CORRECTION_STATUSES), F.lit(False))
     keys = keys.withColumns(
@@ -88,7 +101,7 @@ def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFra
                            "pair_sha256:string,split:string,split_origin:string>")  # fmt: skip
     same = F.lit(False)
     if existing is not None:
-        keys, cur = keys.join(latest(existing), "report_id", "left"), F.col("_cur")
+        keys, cur = keys.join(latest(mine), "report_id", "left"), F.col("_cur")
         same = F.array_contains("_shas", F.col("source_sha256")) | F.coalesce(
             F.col("content_sha256") == cur["content_sha256"],
             F.col("pair_sha256") == cur["pair_sha256"],
@@ -116,7 +129,7 @@ def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFra
     prior = F.lit(None).cast("string")
     if existing is not None:  # earlier runs win
         earlier = (
-            existing.filter(has_pair())  # no text columns read
+            twins.filter(has_pair())  # no text columns read
             .groupBy("pair_sha256")
             .agg(F.min("split").alias("_prior_split"))
         )
@@ -138,7 +151,9 @@ def mark(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> DataFra
     )
 
 
-def transform(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> dict[str, DataFrame]:
+def transform(
+    keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg, few: bool = False
+) -> dict[str, DataFrame]:
     """Narrow key rows of this run's parsed reports (KEYS; radgpt.ingest.executor yields them) + the
     committed table -> {'keys', 'new', 'corrected', 'seen', 'dup_ids'}.
 
@@ -148,9 +163,9 @@ def transform(keys: DataFrame, existing: DataFrame | None, cfg: IngestCfg) -> di
     keys of first versions to add; 'corrected' of new versions of reports in the table; 'seen' are
     keys of rows already in the table (re-runs add nothing); 'dup_ids' are keys of extra rows with
     a report_id seen twice in this run (quarantined). Each view recomputes the rules unless 'keys'
-    is cached.
+    is cached. few: see `mark`.
     """
-    keys = mark(keys.select(*KEYS, has_pair().alias("_pair")), existing, cfg)
+    keys = mark(keys.select(*KEYS, has_pair().alias("_pair")), existing, cfg, few)
     return {
         "keys": keys,
         "new": keys.filter("_state = 'new'"),

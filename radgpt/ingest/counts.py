@@ -10,6 +10,8 @@ manifest, keyed by the input's path):
 `already_ingested` were in the table before; `quarantined` are quarantine rows (`duplicate_ids` of
 them repeat a report id of this run); `unread` (shown when not 0) are the records of a unit whose
 reader stopped early (raised, or ended with an `unreadable`/`truncated` row that stands for them).
+An input skipped as committed unchanged (radgpt.ingest.ledger) is read for none of them: its entry
+is all 0 with `skipped: "unchanged"` and the run that committed it (`committed_by`).
 
 An input is what the driver resolved (radgpt.ingest.run.resolve_inputs): a file (CSV, NDJSON,
 Bundle, HL7 file, OpenI xml, an archive: a MIMIC-CXR zip, an OpenI tgz) or a folder read as one
@@ -155,6 +157,22 @@ def _per_file(per: list[dict], inputs: list, unknown_rows: list[dict]) -> tuple[
     for s in by_source.values():
         s["eligible"] = s["new"] + s["corrected"] - s["excluded"]
     return dict(sorted(by_file.items())), dict(sorted(by_source.items()))
+
+
+def add_skipped(counts: dict, skipped: list[dict]) -> dict:
+    """Inputs skipped as committed unchanged (radgpt.ingest.ledger) in the run's counts: in
+    by_file with no record read this run (seen = 0 = the rest) and the run that committed them,
+    per source and in total as `skipped_inputs`."""
+    zero = {k: 0 for k in FIELDS if k != "unread"}
+    for s in skipped:
+        counts["by_file"][s["path"]] = {**zero, "skipped": "unchanged",
+                                        "committed_by": s["committed_by"]}  # fmt: skip
+        src = counts["by_source"].setdefault(s["format"], {**zero, "eligible": 0})
+        src["skipped_inputs"] = src.get("skipped_inputs", 0) + 1
+    counts["by_file"] = dict(sorted(counts["by_file"].items()))
+    counts["by_source"] = dict(sorted(counts["by_source"].items()))
+    counts["totals"]["skipped_inputs"] = len(skipped)
+    return counts
 
 
 def balance(c: dict) -> int:

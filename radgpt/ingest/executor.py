@@ -1,7 +1,7 @@
 """Executor side of the ingest job (radgpt.ingest.run drives it): report text never enters the JVM.
 
-1. parse_fn (spark.range(parts).mapInArrow): task i reads its work units from the unit file,
-   parses them, writes its report rows to <work>/parsed-<i>.arrow (Arrow IPC, uncompressed, a
+1. parse_fn (spark.range(parts).mapInArrow): task i reads its own work units from the unit file
+   (at its offset: radgpt.ingest.plan), parses them, writes its report rows to <work>/parsed-<i>.arrow (Arrow IPC, uncompressed, a
    temporary file) and yields to Spark only narrow key rows (ids, hashes, rule outcome, where the
    row is: _part, _idx, and its input: _input), quarantine rows and, per input, the records it
    saw (radgpt.ingest.counts.Tally). Spark runs the cohort rules on the keys.
@@ -20,7 +20,6 @@ rewrites the same files. Arrow, not Spark, encodes the Parquet, so text crosses 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import uuid
 from collections import deque
@@ -32,6 +31,7 @@ import pyarrow.parquet as pq
 
 from radgpt.config import IngestCfg
 from radgpt.ingest.counts import Tally
+from radgpt.ingest.plan import my_units
 from radgpt.ingest.sources.base import Unit
 from radgpt.schema import arrow_schema, check_arrow
 
@@ -83,19 +83,12 @@ def parsed_path(work: str, part: int) -> str:
     return os.path.join(work, f"parsed-{part:05d}.arrow")
 
 
-def parse_fn(cfg: IngestCfg, units_file: str, n_units: int, work: str):
-    """The step-1 mapInArrow function over spark.range(parts) (see the module docstring)."""
+def parse_fn(cfg: IngestCfg, units_file: str, index: list, work: str):
+    """The step-1 mapInArrow function over spark.range(parts) (see the module docstring); task i
+    reads its own units only (radgpt.ingest.plan: `index` = write_units' (offset, bytes, units))."""
 
     def mine(i: int):  # (input, unit) of task i
-        n = 0
-        with open(units_file) as f:
-            for line in f:
-                n += 1
-                part, inp, js = line.split("\t", 2)
-                if int(part) == i:
-                    yield int(inp), Unit(**json.loads(js))
-        if n != n_units:  # the file every task reads must be the one the driver wrote
-            raise RuntimeError(f"{units_file}: {n} work units, the driver wrote {n_units}")
+        return my_units(units_file, index, i)
 
     def keys(t: pa.Table, part: int, first: int) -> pa.RecordBatch:
         n = t.num_rows

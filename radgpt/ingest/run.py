@@ -3,8 +3,10 @@
     radgpt ingest --config conf/local.yaml var/sample
     spark-submit jobs/ingest_reports.py --config conf/cluster.yaml /data/exports/2026-11-23
 
-The driver lists work units (names, sizes, row ranges: never report text) into a JSON-lines file,
-each tagged with a partition. Then:
+Inputs that a committed run read with the same content are skipped unparsed (the ledger in the
+manifests, radgpt.ingest.ledger; ingest.skip_unchanged, `--full`). The driver lists the work units
+of the others (names, sizes, row ranges: never report text) into a JSON-lines file, each tagged
+with a partition (radgpt.ingest.plan). Then:
 1. (radgpt.ingest.executor) task i of spark.range(partitions).mapInArrow parses its units, keeps its report
    rows in an Arrow file and gives Spark narrow key rows only (ids, hashes, rule outcome);
 2. (radgpt.ingest.cohort) the cohort rules, versions and splits run on the cached keys; in the
@@ -22,28 +24,26 @@ Counts reconcile or the run fails (radgpt.ingest.counts):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from radgpt import table
 from radgpt.config import Config, ConfigError
-from radgpt.ingest import executor
-from radgpt.ingest.counts import count, reconcile
+from radgpt.ingest import executor, ledger
+from radgpt.ingest.counts import add_skipped, count, reconcile
+from radgpt.ingest.plan import write_units
 from radgpt.ingest.quarantine import quarantine_df
 from radgpt.ingest.quarantine import write_new as write_new_quarantine
-from radgpt.ingest.sources import detect, reader
-from radgpt.runtime import code_version, new_run_id, sha256_file, utcnow, write_json_atomic
+from radgpt.ingest.sources import detect
+from radgpt.runtime import code_version, new_run_id, utcnow, write_json_atomic
 from radgpt.schema import spark_schema
 
 log = logging.getLogger(__name__)
-
-UNIT_BYTES = 4096  # nominal size of a unit whose size is unknown (balancing only)
+FEW_KEYS = 50_000  # parsed reports up to which the cohort rules broadcast this run's ids
 
 
 def quarantine_root(cfg: Config) -> Path:
@@ -109,62 +109,6 @@ def resolve_inputs(
     return out, bad
 
 
-def input_hash(p: Path) -> str:
-    """sha256 of a file; for a directory, of its sorted listing (relative path, size, mtime)."""
-    if p.is_file():
-        return sha256_file(p)
-    h = hashlib.sha256()
-
-    def stat(e: os.DirEntry) -> os.stat_result | None:  # None: a folder
-        try:
-            return None if e.is_dir() else e.stat()
-        except OSError:  # a link loop or a dangling link (quarantined): the link itself
-            return e.stat(follow_symlinks=False)
-
-    def walk(d: str, rel: str) -> None:  # os.walk's order: a folder's files, then its subfolders
-        with os.scandir(d) as it:
-            entries = [(e, stat(e)) for e in sorted(it, key=lambda e: e.name)]
-        for e, st in entries:
-            if st is not None:
-                h.update(f"{rel}{e.name}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
-        for e, st in entries:
-            if st is None and not e.is_symlink():  # like os.walk: symlinked folders not entered
-                walk(e.path, f"{rel}{e.name}/")
-
-    walk(str(p), "")
-    return h.hexdigest()
-
-
-def write_units(cfg: Config, pairs: list[tuple[str, Path]], path: Path, parts: int) -> int:
-    """Stream every input's work units into a JSON-lines file (driver memory stays flat).
-
-    Each line is "<partition>\t<input>\t<unit json>" (input: the index of its pair; the records
-    are counted per input, radgpt.ingest.counts). Partitions take contiguous runs of units of
-    about equal bytes (a unit of unknown size, e.g. a MIMIC-CXR patient folder, counts as
-    UNIT_BYTES): neighbouring folders in one task cost ~6% less parse CPU than every parts-th
-    unit. Two passes over the file: the first learns the total bytes.
-    """
-    listed = path.with_name(path.name + ".list")
-    total = n = 0
-    with open(listed, "w") as f:
-        for k, (fmt, p) in enumerate(pairs):
-            for unit in reader(fmt).units(p, cfg.ingest):
-                size = unit.size or UNIT_BYTES
-                f.write(f"{size}\t{k}\t{json.dumps(vars(unit))}\n")
-                total += size
-                n += 1
-    done = 0  # bytes of the units before this one
-    with open(listed) as src, open(path, "w") as f:
-        for line in src:
-            raw, js = line.split("\t", 1)  # js: "<input>\t<unit json>"
-            size = int(raw)
-            mid = done + size / 2  # the unit goes where its middle byte falls
-            f.write(f"{min(parts - 1, int(mid * parts / total))}\t{js}")
-            done += size
-    listed.unlink()
-    return n
-
-
 def spark_ddl(schema) -> str:
     """A pyarrow schema of flat fields as a Spark DDL string (mapInArrow's output schema)."""
     import pyarrow as pa
@@ -182,7 +126,6 @@ def run_ingest(cfg: Config, spark=None) -> dict:
     On every way out (an error, SIGTERM, Ctrl-C) its work files and staged rows are removed;
     interrupted, its Spark jobs are cancelled first (the tasks write those files)."""
     from radgpt.exits import exit_on_sigterm
-    from radgpt.runtime import spark_session
 
     if not cfg.ingest.inputs:
         raise ConfigError("ingest.inputs: no inputs given (pass INPUT paths or set ingest.inputs)")
@@ -193,7 +136,6 @@ def run_ingest(cfg: Config, spark=None) -> dict:
         with table.locked(qroot, run_id, wait, "ingest"):
             for r in (root, qroot):
                 table.recover(r)  # under both locks: never a live run's files
-            spark = spark or spark_session(cfg)
             try:
                 return _ingest(cfg, spark, run_id, now, root, qroot)
             finally:  # committed runs have no staging left; failed ones leave none
@@ -202,122 +144,39 @@ def run_ingest(cfg: Config, spark=None) -> dict:
 
 
 def _ingest(cfg: Config, spark, run_id: str, now, root: Path, qroot: Path) -> dict:
-    """run_ingest's run, under the locks."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
+    """run_ingest's run, under the locks: inputs committed unchanged are skipped (the ledger,
+    radgpt.ingest.ledger); Spark starts only when an input is to be read."""
+    from radgpt.runtime import spark_session
 
-    from radgpt.exits import terminating
-    from radgpt.ingest.cohort import transform
-    from radgpt.runtime import cancel_spark_jobs
-
-    inputs, fmt = list(cfg.ingest.inputs), cfg.ingest.format
-    pairs, unknown_rows = resolve_inputs(cfg, inputs, fmt)
-    # input hashes (a stat of every file of a folder) in a driver thread, while Spark works
-    hasher = ThreadPoolExecutor(1, thread_name_prefix="input-hash")
-    hashes = hasher.map(input_hash, [p for _, p in pairs])
-    hasher.shutdown(wait=False)
-    log.info("run %s: %d inputs (%s)", run_id, len(pairs), ", ".join(sorted({f for f, _ in pairs})))
-
-    # the unit list and the parsed rows live beside the table (shared storage on a cluster:
-    # executors read and write them); Spark skips files whose name starts with '_' or '.'
-    work = root / f"_work-{run_id}"
-    units_file = work / "units.jsonl"
-    work.mkdir(parents=True, exist_ok=True)
-    marks = [time.perf_counter()]
-
-    def lap() -> float:  # seconds since the previous lap
-        marks.append(time.perf_counter())
-        return marks[-1] - marks[-2]
-
-    try:
-        parts = cfg.spark.partitions or 2 * spark.sparkContext.defaultParallelism
-        n_units = write_units(cfg, pairs, units_file, parts)
-        log.info("%d work units over %d partitions (%.1fs)", n_units, parts, lap())
-        timings = {"list_units_s": marks[-1] - marks[-2]}
-        parse = executor.parse_fn(cfg.ingest, str(units_file), n_units, str(work))
-        parsed = (
-            spark.range(parts, numPartitions=parts)
-            .mapInArrow(parse, spark_ddl(executor.KEY_SCHEMA))
-            .persist(StorageLevel.MEMORY_AND_DISK)  # narrow: keys and quarantine rows
-        )
-        # the parse's only action: reports, bad items and records seen per (source, reason, input)
-        agg = (
-            parsed.groupBy("kind", "source", "reason", "_input")
-            .agg(
-                F.count(F.lit(1)).alias("count"),
-                F.sum("seen").alias("seen"),
-                F.sum("unread").alias("unread"),
-            )  # fmt: skip
-            .collect()
-        )
-        n_parsed = sum(r["count"] for r in agg if r["kind"] == "report")
-        timings["parse_s"] = lap()
-        log.info(
-            "parsed: %d reports, %d bad items (%.1fs)",
-            n_parsed,
-            sum(r["count"] for r in agg if r["kind"] == "bad"),
-            timings["parse_s"],
-        )
-
-        files = [str(p) for p in table.committed_files(root)]
-        existing = existing_reports(spark, root, files)
-        out = transform(parsed.filter("kind = 'report'"), existing, cfg.ingest)
-        staging = table.staging_dir(root, run_id)
-        write = executor.write_fn(str(work), str(staging), run_id, now)
-        rows = (
-            out["keys"]
-            .select(*executor.STATE.names)
-            .repartition(parts, "_part")  # an explicit count: AQE keeps the tasks parallel
-            .mapInArrow(write, spark_ddl(executor.WRITTEN))
-            .collect()
-        )  # the cohort rules and the write in one job: a small row per counted group and per file
-        # counts before anything is committed: a run whose counts do not add up, in total or for
-        # one input, commits nothing (radgpt.ingest.counts)
-        counts = count([r for r in rows if r["what"] != "file"], agg, unknown_rows, pairs)
-        reconcile(n_parsed, counts)
-        _log_versions(counts)
-        timings["write_s"] = lap()
-        log.info(
-            "cohort rules, counts and staged Parquet: %d files (%.1fs)",
-            sum(r["what"] == "file" for r in rows),
-            timings["write_s"],
-        )
-        staging.mkdir(parents=True, exist_ok=True)  # a run with nothing new commits no files
-        qstaging = table.staging_dir(qroot, run_id)
-        already = 0  # quarantined items whose row an earlier run committed (quarantine_id)
-        if counts["totals"]["quarantined"]:  # planning the union costs ~0.15 s: only when needed
-            # the duplicate ids come from the cohort rules again (uncached: rare, and small)
-            quarantine = quarantine_df(
-                parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now
-            )
-            already = write_new_quarantine(quarantine, spark, qroot, qstaging)
-        counts["totals"]["already_quarantined"] = already
-        qstaging.mkdir(parents=True, exist_ok=True)
-        # what was written, from the Parquet footers, against what was counted
-        t = counts["totals"]
-        _check_written(table.staged_rows(root, run_id), t["new"] + t["corrected"], "reports")
-        _check_written(
-            table.staged_rows(qroot, run_id), counts["totals"]["quarantined"] - already,
-            "quarantine",
-        )  # fmt: skip
-        timings["quarantine_s"] = lap()
-        log.info("quarantine and footer checks (%.1fs)", timings["quarantine_s"])
-        parsed.unpersist()
-    except BaseException as e:
-        if not isinstance(e, Exception) or terminating():  # SIGTERM, Ctrl-C: tasks may still run
-            cancel_spark_jobs(spark)  # and write work files
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    pairs, unknown_rows = resolve_inputs(cfg, list(cfg.ingest.inputs), cfg.ingest.format)
+    t = time.perf_counter()
+    states = ledger.states(pairs, cfg.ingest)  # sha256 of every input: read, not parsed
+    hash_s = time.perf_counter() - t
+    done = ledger.committed(root) if cfg.ingest.skip_unchanged else {}
+    todo, skipped = ledger.split(states, done)
+    read = [pairs[i] for i in todo]
+    log.info(
+        "run %s: %d inputs (%s), %d skipped as committed unchanged",
+        run_id, len(read), ", ".join(sorted({f for f, _ in read})), len(skipped),
+    )  # fmt: skip
+    if read or unknown_rows:
+        spark = spark or spark_session(cfg)
+        counts, n_units, timings, already = _stage(cfg, spark, run_id, now, root, qroot, read,
+                                                   unknown_rows)  # fmt: skip
+    else:  # nothing to read: no Spark session, no job; the run still commits its ledger
+        counts, n_units, timings, already = count([], [], [], []), 0, {}, 0
+        counts["totals"]["already_quarantined"] = 0
+        for r in (root, qroot):
+            table.staging_dir(r, run_id).mkdir(parents=True, exist_ok=True)
+    add_skipped(counts, skipped)
+    timings = {"hash_inputs_s": hash_s, **timings}
 
     record = {
         "kind": "ingest",
         "started_at": now.isoformat(),
         "finished_at": utcnow().isoformat(),
-        "inputs": [
-            {"format": f, "path": str(p), "sha256": h}
-            for (f, p), h in zip(pairs, hashes, strict=True)
-        ],
+        # the ledger (radgpt.ingest.ledger): each input's state, done by this run or skipped
+        "inputs": ledger.entries([states[i] for i in todo], counts["by_file"], run_id, skipped),
         "work_units": n_units,
         "counts": counts,
         "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -365,3 +224,109 @@ def _check_written(written: int, counted: int, what: str) -> None:
         raise RuntimeError(
             f"counts do not reconcile: {written} {what} rows written, {counted} counted"
         )
+
+
+def _stage(cfg: Config, spark, run_id, now, root: Path, qroot: Path, pairs, unknown_rows):
+    """Parse `pairs`, run the cohort rules, stage the reports and the quarantine and check the
+    counts: (counts, work units, timings, already quarantined)."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from radgpt.exits import terminating
+    from radgpt.ingest.cohort import transform
+    from radgpt.runtime import cancel_spark_jobs
+
+    # the unit list and the parsed rows live beside the table (shared storage on a cluster:
+    # executors read and write them); Spark skips files whose name starts with '_' or '.'
+    work = root / f"_work-{run_id}"
+    units_file = work / "units.jsonl"
+    work.mkdir(parents=True, exist_ok=True)
+    marks = [time.perf_counter()]
+
+    def lap() -> float:  # seconds since the previous lap
+        marks.append(time.perf_counter())
+        return marks[-1] - marks[-2]
+
+    try:
+        cores = spark.sparkContext.defaultParallelism
+        index = write_units(cfg, pairs, units_file, cfg.spark.partitions, cores)
+        parts, n_units = len(index), sum(n for _, _, n in index)
+        log.info("%d work units over %d partitions (%.1fs)", n_units, parts, lap())
+        timings = {"list_units_s": marks[-1] - marks[-2]}
+        parse = executor.parse_fn(cfg.ingest, str(units_file), index, str(work))
+        parsed = (
+            spark.range(parts, numPartitions=parts)
+            .mapInArrow(parse, spark_ddl(executor.KEY_SCHEMA))
+            .persist(StorageLevel.MEMORY_AND_DISK)  # narrow: keys and quarantine rows
+        )
+        # the parse's only action: reports, bad items and records seen per (source, reason, input)
+        agg = (
+            parsed.groupBy("kind", "source", "reason", "_input")
+            .agg(
+                F.count(F.lit(1)).alias("count"),
+                F.sum("seen").alias("seen"),
+                F.sum("unread").alias("unread"),
+            )  # fmt: skip
+            .collect()
+        )
+        n_parsed = sum(r["count"] for r in agg if r["kind"] == "report")
+        timings["parse_s"] = lap()
+        log.info(
+            "parsed: %d reports, %d bad items (%.1fs)",
+            n_parsed,
+            sum(r["count"] for r in agg if r["kind"] == "bad"),
+            timings["parse_s"],
+        )
+
+        files = [str(p) for p in table.committed_files(root)]
+        existing = existing_reports(spark, root, files)
+        few = n_parsed <= FEW_KEYS  # the table's rows cut to this run's ids first (broadcast)
+        out = transform(parsed.filter("kind = 'report'"), existing, cfg.ingest, few)
+        staging = table.staging_dir(root, run_id)
+        write = executor.write_fn(str(work), str(staging), run_id, now)
+        rows = (
+            out["keys"]
+            .select(*executor.STATE.names)
+            .repartition(parts, "_part")  # an explicit count: AQE keeps the tasks parallel
+            .mapInArrow(write, spark_ddl(executor.WRITTEN))
+            .collect()
+        )  # the cohort rules and the write in one job: a small row per counted group and per file
+        # counts before anything is committed: a run whose counts do not add up, in total or for
+        # one input, commits nothing (radgpt.ingest.counts)
+        counts = count([r for r in rows if r["what"] != "file"], agg, unknown_rows, pairs)
+        reconcile(n_parsed, counts)
+        _log_versions(counts)
+        timings["write_s"] = lap()
+        log.info(
+            "cohort rules, counts and staged Parquet: %d files (%.1fs)",
+            sum(r["what"] == "file" for r in rows),
+            timings["write_s"],
+        )
+        staging.mkdir(parents=True, exist_ok=True)  # a run with nothing new commits no files
+        qstaging = table.staging_dir(qroot, run_id)
+        already = 0  # quarantined items whose row an earlier run committed (quarantine_id)
+        if counts["totals"]["quarantined"]:  # planning the union costs ~0.15 s: only when needed
+            # the duplicate ids come from the cohort rules again (uncached: rare, and small)
+            quarantine = quarantine_df(
+                parsed.filter("kind = 'bad'"), out["dup_ids"], unknown_rows, spark, run_id, now
+            )
+            already = write_new_quarantine(quarantine, spark, qroot, qstaging)
+        counts["totals"]["already_quarantined"] = already
+        qstaging.mkdir(parents=True, exist_ok=True)
+        # what was written, from the Parquet footers, against what was counted
+        t = counts["totals"]
+        _check_written(table.staged_rows(root, run_id), t["new"] + t["corrected"], "reports")
+        _check_written(
+            table.staged_rows(qroot, run_id), counts["totals"]["quarantined"] - already,
+            "quarantine",
+        )  # fmt: skip
+        timings["quarantine_s"] = lap()
+        log.info("quarantine and footer checks (%.1fs)", timings["quarantine_s"])
+        parsed.unpersist()
+    except BaseException as e:
+        if not isinstance(e, Exception) or terminating():  # SIGTERM, Ctrl-C: tasks may still run
+            cancel_spark_jobs(spark)  # and write work files
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return counts, n_units, timings, already
