@@ -83,8 +83,7 @@ def test_executor_auto_is_local_for_a_small_selection_without_a_cluster(monkeypa
     from radgpt.draft.run import executor
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    cfg = load_config(env={})
-    assert cfg.draft.executor == "auto"
+    cfg = load_config(overrides={"draft.executor": "auto"}, env={})
     n = cfg.draft.local_max_reports
     assert (executor(cfg, n), executor(cfg, n + 1)) == ("local", "ray")
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # a cluster to join: Ray

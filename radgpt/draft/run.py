@@ -24,6 +24,7 @@ live run holds its folder's lock).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -141,6 +142,10 @@ def _map(ds, ray, cfg: Config, spec: ModelSpec, run: dict, actor: type):
 
 def _draft_local(sel: pa.Table, cfg: Config, spec: ModelSpec, run: dict, actor, bar) -> list:
     """The stages in this process, batch by batch (draft.executor=local): no Ray."""
+    # as Ray starts an actor's process: OMP_NUM_THREADS = its CPUs before OpenMP starts (torch
+    # then runs draft.threads_per_actor threads either way). Left unset, the same generate ran
+    # 1.7-1.9x slower in process on the loaded 2-core VM (docs/benchmarks.md)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, int(cfg.draft.cpus_per_actor))))
     drafter = actor(cfg.to_json(), spec.to_json(), run)  # what a Ray actor holds, built once
     parts = []
     for s in range(0, len(sel), cfg.draft.batch_size):
