@@ -126,6 +126,7 @@ def brief(s: dict) -> str:
         d = st["draft"]["result"]
         lines.append(
             f"  draft    selected {d['selected']}  committed {d.get('committed', 0)}  "
+            f"{'executor ' + d['executor'] + '  ' if d.get('executor') else ''}"
             f"{d.get('reports_per_s', 0)} reports/s  {d.get('tokens_per_s', 0)} tokens/s  "
             f"flags {json.dumps(d.get('flags', {}))}"
         )

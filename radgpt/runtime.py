@@ -159,7 +159,9 @@ def spark_session(cfg, app_name: str | None = None):
         "spark.master": os.environ.get("SPARK_MASTER", cfg.spark.master),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.ui.showConsoleProgress": "false",
+        # Spark's `[Stage 14:===>  (2 + 2) / 4]` bars on a terminal only: a log (cron, k8s)
+        # gets the ingest's own INFO lines; spark.conf or spark-submit may set it either way
+        "spark.ui.showConsoleProgress": "true" if sys.stderr.isatty() else "false",
         "spark.sql.shuffle.partitions": "8",
         "spark.driver.memory": "2g",
         # the ingest caches only narrow key rows (~150 bytes a row): encoding them for the cache
@@ -202,23 +204,59 @@ def init_ray(cfg):
     import ray
 
     if ray.is_initialized():
+        quiet_ray()
         return ray
-    addr = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    addr = ray_address(cfg)
     env = {
         "env_vars": {
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
+            # a worker's bars (transformers' "Loading weights") reach the driver's log as
+            # redrawn lines: the run's own progress is the driver's (radgpt.draft.progress)
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         }
     }
+    if not sys.stderr.isatty():  # workers' lines reach the log without ANSI colour codes
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    quiet_ray()
     with _keeping_sigterm(ray):
         if addr:
             ray.init(address=addr, namespace=cfg.ray.namespace, runtime_env=env, log_to_driver=True)
         else:
             _init_local_ray(ray, cfg, env)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = True
+    quiet_ray()
     return ray
+
+
+def ray_address(cfg) -> str | None:
+    """The Ray cluster a run joins (cfg.ray.address, else RAY_ADDRESS); None: a local Ray."""
+    return cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def quiet_ray() -> None:
+    """Ray's console output at WARNING and above, as every library's (setup_logging), and no Ray
+    Data progress output: the run reports its own progress (radgpt.draft.progress), once.
+
+    Ray's loggers ("ray", "ray.data") print through handlers of their own at INFO: those handlers
+    move to WARNING (Ray Data's session log file keeps everything). Ray Data's progress, when
+    stdout is not a terminal, is a 10-line INFO block every 10 s; on a terminal, bars beside the
+    run's own. It is turned off, without Ray Data's warning that it is off.
+    """
+    import ray.data
+    from ray.util.debug import log_once
+
+    for name in ("ray", "ray.data"):
+        for h in logging.getLogger(name).handlers:
+            console = isinstance(h, logging.StreamHandler) and not isinstance(
+                h, logging.FileHandler
+            )
+            if console and h.level < logging.WARNING:
+                h.setLevel(logging.WARNING)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    log_once("ray_data_progress_manager_disabled")  # marks it said: Ray Data warns once
 
 
 @contextlib.contextmanager

@@ -127,7 +127,7 @@ def test_sigterm_mid_draft_removes_the_selection_and_stops_ray(tmp_path, tiny_mo
     write_reports(root / "table", 400)
     cmd = [sys.executable, "-m", "radgpt", "draft", "--set", f"paths.root={root}",
            "--set", f"model.base={tiny_model_dir}", "--adapter", "none", "--limit", "300",
-           "--set", "draft.max_new_tokens=64"]  # fmt: skip
+           "--set", "draft.max_new_tokens=64", "--set", "draft.executor=ray"]  # fmt: skip
     runs = root / "runs"
 
     def drafting(p) -> bool:  # the selection is written and Ray's workers are up

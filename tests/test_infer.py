@@ -90,6 +90,7 @@ def cfg(tmp_path, tiny_model_dir):
             "draft.batch_size": 4,
             "draft.num_actors": 1,
             "draft.cpus_per_actor": 1,
+            "draft.executor": "ray",  # the tests below are about the Ray path; local: test_local
             "train.cutoff_len": 128,
         }
     )
@@ -188,7 +189,9 @@ class DiesOnce(Drafter):
 
 
 @pytest.mark.slow
-def test_actor_killed_mid_run_drafts_each_report_once(cfg, ray_local, tmp_path, monkeypatch):
+def test_actor_killed_mid_run_drafts_each_report_once(
+    cfg, ray_local, tmp_path, monkeypatch, caplog
+):
     from ray import cloudpickle
 
     from radgpt.draft.run import run_draft
@@ -200,10 +203,12 @@ def test_actor_killed_mid_run_drafts_each_report_once(cfg, ray_local, tmp_path, 
     here = sys.modules[__name__]  # Ray's workers cannot import this test module: ship the class
     cloudpickle.register_pickle_by_value(here)
     try:
-        s = run_draft(cfg, actor=DiesOnce)
+        with caplog.at_level("WARNING", logger="radgpt.draft.run"):
+            s = run_draft(cfg, actor=DiesOnce)
     finally:
         cloudpickle.unregister_pickle_by_value(here)
     assert marker.is_file()  # an actor really died on its first batch
+    assert "a drafting actor died" in caplog.text  # and a fresh pool drafted what was left
     ids = read_drafts(cfg.path("drafts")).column("report_id").to_pylist()
     assert len(ids) == len(set(ids)) == s["selected"] == s["committed"] == 11
 

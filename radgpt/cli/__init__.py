@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# a step reports its own progress, once (radgpt.draft.progress): no "Loading weights" bars
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 log = logging.getLogger("radgpt")
 

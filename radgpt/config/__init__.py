@@ -207,6 +207,26 @@ class DraftCfg(_Cfg):
     # 2 CPU cores; null = all
     limit: int | None = Field(default=96, ge=1)
     engine: Literal["transformers"] = "transformers"  # radgpt.draft.stages.ENGINES
+    executor: Literal["auto", "ray", "local"] = Field(
+        default="ray",
+        description="where the drafting stages run: ray = a Ray Data actor pool (num_actors x "
+        "cpus_per_actor/gpus_per_actor, actors restarted on failure); local = in this process, "
+        "no Ray (no Ray start, no actor start: less fixed cost for a small night); auto = local "
+        "when no Ray cluster is configured (ray.address, RAY_ADDRESS) and at most "
+        "local_max_reports reports are selected, else ray. Both give the same drafts. Default "
+        "ray: in process measured 0.44-0.54x Ray's speed on the loaded 2-core VM (docs/benchmarks.md)",
+    )
+    local_max_reports: int = Field(
+        default=400,
+        ge=0,
+        description="executor=auto: the largest selection drafted in process (docs/drafting.md)",
+    )
+    progress_every_s: float = Field(
+        default=30,
+        ge=0,
+        description="when stderr is not a terminal, a progress line (INFO) at most this often, "
+        "in seconds, and one at the end; 0 = after every batch. On a terminal: a progress bar",
+    )
     max_new_tokens: int = Field(default=96, ge=1)
     batch_size: int = Field(default=8, ge=1)
     num_actors: int = Field(default=1, ge=1)

@@ -1,4 +1,4 @@
-"""Batch drafting on Ray Data: select reports -> actor pool of Drafters -> drafts table commit.
+"""Batch drafting: select reports -> Drafters (a Ray Data actor pool, or in process) -> commit.
 
     radgpt draft --config conf/local.yaml [--data DIR] [--adapter DIR] [--split NAME] [--limit N] [--out DIR]
 
@@ -7,9 +7,14 @@
 
 The run resolves one radgpt.model.spec.ModelSpec; each actor holds one radgpt.draft.drafter.Drafter
 built from it (the model, loaded once; prompts exactly as in training; greedy by default, stop at
-EOS); in-process drafts: radgpt.draft.drafter.generate.
-Fault tolerance: a dead actor is restarted and its batch retried (draft.max_retries); drafts are
-keyed by a deterministic draft_id, so the commit keeps every selected report exactly once.
+EOS); in-process drafts: radgpt.draft.drafter.generate. draft.executor chooses where the Drafter
+runs: a Ray Data actor pool (ray), or this process (local: no Ray, less fixed cost for a small
+night); auto = local without a Ray cluster for at most draft.local_max_reports reports. Both
+build rows with radgpt.draft.stages.draft_row and give the same drafts. Progress: one indicator
+(radgpt.draft.progress), updated batch by batch.
+Fault tolerance (ray): when an actor dies, a fresh pool drafts the reports that did not come back
+(draft.max_retries times); drafts are keyed by a deterministic draft_id, so the commit keeps every
+selected report exactly once.
 The selection (Findings text) lives in <paths.runs>/<run_id>/ only while the run does: removed on
 every way out (SIGTERM included: radgpt.exits.exit_on_sigterm); a run killed outright
 (SIGKILL) leaves it to the next run, which removes the folders of runs no longer alive (each
@@ -19,7 +24,7 @@ live run holds its folder's lock).
 from __future__ import annotations
 
 import logging
-import math
+import os
 import shutil
 import time
 import warnings
@@ -31,6 +36,7 @@ import pyarrow.parquet as pq
 
 from radgpt.config import Config, ConfigError
 from radgpt.draft.drafter import Drafter, adapter_source
+from radgpt.draft.progress import Progress
 from radgpt.model.spec import ModelSpec
 from radgpt.runtime import new_run_id, utcnow
 from radgpt.schema import arrow_schema
@@ -98,23 +104,98 @@ def _check_cpus(cfg: Config, ray) -> None:
         )
 
 
-def _map(ds, ray, cfg: Config, spec: ModelSpec, run_id: str, run_date: str, actor: type):
+def executor(cfg: Config, selected: int) -> str:
+    """ "ray" or "local" per draft.executor; auto: local without a Ray cluster to join
+    (ray.address, RAY_ADDRESS) when at most draft.local_max_reports reports are selected."""
+    from radgpt.runtime import ray_address
+
     d = cfg.draft
+    if d.executor != "auto":
+        return d.executor
+    return "local" if ray_address(cfg) is None and selected <= d.local_max_reports else "ray"
+
+
+def _map(ds, ray, cfg: Config, spec: ModelSpec, run: dict, actor: type):
+    d = cfg.draft
+    # one batch a block: each actor task drafts one batch, so drafts come back batch by batch
+    # (a block of many batches is released whole when its task ends: no progress until then)
+    ds = ds.repartition(target_num_rows_per_block=d.batch_size)
     return ds.map_batches(
         actor,
         fn_constructor_kwargs={
             "cfg_json": cfg.to_json(),
             "spec": spec.to_json(),  # plain JSON into each actor, version-checked there
-            "run": {"run_id": run_id, "run_date": run_date},
+            "run": run,
         },
         compute=ray.data.ActorPoolStrategy(size=d.num_actors),
         num_cpus=d.cpus_per_actor,
         num_gpus=d.gpus_per_actor,
         batch_size=d.batch_size,
         batch_format="pyarrow",
-        max_restarts=d.max_retries,
-        max_task_retries=d.max_retries,
+        # Ray Data hands each actor its UDF and context as object refs; Ray cannot promise to
+        # restart an actor whose constructor arguments are refs (ray-project/ray#53727, an
+        # ERROR line from core_worker). A failed pool is not restarted: the run drafts the
+        # reports still missing with a fresh pool (_draft_ray), draft.max_retries times.
+        max_restarts=0,
     )
+
+
+def _draft_local(sel: pa.Table, cfg: Config, spec: ModelSpec, run: dict, actor, bar) -> list:
+    """The stages in this process, batch by batch (draft.executor=local): no Ray."""
+    # as Ray starts an actor's process: OMP_NUM_THREADS = its CPUs before OpenMP starts (torch
+    # then runs draft.threads_per_actor threads either way). Left unset, the same generate ran
+    # 1.7-1.9x slower in process on the loaded 2-core VM (docs/benchmarks.md)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, int(cfg.draft.cpus_per_actor))))
+    drafter = actor(cfg.to_json(), spec.to_json(), run)  # what a Ray actor holds, built once
+    parts = []
+    for s in range(0, len(sel), cfg.draft.batch_size):
+        parts.append(drafter(sel.slice(s, cfg.draft.batch_size)))
+        bar.update(len(parts[-1]))
+    return parts
+
+
+def _died(e: Exception, ray) -> bool:
+    """A drafting actor (or its node) died, as opposed to an error in the drafting code."""
+    lost = (ray.exceptions.ActorDiedError, ray.exceptions.ActorUnavailableError,
+            ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)  # fmt: skip
+    return isinstance(e, lost) or isinstance(getattr(e, "cause", None), lost)
+
+
+def _draft_ray(sel: pa.Table, stage: Path, cfg: Config, spec: ModelSpec, run: dict, actor, bar):
+    """A Ray Data actor pool (draft.executor=ray); when an actor dies, a fresh pool drafts the
+    reports that did not come back, at most draft.max_retries times."""
+    from radgpt.runtime import init_ray
+
+    d = cfg.draft
+    ray = init_ray(cfg)
+    _check_cpus(cfg, ray)
+    parts, got = [], set()
+    for attempt in range(d.max_retries + 1):
+        todo = sel.filter(
+            pc.invert(pc.is_in(sel.column("draft_id"), pa.array(sorted(got), pa.string())))
+        )
+        if not len(todo):
+            break
+        path = stage / ("selection.parquet" if not attempt else f"selection-{attempt}.parquet")
+        pq.write_table(todo, path, row_group_size=d.batch_size)
+        with warnings.catch_warnings():  # max_restarts has no named parameter yet
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = _map(ray.data.read_parquet(str(path)), ray, cfg, spec, run, actor)
+        batches = iter(ds.iter_batches(batch_format="pyarrow", batch_size=None))
+        try:
+            for b in batches:
+                parts.append(b)
+                new = set(b.column("draft_id").to_pylist()) - got
+                got |= new
+                bar.update(len(new))
+        except Exception as e:
+            if attempt == d.max_retries or not _died(e, ray):
+                raise
+            log.warning("run %s: a drafting actor died (%s); %d of %d reports left, a new pool drafts them",
+                        run["run_id"], type(e).__name__, len(sel) - len(got), len(sel))  # fmt: skip
+        finally:  # Ray Data's executor stops here, before Ray does (SIGTERM: ray.shutdown)
+            batches.close()
+    return parts
 
 
 def sweep_stages(runs: Path) -> int:
@@ -149,9 +230,6 @@ def run_draft(cfg: Config, *, actor=Drafter) -> dict:
 
 
 def _run(cfg: Config, actor) -> dict:
-    from tqdm import tqdm
-
-    from radgpt.runtime import init_ray
     from radgpt.table import locked, read_reports
     from radgpt.writeback.drafts import commit_drafts, committed_ids
 
@@ -190,30 +268,18 @@ def _run(cfg: Config, actor) -> dict:
         return summary | {"drafted": 0, "committed": 0, "flags": {}, "seconds": 0.0}
     stage = cfg.path("runs") / run_id
     sweep_stages(stage.parent)
-    d = cfg.draft
+    how = executor(cfg, len(sel))
+    summary["executor"] = how
+    log.info("run %s drafts %s", run_id, "in process" if how == "local" else "on Ray Data")
+    run = {"run_id": run_id, "run_date": run_date}
     with locked(stage, run_id, 0, "draft"):  # held while the selection exists
         try:
-            pq.write_table(sel, stage / "selection.parquet", row_group_size=d.batch_size)
-            ray = init_ray(cfg)
-            _check_cpus(cfg, ray)
-            blocks = max(1, min(math.ceil(len(sel) / d.batch_size), 4 * d.num_actors))
-            ds = ray.data.read_parquet(str(stage / "selection.parquet"), override_num_blocks=blocks)
-            with (
-                warnings.catch_warnings()
-            ):  # max_restarts/max_task_retries have no named parameter yet
-                warnings.simplefilter("ignore", DeprecationWarning)
-                ds = _map(ds, ray, cfg, spec, run_id, run_date, actor)
-
-            parts = []
             t_draft = time.perf_counter()
-            batches = iter(ds.iter_batches(batch_format="pyarrow", batch_size=None))
-            try:
-                with tqdm(total=len(sel), desc="drafting", unit="report") as bar:
-                    for b in batches:
-                        parts.append(b)
-                        bar.update(len(b))
-            finally:  # Ray Data's executor stops here, before Ray does (SIGTERM: ray.shutdown)
-                batches.close()
+            with Progress(len(sel), every_s=cfg.draft.progress_every_s) as bar:
+                if how == "local":
+                    parts = _draft_local(sel, cfg, spec, run, actor, bar)
+                else:
+                    parts = _draft_ray(sel, stage, cfg, spec, run, actor, bar)
             seconds = time.perf_counter() - t_draft
         finally:
             shutil.rmtree(stage, ignore_errors=True)  # the selection holds report text: not kept

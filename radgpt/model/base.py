@@ -76,9 +76,15 @@ def load(
         base, dtype=_dtype(dtype, device), local_files_only=True
     )
     if adapter_dir:
+        import warnings
+
         from peft import PeftModel
 
-        m = PeftModel.from_pretrained(m, require_dir(adapter_dir))
+        with warnings.catch_warnings():
+            # peft reads model.is_gradient_checkpointing, which transformers 5 deprecates in
+            # favour of is_activation_checkpointing: a FutureWarning about peft's code, not ours
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+            m = PeftModel.from_pretrained(m, require_dir(adapter_dir))
         if merge:
             m = m.merge_and_unload()
     return m.to(device).eval(), tok
