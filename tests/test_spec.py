@@ -13,6 +13,7 @@ import pytest
 
 from radgpt.config import load_config
 from radgpt.model import base as model
+from radgpt.model.carry import CarryRates
 from radgpt.model.ids import draft_id
 from radgpt.model.spec import RECORD_VERSION, SPEC_VERSION, AdapterRecord, ModelSpec
 
@@ -79,9 +80,12 @@ def test_spec_round_trips_and_names_the_drafts(cfg, tiny_model_dir):
     assert spec.model_key == f"base:{sha}" and spec.adapter_id is None
     assert (spec.prompt_name, spec.prompt_version, spec.task) == ("chat-v1", "1", "impression")
     gen = json.loads(spec.generation)
+    # no train split in this table: every carry rate is 0.5 >= 0.4, every finding is "usual"
+    usual = sorted(CarryRates.fit([], []).usual(0.4))
     assert gen == {"do_sample": False, "engine": "transformers", "max_new_tokens": 96,
                    "postprocess": "clean-v1",
-                   "review": {"carry_threshold": 0.5, "carry_rates_sha256": spec.carry_digest}}  # fmt: skip
+                   "n_best": {"n": 4, "rerank_weight": 1.0, "usual": usual},
+                   "review": {"carry_threshold": 0.4, "carry_rates_sha256": spec.carry_digest}}  # fmt: skip
     assert spec.generation == json.dumps(gen, sort_keys=True, separators=(",", ":"))
     named = {k: v for k, v in gen.items() if k != "review"}  # flags annotate, they do not name
     assert spec.id_settings == json.dumps(named, sort_keys=True, separators=(",", ":"))
@@ -133,3 +137,18 @@ def test_training_writes_the_shipped_records_keys(cfg, tmp_path, tiny_model_dir)
     assert rec["version"] == 1 and rec["base_sha256"] == sha and rec["template"] == "chat-v1"
     assert AdapterRecord.from_dict(rec).to_dict() == rec
     assert json.loads(json.dumps(rec)) == rec  # plain JSON, as write_json_atomic writes it
+
+
+def test_nbest_drafts_are_named_by_the_observations_rewarded_not_the_counts(cfg, tmp_path):
+    """Carry counts grow with the train split every night; a draft id changes only when an
+    observation crosses draft.carry_threshold (the reranker then rewards something else)."""
+    sha = model.base_sha256(cfg.model_path(cfg.model.base))
+    got = []
+    for i, (stated, carried) in enumerate([(10, 9), (20, 17), (10, 1)]):
+        ad = fake_adapter(tmp_path / f"ad{i}", {"adapter_id": "lora-1", "base_model_sha256": sha})
+        CarryRates({"Cardiomegaly": {"stated": stated, "carried": carried}}).save(ad)
+        spec = ModelSpec.resolve(cfg, ad)
+        got.append((spec.carry_digest, spec.draft_id("csv:1"), json.loads(spec.generation)))
+    assert got[0][0] != got[1][0] and got[0][1] == got[1][1]  # new counts, same usual set
+    assert got[0][2]["n_best"]["usual"] == ["Cardiomegaly"] and got[2][2]["n_best"]["usual"] == []
+    assert got[2][1] != got[0][1]  # cardiomegaly (2/12) no longer rewarded: another draft

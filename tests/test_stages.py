@@ -7,6 +7,7 @@ stages composed; the engine's batches match plain one-prompt generate; one draft
 from __future__ import annotations
 
 import datetime as dt
+import json
 import typing
 
 import pyarrow as pa
@@ -167,4 +168,6 @@ def test_nbest_engine_and_rerank_in_the_drafter(tiny_model_dir, tmp_path):
         want.append(d.postprocess.clean(d.postprocess._text(cs[best][0])))
     assert [o["draft"] for o in d.generate(FINDINGS)] == want
     spec = ModelSpec.resolve(cfg, None)
-    assert '"n_best":{"n":3,"rerank_weight":0.0}' in spec.generation
+    assert json.loads(spec.generation)["n_best"] == {
+        "n": 3, "rerank_weight": 0.0, "usual": sorted(d.postprocess.usual)
+    }  # fmt: skip

@@ -244,7 +244,7 @@ class DraftCfg(_Cfg):
     # seconds a run's commit waits for another drafting run's commit to the drafts table (its lock)
     lock_wait_s: float = Field(default=300, ge=0)
     carry_threshold: float = Field(
-        default=0.5,
+        default=0.4,
         ge=0,
         le=1,
         description="omits_finding flags a Findings observation missing from the draft when "
@@ -263,7 +263,7 @@ class DraftCfg(_Cfg):
         default=20, ge=1, description="candidates finding-aware retrieval re-ranks"
     )
     n_best: int = Field(
-        default=1,
+        default=4,
         ge=1,
         le=16,
         description="first-token branches per report whose Findings state a usually-carried "

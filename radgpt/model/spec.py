@@ -200,10 +200,12 @@ class ModelSpec(_Versioned):
     @property
     def id_settings(self) -> str:
         """The generation settings that name a draft: all of `generation` but the review flags'
-        settings when no n-best reranker uses them (the flags annotate a draft, they do not change
-        its text; carry rates learned from a growing train split must not re-draft every night)."""
+        settings (the flags annotate a draft, they do not change its text; carry rates learned from
+        a growing train split must not re-draft every night). The n-best reranker's input is named
+        by `n_best.usual`, the observations it rewards, which changes only when one crosses
+        draft.carry_threshold."""
         g = json.loads(self.generation)
-        if "review" not in g or "n_best" in g:
+        if "review" not in g:
             return self.generation
         return canonical({k: v for k, v in g.items() if k != "review"})
 
@@ -254,8 +256,11 @@ class ModelSpec(_Versioned):
             settings["retrieval"] = {"k": k, "corpus_sha256": digest}
             if (w := cfg.draft.retrieval_finding_weight) > 0:
                 settings["retrieval"] |= {"finding_weight": w, "pool": cfg.draft.retrieval_pool}
-        carry = CarryRates.for_adapter(adapter_dir, tbl).digest
+        rates = CarryRates.for_adapter(adapter_dir, tbl)
+        carry = rates.digest
         settings["review"]["carry_rates_sha256"] = carry
+        if "n_best" in settings:  # what the reranker rewards: the usually-carried observations
+            settings["n_best"]["usual"] = sorted(rates.usual(cfg.draft.carry_threshold))
         gen = canonical(settings)
         return cls(
             base_model=str(base),
