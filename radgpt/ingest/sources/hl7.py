@@ -1,7 +1,7 @@
 """HL7 v2 ORU^R01 result messages (.hl7 files, or a dir of them): one or many messages a file.
 
     from radgpt.ingest.sources import hl7
-    units = list(hl7.units(Path("results.hl7"), cfg.ingest))  # driver: one unit per file
+    units = list(hl7.units(Path("results.hl7"), cfg.ingest))  # driver: ranges of messages
     for r in hl7.read(units[0], cfg.ingest): ...             # executor
 
 Segments may end in \\r, \\n or \\r\\n (MLLP framing bytes 0x0b/0x1c are dropped); a message starts
@@ -17,8 +17,13 @@ MSH/OBR -> Bad("bad_hl7"); other messages in the same file still parse. Only res
 a message whose MSH-9 is not ORU^R01 (an ADT^A01, an ORM) -> Bad("not_a_report").
 Files are streamed (radgpt.ingest.sources.stream): the cap (cfg.max_member_bytes) applies to one
 message, so a batch file of any size gives all its messages and a message over the cap is
-`too_large` without being held. A folder gives one unit per .hl7 file; its other files, links out
-of it and special files are one quarantine row each (radgpt.ingest.sources.tree).
+`too_large` without being held. A file is split into ranges of cfg.csv_rows_per_unit messages
+(Unit.start/stop: message indexes; Unit.extra: the byte offset of the range's first message in the
+(decompressed) stream, and the file's layout), found by one streamed pass of the driver with the
+same splitter the tasks use (`_split`), so a 4,000-message batch file parses on every core and the
+ranges' reads together are the whole file's read (member ids, rows, sizes). A folder gives one unit
+per .hl7 file, split the same way when over SPLIT_BYTES; its other files, links out of it and
+special files are one quarantine row each (radgpt.ingest.sources.tree).
 """
 
 from __future__ import annotations
