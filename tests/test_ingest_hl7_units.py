@@ -14,6 +14,7 @@ from test_hl7_units import CAP, batch
 
 from radgpt import table
 from radgpt.config import load_config
+from radgpt.ingest import plan
 from radgpt.ingest.run import quarantine_root, run_ingest
 from radgpt.ingest.sources import hl7
 from radgpt.ingest.sources.base import Unit
@@ -46,6 +47,8 @@ def test_a_multi_unit_hl7_file_ingests_as_the_one_unit_file(spark, tmp_path, mon
         tmp_path / "split", p, **{"ingest.csv_rows_per_unit": 10, "spark.partitions": 3}
     )
     assert [(u.start, u.stop) for u in hl7.units(p, split.ingest)] == [(0, 10), (10, 20), (20, 25)]
+    index = plan.write_units(split, [("hl7", p)], tmp_path / "units.jsonl", 3)
+    assert [n for *_, n in index] == [1, 1, 1]  # one range per parse task
     m_split = run_ingest(split, spark=spark)
 
     # as before the split: one unit for the file, no offset (the driver's listing only)
