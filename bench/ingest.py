@@ -3,6 +3,7 @@
     .venv/bin/python bench/ingest.py                    # 20,000 reports, local[2]
     .venv/bin/python bench/ingest.py --sizes 20000,100000
     .venv/bin/python bench/ingest.py --incremental 100000,1000   # an incremental night (issue 18)
+    .venv/bin/python bench/ingest.py --linearity 20000,200000    # one CSV at 1x and 10x rows
 
 Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample.mimic), then alternates
 - Spark: a child process (so its peak memory is its own) starts a session and runs the full ingest
@@ -19,6 +20,10 @@ the next night (those files + one new export of NEW reports) runs with the input
 skipped unparsed) and reading every input (`--full`, what every night cost before the ledger),
 alternating which runs first, in one warm Spark session; it prints both medians, their ratio and
 whether the two tables afterwards are the same (every column but the run's id and time).
+`--linearity N1,N2` measures linearity instead (issue 18): one synthetic CSV file of N1 rows and
+one of N2, each ingested --repeat times into fresh tables in one warm Spark session (after one
+unmeasured warm-up run of N1), alternating which size goes first; it prints the medians and the
+ratio time(N2) / time(N1) (linear: N2 / N1; quadratic: (N2 / N1)^2) with the per-pair ratios.
 Otherwise it prints reports/s of each and the ratio Spark steady / baseline, the CPU seconds each kind of
 process used in the steady run (driver, JVM, Python workers; JSON `cpu_s`), and the driver's peak memory:
 the sampled peak RSS of the Python driver and of the JVM (in local mode the JVM also hosts the
@@ -254,6 +259,57 @@ def run_incremental(n: int, batch: int, master: str, repeat: int, sets: list[str
         return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def linearity_child(d: Path, master: str, repeat: int, sets: list[str]) -> dict:
+    """In one warm session: each CSV under d/<n>/ ingested `repeat` times into fresh tables."""
+    from radgpt.config import load_config
+    from radgpt.ingest.run import run_ingest
+    from radgpt.runtime import setup_logging, spark_session
+
+    setup_logging("WARNING")
+    sizes = sorted(int(x.name) for x in d.iterdir() if x.name.isdigit())
+
+    def cfg(root: Path, n: int):
+        sets_ = [("paths.root", str(root)), ("spark.master", master), *sets,
+                 ("ingest.inputs", [str(d / str(n) / "reports.csv")])]  # fmt: skip
+        return load_config(None, sets_, env={})
+
+    spark = spark_session(cfg(d / "warm", sizes[0]))
+    run_ingest(cfg(d / "warm", sizes[0]), spark=spark)  # warm-up: session, JIT, workers
+    shutil.rmtree(d / "warm")
+    runs: dict[int, list[float]] = {n: [] for n in sizes}
+    seen: dict[int, int] = {}
+    for i in range(repeat):
+        for n in sizes if i % 2 == 0 else sizes[::-1]:
+            root = d / f"run-{n}-{i}"
+            t = time.perf_counter()
+            m = run_ingest(cfg(root, n), spark=spark)
+            runs[n].append(round(time.perf_counter() - t, 2))
+            seen[n] = m["counts"]["totals"]["seen"]
+            shutil.rmtree(root)
+    lo, hi = sizes[0], sizes[-1]
+    med = {n: statistics.median(v) for n, v in runs.items()}
+    return {"sizes": sizes, "seen": seen, "runs_s": runs, "median_s": med,
+            "ratio": round(med[hi] / med[lo], 2), "rows_ratio": hi / lo,
+            "ratio_per_pair": [round(b / a, 2) for a, b in zip(runs[lo], runs[hi], strict=True)],
+            "load_before": os.getloadavg()}  # fmt: skip
+
+
+def run_linearity(sizes: list[int], master: str, repeat: int, sets: list[str]) -> dict:
+    from radgpt.sample.csvx import write_csv
+
+    with tempfile.TemporaryDirectory(prefix="radgpt-bench-") as tmp:
+        for n in sizes:
+            write_csv(Path(tmp) / str(n), n, seed=11, bad=False)
+        load = os.getloadavg()
+        cmd = [sys.executable, __file__, "--linearity-child", tmp, "--master", master,
+               "--repeat", str(repeat), *(f"--set={x}" for x in sets)]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"spark child failed:\n{out.stderr[-3000:]}")
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        return r | {"load_before": load, "load_after": os.getloadavg()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -278,12 +334,35 @@ def main() -> None:
         "NEW reports each) + one new export of NEW, with the input ledger vs reading every input "
         "(--full), same table afterwards, e.g. --incremental 100000,1000",
     )
+    p.add_argument(
+        "--linearity",
+        metavar="N1,N2",
+        help="instead: one CSV file of N1 rows and one of N2 ingested in one warm session, "
+        "time(N2) / time(N1), e.g. --linearity 20000,200000",
+    )
+    p.add_argument("--linearity-child", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--child", nargs=2, metavar=("SRC", "WORK"), help=argparse.SUPPRESS)
     p.add_argument("--incremental-child", metavar="DIR", help=argparse.SUPPRESS)
     a = p.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if a.incremental_child:
         print(json.dumps(incremental_child(Path(a.incremental_child), a.master, a.repeat, a.set)))
+        return
+    if a.linearity_child:
+        print(json.dumps(linearity_child(Path(a.linearity_child), a.master, a.repeat, a.set)))
+        return
+    if a.linearity:
+        sizes = sorted(int(x) for x in a.linearity.split(","))
+        print(f"cores={os.cpu_count()} master={a.master} set={a.set}")
+        r = run_linearity(sizes, a.master, a.repeat, a.set)
+        lo, hi = (str(n) for n in r["sizes"][:: len(r["sizes"]) - 1])
+        print(
+            f"linearity: one CSV of {lo} rows {r['median_s'][lo]:.2f} s, of {hi} rows "
+            f"{r['median_s'][hi]:.2f} s (medians of {a.repeat}, warm session) -> "
+            f"time ratio {r['ratio']} for {r['rows_ratio']:g}x rows (per pair "
+            f"{r['ratio_per_pair']}); load avg before/after {r['load_before']}/{r['load_after']}"
+        )
+        print(json.dumps(r))
         return
     if a.incremental:
         n, new = (int(x) for x in a.incremental.split(","))

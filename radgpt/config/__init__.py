@@ -124,7 +124,8 @@ class IngestCfg(_Cfg):
     min_findings_words: int = Field(default=10, ge=0)
     min_impression_words: int = Field(default=2, ge=0)
     max_member_bytes: int = Field(default=5_000_000, ge=1)  # larger members are quarantined
-    csv_rows_per_unit: int = Field(default=2000, ge=1)  # rows/lines/members per Spark work unit
+    # CSV rows / NDJSON lines / zip, tgz members / HL7 batch messages per Spark work unit
+    csv_rows_per_unit: int = Field(default=2000, ge=1)
     # seconds to wait for another ingest that holds the table's lock (<table>/_lock) before
     # failing with a message naming it (run id, pid, host, start); 0 = fail at once
     lock_wait_s: float = Field(default=0, ge=0)

@@ -1,7 +1,7 @@
 """HL7 v2 ORU^R01 result messages (.hl7 files, or a dir of them): one or many messages a file.
 
     from radgpt.ingest.sources import hl7
-    units = list(hl7.units(Path("results.hl7"), cfg.ingest))  # driver: one unit per file
+    units = list(hl7.units(Path("results.hl7"), cfg.ingest))  # driver: ranges of messages
     for r in hl7.read(units[0], cfg.ingest): ...             # executor
 
 Segments may end in \\r, \\n or \\r\\n (MLLP framing bytes 0x0b/0x1c are dropped); a message starts
@@ -17,8 +17,13 @@ MSH/OBR -> Bad("bad_hl7"); other messages in the same file still parse. Only res
 a message whose MSH-9 is not ORU^R01 (an ADT^A01, an ORM) -> Bad("not_a_report").
 Files are streamed (radgpt.ingest.sources.stream): the cap (cfg.max_member_bytes) applies to one
 message, so a batch file of any size gives all its messages and a message over the cap is
-`too_large` without being held. A folder gives one unit per .hl7 file; its other files, links out
-of it and special files are one quarantine row each (radgpt.ingest.sources.tree).
+`too_large` without being held. A file is split into ranges of cfg.csv_rows_per_unit messages
+(Unit.start/stop: message indexes; Unit.extra: the byte offset of the range's first message in the
+(decompressed) stream, and the file's layout), found by one streamed pass of the driver with the
+same splitter the tasks use (`_split`), so a 4,000-message batch file parses on every core and the
+ranges' reads together are the whole file's read (member ids, rows, sizes). A folder gives one unit
+per .hl7 file, split the same way when over SPLIT_BYTES; its other files, links out of it and
+special files are one quarantine row each (radgpt.ingest.sources.tree).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +40,7 @@ import hl7 as pyhl7
 from radgpt.config import IngestCfg
 from radgpt.ingest.sources import tree
 from radgpt.ingest.sources.base import Bad, Raw, Unit, fault, guarded, reads_faults, safe_units
-from radgpt.ingest.sources.stream import CHUNK, STREAM_ERRORS, open_bytes, tokens
+from radgpt.ingest.sources.stream import CHUNK, STREAM_ERRORS, open_bytes, stream_error, tokens
 from radgpt.runtime import sha256_bytes
 from radgpt.schema import token
 
@@ -50,6 +56,9 @@ CODING_SYSTEMS = {
 RESULT = ("ORU", "R01")  # MSH-9: message code, trigger event
 MLLP = b"\x0b\x1c"  # framing bytes, dropped
 _BARE_CR = re.compile(rb"\r[^\n]")
+# a file in a folder is split into message ranges only above this size: smaller ones are one unit
+# each (not opened by the driver; a folder of one-message files would cost an open per file)
+SPLIT_BYTES = 1 << 20
 
 
 def _head(path: Path) -> bytes:
@@ -70,21 +79,49 @@ def detect(path: Path) -> bool:
 def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
     path = Path(path).resolve()
     if path.is_file():
-        yield _file_unit(str(path), path.stat().st_size)
+        yield from _file_units(str(path), path.stat().st_size, cfg, split=True)
         return
     for rel, e in tree.files(str(path)):
         if e.kind == tree.FILE and e.name.lower().endswith(".hl7"):
-            yield _file_unit(e.path, e.size)
+            yield from _file_units(e.path, e.size, cfg, split=e.size > SPLIT_BYTES)
         elif e.kind == tree.FILE:
             yield fault(NAME, e.path, rel, "not_a_report", "not a .hl7 file", size=e.size)
         else:
             yield fault(NAME, e.path, rel, e.kind, e.detail)
 
 
-def _file_unit(path: str, size: int) -> Unit:
+def _file_units(path: str, size: int, cfg: IngestCfg, split: bool) -> Iterator[Unit]:
+    """A file's units: ranges of cfg.csv_rows_per_unit messages found by one streamed pass (split),
+    else the whole file. Unit.extra = "<offset>,<cr_lines 0|1>": the byte offset (in the
+    decompressed stream) of the range's first message, where read() starts splitting, and the
+    file's layout (_cr_lines), which read() cannot learn from the middle of the file."""
     if size == 0:
-        return fault(NAME, path, None, "empty_file", "no messages (empty file)")
-    return Unit(NAME, path, None, size=size)
+        yield fault(NAME, path, None, "empty_file", "no messages (empty file)")
+        return
+    if not split:
+        yield Unit(NAME, path, None, size=size)
+        return
+    step, starts, n = cfg.csv_rows_per_unit, [], 0
+    with open_bytes(path) as f:
+        cr_lines = _cr_lines(f)
+    with open_bytes(path) as f:
+        msgs = _split(f, cfg.max_member_bytes, cr_lines, keep=False)
+        for n, (*_, at) in enumerate(msgs, 1):
+            if n % step == 1 or step == 1:
+                starts.append(at)
+        try:
+            end = f.tell()  # the (decompressed) stream's length: the last range's end
+        except (*STREAM_ERRORS, ValueError):
+            end = size
+    if n == 0:  # only blank lines and framing bytes
+        yield Unit(NAME, path, None, size=size)  # read() gives nothing, as before
+        return
+    bounds = [*starts[1:], max(end, starts[-1])]
+    for k, a in enumerate(range(0, n, step)):
+        extra = f"{starts[k]},{int(cr_lines)}"
+        yield Unit(
+            NAME, path, None, a, min(a + step, n), max(bounds[k] - starts[k], 1), extra=extra
+        )
 
 
 def _cr_lines(f) -> bool:
@@ -109,11 +146,22 @@ def messages(f, cap: int, cr_lines: bool) -> Iterator[tuple[bytes | None, int, t
     by \r; segments before the first MSH form a message of their own (it will fail: no MSH).
     With cr_lines, a newline also ends a message, so a line without MSH is its own bad message
     instead of being glued to the previous report."""
+    for raw, size, error, _ in _split(f, cap, cr_lines):
+        yield raw, size, error
+
+
+def _split(
+    f, cap: int, cr_lines: bool, start: int = 0, keep: bool = True
+) -> Iterator[tuple[bytes | None, int, tuple | None, int]]:
+    """messages(), each with the offset of its first segment's first byte (MLLP bytes counted):
+    f.seek there and _split(f, ..., start=offset) gives the same messages from that one on (a
+    message's first segment always opens a message, whatever came before it). An error record's
+    offset is that of the message it cuts short. keep=False: the bytes are not kept (raw None)."""
     segs: list[bytes] | None = None  # None: no message yet
-    size, newline = 0, True
-    for tok in tokens(f, cap, seps=b"\r\n", drop=MLLP):
+    size, newline, at = 0, True, start
+    for tok in tokens(f, cap, seps=b"\r\n", drop=MLLP, start=start):
         if tok.error:
-            yield None, size + tok.size, tok.error
+            yield None, size + tok.size, tok.error, (at if segs is not None else tok.start)
             return
         seg = tok.data.strip(b" \t") if tok.data is not None else None
         if seg == b"":
@@ -122,16 +170,16 @@ def messages(f, cap: int, cr_lines: bool) -> Iterator[tuple[bytes | None, int, t
         starts = (seg if seg is not None else tok.head.lstrip(b" \t")).startswith(b"MSH")
         if starts or segs is None or (cr_lines and newline):
             if segs is not None:
-                yield (b"\r".join(segs) if size <= cap else None), size, None
-            segs, size = [], -1
+                yield (b"\r".join(segs) if keep and size <= cap else None), size, None, at
+            segs, size, at = [], -1, tok.start
         size += 1 + (len(seg) if seg is not None else tok.size)
-        if seg is not None and size <= cap:
+        if keep and seg is not None and size <= cap:
             segs.append(seg)
         else:
             segs.clear()  # over the cap: counted, not kept
         newline = tok.term == b"\n"
     if segs is not None:
-        yield (b"\r".join(segs) if size <= cap else None), size, None
+        yield (b"\r".join(segs) if keep and size <= cap else None), size, None, at
 
 
 def _field(seg, n: int) -> str:
@@ -226,18 +274,39 @@ def parse_message(member: str, raw: bytes) -> Raw | Bad:
 
 @reads_faults
 def read(unit: Unit, cfg: IngestCfg) -> Iterator[Raw | Bad]:
+    stop = unit.stop if unit.stop >= 0 else sys.maxsize
+    offset, cr_lines, first = 0, None, 0
+    if unit.extra is not None:  # a range of messages: units() found its offset and the layout
+        at, _, cr = unit.extra.partition(",")
+        offset, cr_lines, first = int(at), cr == "1", unit.start
     try:
-        with open_bytes(unit.uri) as f:
-            cr_lines = _cr_lines(f)
+        if cr_lines is None:
+            with open_bytes(unit.uri) as f:
+                cr_lines = _cr_lines(f)
         f = open_bytes(unit.uri)
     except OSError as e:
         yield Bad(None, "unreadable", f"{type(e).__name__}: {e}"[:300])
         return
     with f:
-        for i, (raw, size, error) in enumerate(messages(f, cfg.max_member_bytes, cr_lines)):
+        msgs = _seek_split(f, offset, cfg.max_member_bytes, cr_lines)
+        for i, (raw, size, error, _) in enumerate(msgs, first):
+            if i >= stop:
+                break
+            if i < unit.start:
+                continue
             if error:
                 yield Bad(str(i), *error, size=size or None)
             elif raw is None:
                 yield Bad(str(i), "too_large", f"{size} bytes > {cfg.max_member_bytes}", size=size)
             else:
                 yield guarded(str(i), raw, "bad_hl7", functools.partial(parse_message, str(i), raw))
+
+
+def _seek_split(f, offset: int, cap: int, cr_lines: bool) -> Iterator[tuple]:
+    if offset:
+        try:
+            f.seek(offset)
+        except STREAM_ERRORS as e:  # the file changed since units() read it
+            yield None, 0, stream_error(e), offset
+            return
+    yield from _split(f, cap, cr_lines, start=offset)

@@ -42,7 +42,7 @@ class Token:
     data: bytes | None  # the bytes between two separators; None when over the cap
     term: bytes  # the separator that ended it; b"" at the end of the stream
     size: int  # bytes, separator excluded
-    start: int  # offset of its first byte in the (decompressed) stream
+    start: int  # offset of its first byte in the (decompressed) stream, `drop` bytes counted
     head: bytes  # its first HEAD bytes, also when over the cap
     quotes: int = 0  # b'"' bytes in a token over the cap (the CSV splitter uses their parity)
     error: tuple[str, str] | None = None  # (reason, detail): the stream failed in this token
@@ -51,14 +51,16 @@ class Token:
 def tokens(
     f: BinaryIO, cap: int, seps: bytes = b"\n", drop: bytes = b"", start: int = 0
 ) -> Iterator[Token]:
-    """Tokens of f separated by any byte of `seps` (bytes of `drop` removed first). A final token
-    without separator is yielded when non-empty; a read error ends the stream with an error token.
-    `start`: f's position (offsets of the tokens count from it)."""
+    """Tokens of f separated by any byte of `seps` (bytes of `drop` removed from the tokens' data
+    and sizes, and counted in their offsets: Token.start is where f.seek finds the token again).
+    A final token without separator is yielded when non-empty; a read error ends the stream with
+    an error token. `start`: f's position (offsets of the tokens count from it)."""
     split = re.compile(b"([" + re.escape(seps) + b"])")
     # read1: a gzip stream that ends early still gives every byte before the end (read(n) of its
     # buffered reader drops the bytes it had when the next raw read fails)
     read = getattr(f, "read1", f.read)
     buf, size, quotes, head, over = bytearray(), 0, 0, b"", False
+    raw = 0  # bytes of the current token as read (`drop` bytes included)
     offset = first = start
 
     def add(piece: bytes) -> None:
@@ -84,16 +86,16 @@ def tokens(
             return
         if not block:
             break
-        if drop:
-            block = block.translate(None, drop)
-        parts = split.split(block)
+        parts = split.split(block)  # drop and seps share no byte: split first, then drop
         for k in range(0, len(parts) - 1, 2):
-            add(parts[k])
+            raw += len(parts[k])
+            add(parts[k].translate(None, drop) if drop else parts[k])
             yield token(parts[k + 1])
-            offset += size + 1
+            offset += raw + 1
             buf.clear()
-            size, quotes, head, over, first = 0, 0, b"", False, offset
-        add(parts[-1])
+            size, raw, quotes, head, over, first = 0, 0, 0, b"", False, offset
+        raw += len(parts[-1])
+        add(parts[-1].translate(None, drop) if drop else parts[-1])
     if size:
         yield token(b"")
 
