@@ -5,10 +5,10 @@
 #   docker build -t radgpt:dev-cpu .                                          # CPU (torch CPU wheel)
 #   docker build --build-arg VARIANT=cuda -t radgpt:dev-cuda .               # CUDA torch wheel
 #   docker build --build-arg VARIANT=cuda --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
-#       --build-arg PYTHON_DIGEST=sha256:<digest> --build-arg BUILD_DATE=$(date -u +%FT%TZ) \
+#       --build-arg BUILD_DATE=$(date -u +%FT%TZ) \
 #       -t registry.hospital.internal/radgpt/radgpt:0.1.0-cuda .              # a release
 #
-# Reproducible rebuilds: the base image is pinned by digest for a release (PYTHON_DIGEST: see
+# Reproducible rebuilds: the base image is pinned by digest (PYTHON_DIGEST: see
 # docs/operations.md, "Build and push the image"), torch by version, and every other Python package
 # by constraints.txt (the versions the tests ran with; k8s/image/freeze_constraints.py writes it).
 # Layers from slow to fast-changing: OS packages, torch, dependencies (pyproject.toml +
@@ -26,8 +26,11 @@
 # removed again. 7B production models are not baked in: they live on the shared volume.
 # Built images run with HF_HUB_OFFLINE=1: nothing is ever fetched from a model hub.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
-# sha256:... of the PYTHON_IMAGE tag's image index; empty = the tag alone (development builds)
-ARG PYTHON_DIGEST=
+# sha256:... of the PYTHON_IMAGE tag's image: pinned by default (the digest public projects pin for
+# python:3.11.11-slim-bookworm; looked up there, not from a registry here: verify it once with
+# `docker buildx imagetools inspect` on a machine with registry access, docs/operations.md);
+# --build-arg PYTHON_DIGEST= (empty) builds from the tag alone
+ARG PYTHON_DIGEST=sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 FROM ${PYTHON_IMAGE}${PYTHON_DIGEST:+@}${PYTHON_DIGEST}
 
 ARG PYTHON_IMAGE
