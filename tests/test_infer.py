@@ -34,8 +34,11 @@ FINDINGS = [
 ]
 
 
-def write_reports(root, n: int, run_id: str = "ingest-1", start: int = 0) -> None:
-    """A committed reports table: every 3rd without Impression, every 7th without Findings."""
+def write_reports(
+    root, n: int, run_id: str = "ingest-1", start: int = 0, splits=("train", "test")
+) -> None:
+    """A committed reports table: every 3rd without Impression, every 7th without Findings;
+    split splits[i % len(splits)]."""
     now = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
     rows = []
     for i in range(start, start + n):
@@ -62,7 +65,7 @@ def write_reports(root, n: int, run_id: str = "ingest-1", start: int = 0) -> Non
                 "pair_sha256": f"{i:064x}",
                 "eligible": bool(f and imp),
                 "exclusion_reason": None if f and imp else "no_impression",
-                "split": ("train", "test")[i % 2],
+                "split": splits[i % len(splits)],
                 "split_origin": "random",
                 "ingest_run_id": run_id,
                 "ingested_at": now,
@@ -165,7 +168,9 @@ def test_draft_end_to_end_idempotent(cfg, ray_local):
     # same night again: nothing selected, nothing written; new reports: only those
     again = run_draft(cfg)
     assert (again["selected"], again["committed"]) == (0, 0)
-    write_reports(cfg.path("table"), 3, "ingest-2", start=10)
+    # new test-split reports: the train split, hence the carry rates and the observations the
+    # n-best reranker rewards, is unchanged (when one crosses the threshold: test_spec)
+    write_reports(cfg.path("table"), 3, "ingest-2", start=10, splits=("test",))
     third = run_draft(cfg)
     assert third["committed"] == 3 and len(read_drafts(cfg.path("drafts"))) == len(want) + 3
     # "all" re-drafts everything but commits nothing new
