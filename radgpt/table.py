@@ -113,10 +113,14 @@ def locked(root: str | os.PathLike, run_id: str, wait_s: float = 0.0, command: s
 
 
 def manifests(root: str | os.PathLike) -> list[dict]:
+    """The table's commits, oldest first: by `seq` (commit order, written under the table's
+    lock); manifests older than `seq` keep their run-id order (ids are per second: two runs of
+    one second are ordered by their random suffix, not by time)."""
     d = Path(root) / MANIFESTS
     if not d.is_dir():
         return []
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+    ms = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+    return [m for _, m in sorted(enumerate(ms), key=lambda x: (x[1].get("seq", x[0] + 1), x[0]))]
 
 
 def committed_files(root: str | os.PathLike) -> list[Path]:
@@ -175,7 +179,8 @@ def commit(root: str | os.PathLike, run_id: str, record: dict) -> dict:
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(p, dest)
             files.append(str(dest.relative_to(root)))
-        manifest = {**record, "run_id": run_id, "files": files}
+        seq = len(list((root / MANIFESTS).glob("*.json"))) + 1  # commits hold the table's lock
+        manifest = {**record, "run_id": run_id, "seq": seq, "files": files}
         write_json_atomic(path, manifest)
     except BaseException:  # SIGTERM or a failed rename: no uncommitted file stays in the table
         if not path.exists():

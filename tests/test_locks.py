@@ -129,3 +129,21 @@ def test_selection_folders_of_killed_draft_runs_are_swept_live_ones_kept(tmp_pat
         assert sweep_stages(tmp_path) == 1
         assert not dead.exists() and (live / "selection.parquet").is_file()
     assert (tmp_path / "draft-x.json").is_file()
+
+
+def test_manifests_come_back_in_commit_order_within_one_second(tmp_path):
+    """Run ids are per second + a random suffix: two commits of one second must still read
+    back in the order they were made (the ledger, evaluate's ingest runs, the write-back use it);
+    manifests written before `seq` keep their run-id order, ahead of newer ones."""
+    import json
+
+    root = tmp_path / "t"
+    old = root / table.MANIFESTS / "ingest-20240101T000000Z-000000.json"
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"run_id": "ingest-20240101T000000Z-000000", "files": []}))
+    for rid in ("ingest-20261130T100000Z-ffffff", "ingest-20261130T100000Z-000001"):
+        table.commit(root, rid, {"rows": 0})
+    got = [m["run_id"] for m in table.manifests(root)]
+    assert got == ["ingest-20240101T000000Z-000000", "ingest-20261130T100000Z-ffffff",
+                   "ingest-20261130T100000Z-000001"]  # fmt: skip
+    assert [m.get("seq") for m in table.manifests(root)] == [None, 2, 3]
