@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,19 +21,24 @@ from radgpt.cli import main
 from radgpt.evaluation.review import METRICS, read_ratings, run_import, summarize, unblind
 
 
-@pytest.fixture
-def packet(tmp_path):
-    """A committed reports + drafts table and an exported packet (k=4 reports x 3 systems)."""
+def export(tmp_path, *flags: str) -> tuple[Path, dict, list[str]]:
+    """A committed reports + drafts table, `radgpt review export ... <flags>` into
+    tmp_path/packet: (packet dir, its key, the drafted test report ids)."""
     data, drafts = tmp_path / "table", tmp_path / "drafts"
     rows = report_rows()
     write_reports(data, rows)
     ids = [r["report_id"] for r in rows if r["split"] == "test" and r["eligible"]]
     commit_drafts(draft_rows(ids, DRAFTS), drafts, "draft-test")
     out = tmp_path / "packet"
-    rc = main(["review", "export", "--drafts", str(drafts), "--data", str(data), "-k", "4",
-               "--seed", "3", "--baselines", "nn", "--out", str(out)])  # fmt: skip
-    assert rc == 0
-    key = json.loads((tmp_path / "packet.key.json").read_text())
+    assert main(["review", "export", "--drafts", str(drafts), "--data", str(data), "--seed", "3",
+                 "--out", str(out), *flags]) == 0  # fmt: skip
+    return out, json.loads((tmp_path / "packet.key.json").read_text()), ids
+
+
+@pytest.fixture
+def packet(tmp_path):
+    """An exported packet (k=4 reports x 3 systems)."""
+    out, key, _ = export(tmp_path, "-k", "4", "--baselines", "nn")
     return out, tmp_path / "packet.key.json", key
 
 
@@ -275,15 +281,7 @@ def test_html_packet_in_headless_chromium(packet, browser, tmp_path):
 
 
 def test_flagged_items_first_with_the_finding_highlighted(tmp_path):
-    data, drafts = tmp_path / "table", tmp_path / "drafts"
-    rows = report_rows()
-    write_reports(data, rows)
-    ids = [r["report_id"] for r in rows if r["split"] == "test" and r["eligible"]]
-    commit_drafts(draft_rows(ids, DRAFTS), drafts, "draft-test")
-    out = tmp_path / "packet"
-    assert main(["review", "export", "--drafts", str(drafts), "--data", str(data), "-k", "6",
-                 "--seed", "3", "--out", str(out)]) == 0  # fmt: skip
-    key = json.loads((tmp_path / "packet.key.json").read_text())
+    out, key, ids = export(tmp_path, "-k", "6")
     items = list(csv.DictReader(open(out / "packet.csv")))
     flagged = [bool(it["flags"]) for it in items]
     assert any(flagged) and flagged == sorted(flagged, reverse=True)  # flagged first
