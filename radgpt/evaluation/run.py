@@ -84,20 +84,25 @@ def join(refs: pd.DataFrame, drafts: pd.DataFrame) -> tuple[pd.DataFrame, list[s
     return frame.reset_index(drop=True), systems
 
 
-def review_flags(cfg, frame: pd.DataFrame, draft_systems, baselines, data_root: Path) -> tuple:
+def carry_rates(cfg, data_root: Path):
+    """The carry rates drafting used: the configured adapter's file, else data_root's train split."""
+    from radgpt.model.carry import CarryRates
+
+    adapter = cfg.model_path(cfg.model.adapter) if cfg.model.adapter else None
+    return CarryRates.for_adapter(adapter, data_root)
+
+
+def review_flags(cfg, frame: pd.DataFrame, draft_systems, baselines, carry) -> tuple:
     """({system: (flags, observations)}, settings): the drafts' stored flags; for baselines the
     flags drafting would have given their text (same radgpt.draft.flags.review, same carry rates
     and draft.carry_threshold; never truncated), so flag rate and silent misses compare."""
     from radgpt.draft.flags import review
-    from radgpt.model.carry import CarryRates
     from radgpt.model.prompts import instruction
 
     out = {}
     for s in draft_systems:
         if f"flags:{s}" in frame.columns:
             out[s] = tuple([list(x) for x in frame[f"{c}:{s}"]] for c in FLAG_COLS)
-    adapter = cfg.model_path(cfg.model.adapter) if cfg.model.adapter else None
-    carry = CarryRates.for_adapter(adapter, data_root)
     usual, inst = carry.usual(cfg.draft.carry_threshold), instruction(cfg.train.task)
     for b in baselines:
         got = [review(f, d, truncated=False, instruction=inst, usual=usual)
@@ -109,24 +114,20 @@ def review_flags(cfg, frame: pd.DataFrame, draft_systems, baselines, data_root: 
     return out, settings
 
 
-def carry_sweep(cfg, frame: pd.DataFrame, draft_systems, flags: dict, data_root: Path) -> dict:
+def carry_sweep(cfg, m: dict, draft_systems, flags: dict, carry) -> dict:
     """{system: {"rows": [...], "recommended": row | None}} (radgpt.evaluation.tune) for each
-    draft system with stored flags, priced with the carry rates evaluation uses (review_flags)."""
+    draft system with stored flags, from the labels score() made (m["_labels"]) and the carry
+    rates evaluation uses (review_flags)."""
     from radgpt.evaluation.tune import choose, sweep
-    from radgpt.model import labeler
-    from radgpt.model.carry import CarryRates
 
     systems = [s for s in draft_systems if s in flags]
     if not cfg.eval.carry_grid or not systems:
         return {}
-    adapter = cfg.model_path(cfg.model.adapter) if cfg.model.adapter else None
-    carry = CarryRates.for_adapter(adapter, data_root)
-    find = labeler.label_many(frame["findings"].fillna("").tolist())
-    refs = labeler.label_many(frame["reference"].fillna("").tolist())
+    lab = m["_labels"]
     out = {}
     for s in systems:
-        hyps = labeler.label_many(frame[s].fillna("").tolist())
-        rows = sweep(find, refs, hyps, flags[s][0], carry, cfg.eval.carry_grid)
+        rows = sweep(lab["findings"], lab["reference"], lab["systems"][s], flags[s][0], carry,
+                     cfg.eval.carry_grid)  # fmt: skip
         out[s] = {"carry_rates_sha256": carry.digest, "max_flag_rate": cfg.eval.max_flag_rate,
                   "rows": rows, "recommended": choose(rows, cfg.eval.max_flag_rate)}  # fmt: skip
     return out
@@ -224,9 +225,10 @@ def run_evaluate(
         for name, p in preds.items():
             frame[name] = p
     systems = draft_systems + baselines
-    flags, flag_settings = review_flags(cfg, frame, draft_systems, baselines, data_root)
+    carry = carry_rates(cfg, data_root)
+    flags, flag_settings = review_flags(cfg, frame, draft_systems, baselines, carry)
     m = score(frame, systems, cfg.eval.bootstrap, cfg.eval.seed, compare=draft_systems, flags=flags)
-    m["carry_sweep"] = carry_sweep(cfg, frame, draft_systems, flags, data_root)
+    m["carry_sweep"] = carry_sweep(cfg, m, draft_systems, flags, carry)
     m.update(
         review_flags=flag_settings,
         eval_run_id=eval_id,

@@ -122,4 +122,7 @@ def score(
                          "words": len(words(frame[s].iat[i] or ""))})  # fmt: skip
     out["_per_report"] = rows
     out["_reference_words"] = [len(words(t)) for t in refs]
+    # labeler labels per report (the carry threshold sweep reuses them); findings: None unless
+    # a system has flags
+    out["_labels"] = {"findings": find_labels, "reference": ref_labels, "systems": labels}
     return out
