@@ -83,7 +83,7 @@ def test_spec_round_trips_and_names_the_drafts(cfg, tiny_model_dir):
     # no train split in this table: every carry rate is 0.5 >= 0.4, every finding is "usual"
     usual = sorted(CarryRates.fit([], []).usual(0.4))
     assert gen == {"do_sample": False, "engine": "transformers", "max_new_tokens": 96,
-                   "postprocess": "clean-v1",
+                   "postprocess": "clean-v1", "dtype": model.resolve_dtype("auto", "cpu"),
                    "n_best": {"n": 4, "rerank_weight": 1.0, "usual": usual},
                    "review": {"carry_threshold": 0.4, "carry_rates_sha256": spec.carry_digest}}  # fmt: skip
     assert spec.generation == json.dumps(gen, sort_keys=True, separators=(",", ":"))
@@ -94,6 +94,31 @@ def test_spec_round_trips_and_names_the_drafts(cfg, tiny_model_dir):
     )
     with pytest.raises(ValueError):  # frozen: a run's spec does not change under it
         spec.model_key = "x"
+
+
+def test_the_resolved_dtype_names_the_drafts(cfg):
+    """model.dtype auto resolves once per run, for the actors' device: bf16 on GPUs and on CPUs
+    with native bf16, else fp32; the resolved dtype is part of the draft id (it changes a few
+    greedy drafts), so fp32 and bf16 drafts of one report never share an id."""
+    assert model.resolve_dtype("float32", "cuda") == "float32"  # an explicit dtype stays
+    assert model.resolve_dtype("auto", "cuda") == "bfloat16"
+    assert model.resolve_dtype("auto", "cpu") == ("bfloat16" if model.cpu_bf16() else "float32")
+    specs = {}
+    for d in ("float32", "bfloat16", "auto"):
+        c = cfg.model_copy(deep=True)
+        c.model.dtype = d
+        specs[d] = ModelSpec.resolve(c, None)
+    assert specs["float32"].dtype == "float32" and specs["bfloat16"].dtype == "bfloat16"
+    assert specs["float32"].draft_id("csv:1") != specs["bfloat16"].draft_id("csv:1")
+    auto = specs[model.resolve_dtype("auto", "cpu")]
+    assert specs["auto"].draft_id("csv:1") == auto.draft_id("csv:1")
+    gpu = cfg.model_copy(deep=True)
+    gpu.draft.gpus_per_actor = 1  # GPU actors: bf16 whatever the driver's CPU
+    assert ModelSpec.resolve(gpu, None).dtype == "bfloat16"
+    old = ModelSpec.from_json(specs["auto"].to_json())  # a spec written before the dtype key
+    g = json.loads(old.generation)
+    g.pop("dtype")
+    assert old.model_copy(update={"generation": json.dumps(g)}).dtype is None
 
 
 def test_spec_from_an_adapter_record(cfg, tmp_path, tiny_model_dir):

@@ -56,6 +56,7 @@ def test_engines_are_the_configs_choices():
 def test_drafter_is_its_stages_composed(drafter):
     """The actor's drafts table rows equal the rows built stage by stage (same model)."""
     spec, cfg, tok = drafter.spec, drafter.cfg, drafter.engine.tokenizer
+    assert str(drafter.engine.model.dtype) == f"torch.{spec.dtype}"  # the run's resolved dtype
     pre = Preprocess(spec, tok, cfg.draft.max_new_tokens)
     post = Postprocess(spec, tok, RUN)
     rs = reports()

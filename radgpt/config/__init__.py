@@ -146,7 +146,11 @@ class ModelCfg(_Cfg):
     # version of the model registry (registry:champion; radgpt.model.registry)
     adapter: str | None = "models/iu-default"
     template: str = "chat-v1"  # prompt template name (radgpt/templates/<name>.json)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="weights' dtype for drafting: auto = bfloat16 on GPUs and on CPUs with native "
+        "bf16 (AMX, AVX512-BF16), else float32; the resolved one is part of each draft's id",
+    )
 
 
 class LoraCfg(_Cfg):

@@ -98,7 +98,7 @@ class HFEngine:
             spec.base_model,
             spec.adapter_dir,
             merge=d.merge_adapter,
-            dtype=cfg.model.dtype,
+            dtype=spec.dtype or cfg.model.dtype,  # resolved once per run (ModelSpec.resolve)
             device=self.device,
         )
         # tokenizers of one GGUF differ across transformers versions: stop on every candidate

@@ -198,6 +198,11 @@ class ModelSpec(_Versioned):
         )
 
     @property
+    def dtype(self) -> str | None:
+        """The weights' dtype drafting runs in (resolved from model.dtype); None: an older spec."""
+        return json.loads(self.generation).get("dtype")
+
+    @property
     def id_settings(self) -> str:
         """The generation settings that name a draft: all of `generation` but the review flags'
         settings (the flags annotate a draft, they do not change its text; carry rates learned from
@@ -247,6 +252,10 @@ class ModelSpec(_Versioned):
         from radgpt.model.carry import CarryRates
 
         settings, k = generation_settings(cfg), rec.retrieval_k
+        # the weights' dtype changes a few greedy drafts (bf16 vs fp32: 95.5% identical), so the
+        # resolved one names the draft; GPU actors resolve as CUDA, CPU ones by this CPU's flags
+        device = "cuda" if cfg.draft.gpus_per_actor > 0 else "cpu"
+        settings["dtype"] = model.resolve_dtype(cfg.model.dtype, device)
         tbl = str(Path(table) if table else cfg.path("table"))
         digest = None
         if k > 0:
