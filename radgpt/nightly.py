@@ -66,15 +66,15 @@ def run_nightly(cfg: Config, spark=None) -> dict:
     ray_was_up = ray.is_initialized()
 
     def ingest():
-        own = spark is None
-        from radgpt.runtime import spark_session, stop_spark
+        from radgpt.runtime import active_spark, stop_spark
 
-        sp = spark or spark_session(cfg)
-        try:
-            m = run_ingest(cfg, spark=sp)
+        before = active_spark()
+        try:  # Spark starts only when an input is to be read (not on a night of no new files)
+            m = run_ingest(cfg, spark=spark)
         finally:
-            if own:  # free the JVM's memory before drafting (2 cores, shared machine)
-                stop_spark(sp)
+            sp = active_spark()
+            if spark is None and sp is not None and sp is not before:
+                stop_spark(sp)  # the session this step started: free the JVM before drafting
         return {"ingest_run_id": m["run_id"], "counts": m.get("counts", {}).get("totals")}
 
     def draft():

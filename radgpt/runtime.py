@@ -352,6 +352,13 @@ def quietly(fn) -> None:
         log.debug("on the way out: %s", e)
 
 
+def active_spark():
+    """This process's active SparkSession, or None (without importing pyspark when no session
+    can exist)."""
+    sql = sys.modules.get("pyspark.sql")
+    return sql.SparkSession.getActiveSession() if sql is not None else None
+
+
 def stop_spark(spark, timeout_s: float = 60.0) -> None:
     """Stop a session (or SparkContext) this program started and end its JVM (frees ~1 GB
     before drafting).
