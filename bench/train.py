@@ -1,4 +1,6 @@
-"""Training throughput: length-grouped batches vs naive random padded batches (tokens/s ratio).
+"""Training throughput: length-grouped batches vs naive random padded batches, and the loss on
+response logits only (radgpt.train.loop.response_loss) vs the model's full-logits loss (tokens/s
+ratios, one run).
 
     .venv/bin/python bench/train.py                   # embedded SmolLM2-135M (imported if missing)
     .venv/bin/python bench/train.py --tiny            # tiny random Llama (seconds)
@@ -6,7 +8,10 @@
 
 One optimizer step configuration (LoRA r=8 q/v, micro_batch x grad_accum, cutoff_len) timed in
 process on the same examples with both batch orders; tokens/s counts real (non-pad) tokens only,
-so padding is pure waste. Target: grouped >= 1.3x naive. Prints one JSON line.
+so padding is pure waste. Three runs on the same examples: naive and grouped with the model's own
+loss (logits at every position), then grouped with response_loss; each from the same seed, so the
+last two see the same batches and dropout masks and their per-step losses must agree
+(`loss_max_diff`). Target: grouped >= 1.3x naive. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -61,20 +66,26 @@ def from_table(root: str, n: int) -> list[tuple[str, str]]:
     return [(r["findings"], r["impression"]) for r in rows]
 
 
-def measure(model, ex, order, micro, accum, steps, pad_id) -> dict:
+def full_loss(model, b):
+    return model(**b).loss
+
+
+def measure(model, ex, order, micro, accum, steps, pad_id, loss_fn=full_loss) -> dict:
     import torch
 
     from radgpt.train import data
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    tokens, slots, t_total = 0, 0, 0.0
+    tokens, slots, t_total, losses = 0, 0, 0.0, []
     for s in range(steps + 1):  # step 0 is warm-up, not timed
         t0 = time.perf_counter()
         n_tok = n_slot = 0
         for a in range(accum):
             b = data.collate([ex[i] for i in order[(s * accum + a) % len(order)]], pad_id)
-            model(**b).loss.div(accum).backward()
+            loss = loss_fn(model, b)
+            loss.div(accum).backward()
+            losses.append(loss.item())
             n_tok += int(b["attention_mask"].sum())
             n_slot += b["input_ids"].numel()
         opt.step()
@@ -86,6 +97,7 @@ def measure(model, ex, order, micro, accum, steps, pad_id) -> dict:
         "tokens_per_s": tokens / t_total,
         "pad_fraction": 1 - tokens / slots,
         "s_per_step": t_total / steps,
+        "_losses": losses,
     }
 
 
@@ -109,7 +121,7 @@ def main() -> int:
     from radgpt.model import prompts
     from radgpt.model.base import ensure_default_model, load_tokenizer
     from radgpt.train import data
-    from radgpt.train.loop import build_model
+    from radgpt.train.loop import build_model, response_loss
 
     torch.set_num_threads(a.threads)
     cfg = load_config()
@@ -129,13 +141,19 @@ def main() -> int:
     ex, st = data.encode(recs, tok, prompts.get(cfg.model.template), a.cutoff_len)
     lengths = [len(e["input_ids"]) for e in ex]
     res = {}
-    for name, grouped in (("naive", False), ("grouped", True)):
+    runs = (("naive", False, full_loss), ("grouped", True, full_loss),
+            ("response", True, response_loss))  # fmt: skip
+    for name, grouped, loss_fn in runs:
         torch.manual_seed(0)
         m, _ = build_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), cfg)
         m.train()
         order = data.batches(lengths, a.micro_batch, seed=1, epoch=0, group_by_length=grouped)
-        res[name] = measure(m, ex, order, a.micro_batch, a.grad_accum, a.steps, tok.pad_token_id)
+        res[name] = measure(m, ex, order, a.micro_batch, a.grad_accum, a.steps, tok.pad_token_id,
+                            loss_fn)  # fmt: skip
         del m
+    diff = max(abs(x - y) for x, y in zip(res["grouped"].pop("_losses"),
+                                          res["response"].pop("_losses"), strict=True))  # fmt: skip
+    res["naive"].pop("_losses")
     out = {
         "model": "tiny" if a.tiny else str(base),
         "examples": len(ex),
@@ -148,6 +166,10 @@ def main() -> int:
         "threads": a.threads,
         **{f"{k}_{n}": round(v, 3) for n, r in res.items() for k, v in r.items()},
         "ratio": round(res["grouped"]["tokens_per_s"] / res["naive"]["tokens_per_s"], 2),
+        "ratio_response_vs_grouped": round(
+            res["response"]["tokens_per_s"] / res["grouped"]["tokens_per_s"], 2
+        ),
+        "loss_max_diff": diff,
     }
     print(json.dumps(out))
     return 0

@@ -127,6 +127,43 @@ def test_collate_pads_right_with_ignored_labels():
     assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
+def test_response_loss_is_the_models_loss_and_gradient(tiny_model_dir, tmp_path):
+    """Logits only where a response token is the target: the same mean cross-entropy and the
+    same LoRA gradients as the model's own full-logits loss; the sum matches the token count."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from radgpt.train.data import collate
+    from radgpt.train.loop import build_model, response_loss
+
+    torch.manual_seed(0)
+    m, _ = build_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), _cfg(tmp_path))
+    m.train()
+    for p in m.parameters():  # LoRA B starts at 0: nudge it so the adapter is in the gradient
+        if p.requires_grad:
+            p.data.normal_(0, 0.02)
+    ex = [  # prompt tokens (-100) then a response, right-padded to different lengths
+        {"input_ids": list(range(5, 17)), "labels": [-100] * 9 + [14, 15, 16]},
+        {"input_ids": list(range(30, 37)), "labels": [-100] * 4 + [34, 35, 36]},
+        {"input_ids": list(range(50, 60)), "labels": [-100] * 8 + [58, 59]},
+    ]
+    b = collate(ex, 0)
+    grads = []
+    for f in (lambda: m(**b).loss, lambda: response_loss(m, b)):
+        m.zero_grad()
+        torch.manual_seed(1)  # the same dropout masks for both
+        loss = f()
+        loss.backward()
+        grads.append((loss.item(), [p.grad.clone() for p in m.parameters() if p.requires_grad]))
+    (full, g_full), (resp, g_resp) = grads
+    assert resp == pytest.approx(full, rel=1e-5)
+    assert all(torch.allclose(a, c, atol=1e-6) for a, c in zip(g_full, g_resp, strict=True))
+    m.eval()
+    with torch.no_grad():
+        total = response_loss(m, b, reduction="sum").item()
+        assert total / 8 == pytest.approx(m(**b).loss.item(), rel=1e-5)  # 3 + 3 + 2 targets
+
+
 def test_lr_schedule_warmup_then_cosine():
     from radgpt.train.loop import lr_lambda
 
@@ -236,7 +273,7 @@ def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, 
         sum(p.numel() for n, p in peft.named_parameters() if "lora_" in n)
         == rec["train_state"]["trainable_params"]
     )
-    model, tok = load(learnable_model_dir, out)
+    model, tok = load(learnable_model_dir, out, dtype="float32")  # as the fp32 base below
     assert (rec["eos_token"], rec["eos_token_id"]) == (tok.eos_token, tok.eos_token_id)
     assert rec["base_tokenizer_sha256"] == tokenizer_sha256(learnable_model_dir)
     x = tok(
