@@ -9,8 +9,9 @@ the defaults). Per round, every variant runs once as a fresh `radgpt draft --spl
 process into its own drafts dir (Ray's start, model load and merge, selection and commit
 included, as a night pays them), in rotating order so that machine drift falls on all of them.
 Prints per variant: the seconds of each round and their sum, reports/s, the ratio to the FIRST
-variant (sum of its seconds / sum of this one's), the peak summed RSS and PSS of the process tree
-(driver, Ray's processes and actors; PSS counts shared pages once), and how many drafts are word for word those of the first variant.
+variant (sum of its seconds / sum of this one's), the peak summed RSS and PSS of the process
+tree (driver, Ray's processes and actors; PSS counts shared pages once), and how many drafts are
+word for word those of the first variant.
 --root is a radgpt root holding an ingested table (e.g. the IU CSV: docs/benchmarks.md).
 """
 
