@@ -18,34 +18,15 @@ import argparse
 import gzip
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from proctree import run_sampled  # noqa: E402  (bench/, beside this script)
+
 BUDGET_MB = 2048
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Summed RSS (MB) of a process and all its descendants."""
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        procs = [p, *p.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0
-    for q in procs:
-        try:
-            total += q.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**20
 
 
 def run(root: Path, inputs: list[Path]) -> dict:
@@ -54,24 +35,9 @@ def run(root: Path, inputs: list[Path]) -> dict:
            "--set", f"paths.root={root}", "--set", "spark.master=local[2]",
            *map(str, inputs)]  # fmt: skip
     env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
-    t0, peak = time.perf_counter(), 0.0
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / "ingest.log", "w") as log:
-        p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        stop = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not stop.is_set():
-                peak = max(peak, tree_rss_mb(p.pid))
-                stop.wait(0.1)
-
-        th = threading.Thread(target=sample, daemon=True)
-        th.start()
-        rc = p.wait()
-        stop.set()
-        th.join()
-    return {"rc": rc, "seconds": round(time.perf_counter() - t0, 1), "peak_mb": round(peak)}
+    rc, seconds, peak = run_sampled(cmd, root / "ingest.log", cwd=REPO, env=env)
+    return {"rc": rc, "seconds": round(seconds, 1), "peak_mb": round(peak.rss_mb)}
 
 
 def hostile_inputs(d: Path, bomb_mb: float, sparse_gb: float) -> tuple[list[Path], int]:
