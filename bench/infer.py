@@ -12,8 +12,9 @@ model.adapter (conf/local.yaml: the shipped models/iu-default), greedy: draft.n_
 llama.cpp has no n-best reranker; fp32 on CPU (model.dtype auto).
 
 Every path runs in a child process of its own (`--child`), whose whole process tree (the driver,
-Ray's GCS and raylet, the drafting actor and Ray's other workers) is sampled every 0.1 s: the peak
-summed RSS and PSS (shared pages split between the processes mapping them). Seconds per path:
+Ray's GCS and raylet, the drafting actor and Ray's other workers) is sampled (bench/proctree.py):
+the peak summed RSS (every 0.1 s) and PSS (every 0.5 s; shared pages split between the processes
+mapping them, so libraries mapped by every Ray worker count once). Seconds per path:
 - end to end: in the child, after its imports: `run_draft` (selection, model load, Ray and actor
   start for Ray, drafting, flags, commit); the naive loop: Drafter load + one generate() per
   report; llama.cpp: GGUF load + our tokenizer and retriever + prompts + generation + decoding.
