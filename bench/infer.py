@@ -205,6 +205,7 @@ def run_child(root: Path, tag: str, job: dict) -> dict:
     job = job | {"result": str(d / "result.json")}
     (d / "job.json").write_text(json.dumps(job))
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    load0 = round(os.getloadavg()[0], 2)
     rc, wall, peak = run_sampled([sys.executable, __file__, "--child", str(d / "job.json")],
                                  d / "log.txt", cwd=REPO, env=env, pss=True)  # fmt: skip
     if rc != 0:
@@ -215,6 +216,7 @@ def run_child(root: Path, tag: str, job: dict) -> dict:
         "process_seconds": round(wall, 2),
         "peak_rss_mb": round(peak.rss_mb),
         "peak_pss_mb": round(peak.pss_mb),
+        "load_avg": [load0, round(os.getloadavg()[0], 2)],  # at its start and end
         "reports_per_s": round(n / res["seconds"], 3),
         "steady_reports_per_s": round(n / res["engine_seconds"], 3),
         "tokens_per_s": round(sum(x["tokens"] for x in res["drafts"].values()) / res["seconds"], 1),
@@ -231,7 +233,8 @@ def agreement(a: dict, b: dict) -> tuple[float, list[str]]:
 
 def summary(r: dict) -> dict:
     return {k: r[k] for k in ("seconds", "process_seconds", "reports_per_s", "engine_seconds",
-                              "steady_reports_per_s", "tokens_per_s", "peak_rss_mb", "peak_pss_mb")}  # fmt: skip
+                              "steady_reports_per_s", "tokens_per_s", "peak_rss_mb", "peak_pss_mb",
+                              "load_avg")}  # fmt: skip
 
 
 def main() -> None:
@@ -372,7 +375,8 @@ def docs_md(r: dict) -> str:
         rows.append((f"llama.cpp {r['llama_cpp']['version']} (F32 GGUF, {r['llama_cpp']['threads']} threads)", r["llama_cpp"]))  # fmt: skip
     table = "\n".join(
         f"| {name} | {x['seconds']} | {x['reports_per_s']} | {x['process_seconds']} | "
-        f"{x['engine_seconds']} | {x['steady_reports_per_s']} | {x['peak_rss_mb']} | {x['peak_pss_mb']} |"
+        f"{x['engine_seconds']} | {x['steady_reports_per_s']} | {x['peak_rss_mb']} | {x['peak_pss_mb']} | "
+        f"{' - '.join(map(str, x.get('load_avg', ['?'])))} |"
         for name, x in rows
     )
     lines = [
@@ -384,8 +388,8 @@ def docs_md(r: dict) -> str:
         f"batch {r['batch_size']}, at most {r['max_new_tokens']} new tokens; {r['cpus']} CPU cores "
         f"({r['machine']}); load average {r['load_avg_start']} at the start, {r['load_avg_end']} at the end).",
         "",
-        "| path | end to end s | reports/s | process s | generation s | steady reports/s | peak tree RSS MB | peak tree PSS MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| path | end to end s | reports/s | process s | generation s | steady reports/s | peak tree RSS MB | peak tree PSS MB | load avg |",
+        "|---|---|---|---|---|---|---|---|---|",
         table,
         "",
         f"Ray runs: {r['ray_seconds_each']} s (the faster counted). In process vs Ray: same draft_id "
