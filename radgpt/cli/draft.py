@@ -1,4 +1,5 @@
-"""`radgpt draft`: batch drafting on Ray Data, committed to the drafts table (radgpt.draft.run).
+"""`radgpt draft`: batch drafting (in process or on Ray Data: draft.executor), committed to the
+drafts table (radgpt.draft.run).
 
     radgpt draft --config conf/local.yaml [--data DIR] [--adapter DIR|none] [--split NAME] [--limit N] [--out DIR]
 
@@ -19,7 +20,7 @@ from radgpt.cli import add_config_args, config
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "draft",
-        help="draft Impressions on Ray Data and commit them (drafts table)",
+        help="draft Impressions (in process or on Ray Data) and commit them (drafts table)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

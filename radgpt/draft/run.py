@@ -217,8 +217,8 @@ def sweep_stages(runs: Path) -> int:
 
 
 def run_draft(cfg: Config, *, actor=Drafter) -> dict:
-    """Draft the reports of paths.table selected per draft.* with model.adapter on Ray Data and
-    commit them to the drafts table paths.drafts; a summary.
+    """Draft the reports of paths.table selected per draft.* with model.adapter (in process or on
+    Ray Data, per draft.executor) and commit them to the drafts table paths.drafts; a summary.
 
     actor: the class each Ray actor instantiates, Drafter or a subclass taking the same
     arguments; the fault-injection seam of tests (a subclass that dies mid-run).
