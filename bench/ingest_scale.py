@@ -15,7 +15,8 @@ RSS that one left).
 other (end-to-end runs not measured), then --repeat warm runs each, alternating which goes first
 (the other's session waits idle); prints the speed-up local[1] / local[2] of the medians and the
 parallel efficiency (speed-up / 2) of the parse stage (the manifest's timings.parse_s) and of
-the whole job, with the per-pair ratios.
+the whole job, with the per-pair ratios, and the cores each median run got (its processes' CPU
+seconds / its wall seconds: on a shared machine, local[2] may get fewer than 2).
 `--mimic N`: a synthetic MIMIC-CXR tree of N reports (the real one: 227,835) whose split file is
 cut to --split-rows rows (the real one: 377,110; every study keeps a row), ingested by one
 `radgpt ingest` (local[2], a child process) with Spark's event log on; prints the time to write
@@ -129,8 +130,10 @@ def run_parallel(n: int, masters: list[str], repeat: int, sets: list[str]) -> di
         res = {m: c.result() for m, c in kids.items()}
     few, many = masters
     k = cores_of(many) / cores_of(few)
+    used = {m: round(sum(r["steady_state"]["cpu_s"].values()) / r["steady_state"]["seconds"], 2)
+            for m, r in res.items()}  # fmt: skip
     return {"n": n, "masters": masters, "runs": res, "load_before": load,
-            "load_after": os.getloadavg(),
+            "load_after": os.getloadavg(), "cores_used": used,
             "parse_stage": speedup(res[few]["warm_parse_s"], res[many]["warm_parse_s"], k),
             "whole_job": speedup(res[few]["warm_runs_s"], res[many]["warm_runs_s"], k)}  # fmt: skip
 
@@ -258,7 +261,10 @@ def main() -> None:
             print(f"{what}: {r['masters'][0]} {x['median_s'][0]:.2f} s, {r['masters'][1]} "
                   f"{x['median_s'][1]:.2f} s (medians of {a.repeat}) -> speed-up {x['speedup']}x, "
                   f"efficiency {x['efficiency']:.0%} (per pair {x['per_pair']})")  # fmt: skip
-        print(f"load avg before/after {r['load_before']}/{r['load_after']}")
+        print(
+            f"cores used by the median run (CPU s of driver, JVM and workers / wall s): "
+            f"{r['cores_used']}; load avg before/after {r['load_before']}/{r['load_after']}"
+        )
         print(json.dumps(r))
     if a.mimic:
         r = run_mimic(a.mimic, a.split_rows, a.where, a.keep)

@@ -63,6 +63,7 @@ def test_parallel_mode_at_a_tiny_size():
         assert len(r["runs"][m]["warm_parse_s"]) == 1
     assert set(r["parse_stage"]) == {"median_s", "speedup", "efficiency", "per_pair"}
     assert len(r["whole_job"]["per_pair"]) == 1
+    assert all(r["cores_used"][m] > 0 for m in ("local[1]", "local[2]"))
 
 
 def test_mimic_mode_at_a_tiny_size(tmp_path):
