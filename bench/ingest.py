@@ -3,7 +3,6 @@
     .venv/bin/python bench/ingest.py                    # 20,000 reports, local[2]
     .venv/bin/python bench/ingest.py --sizes 20000,100000
     .venv/bin/python bench/ingest.py --incremental 100000,1000   # an incremental night (issue 18)
-    .venv/bin/python bench/ingest.py --linearity 20000,200000    # one CSV at 1x and 10x rows
 
 Per size N: writes N synthetic MIMIC-CXR reports (radgpt.sample.mimic), then alternates
 - Spark: a child process (so its peak memory is its own) starts a session and runs the full ingest
@@ -20,10 +19,7 @@ the next night (those files + one new export of NEW reports) runs with the input
 skipped unparsed) and reading every input (`--full`, what every night cost before the ledger),
 alternating which runs first, in one warm Spark session; it prints both medians, their ratio and
 whether the two tables afterwards are the same (every column but the run's id and time).
-`--linearity N1,N2` measures linearity instead (issue 18): one synthetic CSV file of N1 rows and
-one of N2, each ingested --repeat times into fresh tables in one warm Spark session (after one
-unmeasured warm-up run of N1), alternating which size goes first; it prints the medians and the
-ratio time(N2) / time(N1) (linear: N2 / N1; quadratic: (N2 / N1)^2) with the per-pair ratios.
+(Linearity, local[1] vs local[2] and a MIMIC-size run: bench/ingest_scale.py.)
 Otherwise it prints reports/s of each and the ratio Spark steady / baseline, the CPU seconds each kind of
 process used in the steady run (driver, JVM, Python workers; JSON `cpu_s`), and the driver's peak memory:
 the sampled peak RSS of the Python driver and of the JVM (in local mode the JVM also hosts the
@@ -66,20 +62,44 @@ def summary(n: int, runs: list[float]) -> dict:
             "runs_s": [round(r, 2) for r in runs]}  # fmt: skip
 
 
-def _jvm_peak(stop: threading.Event, out: dict) -> None:
-    """Sample RSS of this driver process and of its JVM every 0.2 s; keep the peaks (MB)."""
-    import psutil
+class Peaks:
+    """Samples the RSS of this process (the Python driver) and of its JVM child every 0.2 s in a
+    thread; take() gives the peaks (MB) since the previous take(), `total` those of the whole run.
+    In local mode the JVM hosts the executors too: its peak bounds the JVM driver's from above."""
 
-    me = psutil.Process()
-    while not stop.is_set():
-        out["py_peak_mb"] = max(out.get("py_peak_mb", 0), me.memory_info().rss / 2**20)
-        for c in me.children(recursive=True):
-            try:
-                if "java" in c.name():
-                    out["jvm_peak_mb"] = max(out.get("jvm_peak_mb", 0), c.memory_info().rss / 2**20)
-            except psutil.Error:
-                pass
-        stop.wait(0.2)
+    def __init__(self) -> None:
+        self.now: dict[str, float] = {}
+        self.total: dict[str, float] = {}
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            got = {"py_peak_mb": me.memory_info().rss / 2**20}
+            for c in me.children(recursive=True):
+                try:
+                    if "java" in c.name():
+                        mb = c.memory_info().rss / 2**20
+                        got["jvm_peak_mb"] = max(got.get("jvm_peak_mb", 0), mb)
+                except psutil.Error:
+                    pass
+            with self._lock:
+                for d in (self.now, self.total):
+                    for k, v in got.items():
+                        d[k] = max(d.get(k, 0.0), v)
+            self._stop.wait(0.2)
+
+    def take(self) -> dict[str, float]:
+        with self._lock:
+            out, self.now = self.now, {}
+        return {k: round(v, 1) for k, v in out.items()}
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        return {k: round(v, 1) for k, v in self.total.items()}
 
 
 def _cpu() -> dict[int, tuple[str, float]]:
@@ -111,9 +131,7 @@ def spark_child(src: Path, work: Path, master: str, repeat: int, sets: list[str]
     from radgpt.runtime import setup_logging, spark_session
 
     setup_logging("WARNING")
-    mem: dict = {}
-    stop = threading.Event()
-    threading.Thread(target=_jvm_peak, args=(stop, mem), daemon=True).start()
+    peaks = Peaks()
     t0 = time.perf_counter()
     runs = []
     for i in range(1 + repeat):
@@ -132,13 +150,50 @@ def spark_child(src: Path, work: Path, master: str, repeat: int, sets: list[str]
                      "cpu_s": _cpu_delta(cpu, _cpu())})  # fmt: skip
         shutil.rmtree(work / f"run{i}")
         print(json.dumps({"run": i}), flush=True)
-    stop.set()
+    mem = peaks.stop()
     warm = sorted(runs[1:], key=lambda r: r["seconds"])
-    out = {"end_to_end": runs[0], "steady_state": warm[len(warm) // 2], "first_warm": runs[1],
-           "warm_runs_s": [r["seconds"] for r in runs[1:]]}  # fmt: skip
-    out["driver_python_peak_mb"] = round(mem.get("py_peak_mb", 0), 1)
-    out["jvm_peak_mb"] = round(mem.get("jvm_peak_mb", 0), 1)
-    return out
+    return {"end_to_end": runs[0], "steady_state": warm[len(warm) // 2], "first_warm": runs[1],
+            "warm_runs_s": [r["seconds"] for r in runs[1:]],
+            "warm_parse_s": [round(r["timings"]["parse_s"], 2) for r in runs[1:]],
+            "driver_python_peak_mb": mem.get("py_peak_mb", 0),
+            "jvm_peak_mb": mem.get("jvm_peak_mb", 0)}  # fmt: skip
+
+
+class SparkChild:
+    """A `--child` process (spark_child): its end-to-end run starts at once and __init__ waits for
+    it; each go() runs one warm run and waits for it; result() is the child's JSON."""
+
+    def __init__(self, src: Path, work: Path, master: str, repeat: int, sets: list[str]) -> None:
+        self.log = open(work.with_name(work.name + ".err"), "w+")  # noqa: SIM115 - a full pipe blocks
+        self.p = subprocess.Popen(
+            [sys.executable, __file__, "--child", str(src), str(work), "--master", master,
+             "--repeat", str(repeat), *(f"--set={x}" for x in sets)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+        )  # fmt: skip
+        self._line()
+
+    def _line(self) -> None:
+        if not self.p.stdout.readline():  # the child died: do not write to its closed pipe
+            self._fail()
+
+    def go(self) -> None:
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+        self._line()
+
+    def result(self) -> dict:
+        self.p.stdin.close()
+        out = self.p.stdout.read()  # not communicate(): it would skip what readline buffered
+        if self.p.wait():
+            self._fail()
+        self.log.close()
+        return json.loads(out.strip().splitlines()[-1])
+
+    def _fail(self) -> None:
+        self.p.kill()
+        self.p.wait()
+        self.log.seek(0)
+        raise SystemExit(f"spark child failed:\n{self.log.read()[-3000:]}")
 
 
 def run_size(n: int, master: str, repeat: int, sets: list[str]) -> dict:
@@ -147,30 +202,12 @@ def run_size(n: int, master: str, repeat: int, sets: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="radgpt-bench-") as tmp:
         src = Path(tmp) / "mimic"
         write_mimic(src, n, seed=11, bad=False)
-        log = open(Path(tmp) / "child.err", "w+")  # noqa: SIM115 - a file: a full pipe would block
-        child = subprocess.Popen(
-            [sys.executable, __file__, "--child", str(src), str(Path(tmp) / "work"), "--master", master,
-             "--repeat", str(repeat), *(f"--set={x}" for x in sets)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-        )  # fmt: skip
-        base, lines = [], []
-        for i in range(1 + repeat):
-            if i:  # one baseline run right before each warm Spark run: same machine load
-                n_base, dt = baseline_once(src)
-                base.append(dt)
-                child.stdin.write("go\n")
-                child.stdin.flush()
-            lines.append(child.stdout.readline())
-            if not lines[-1]:  # the child died: stop here, do not write to its closed pipe
-                break
-        child.stdin.close()
-        out = child.stdout.read()  # not communicate(): it would skip what readline buffered
-        child.wait()
-        if child.returncode or not lines[-1]:
-            log.seek(0)
-            raise SystemExit(f"spark child failed:\n{log.read()[-3000:]}")
-        log.close()
-        sp = json.loads(out.strip().splitlines()[-1])
+        child, base = SparkChild(src, Path(tmp) / "work", master, repeat, sets), []
+        for _ in range(repeat):  # one baseline run right before each warm Spark run: same load
+            n_base, dt = baseline_once(src)
+            base.append(dt)
+            child.go()
+        sp = child.result()
     pairs = [round(b / s, 2) for b, s in zip(base, sp["warm_runs_s"], strict=True)]
     base = summary(n_base, base)
     ratio = sp["steady_state"]["reports_per_s"] / base["reports_per_s"]
@@ -248,66 +285,20 @@ def incremental_child(d: Path, master: str, repeat: int, sets: list[str]) -> dic
             "same_table": same}  # fmt: skip
 
 
+def child_json(script: str, mode: str, d: str, master: str, repeat: int, sets: list[str]) -> dict:
+    """Run `script mode d` in a child process (its own JVM and peak memory); its last JSON line."""
+    cmd = [sys.executable, script, mode, d, "--master", master, "--repeat", str(repeat),
+           *(f"--set={x}" for x in sets)]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"spark child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_incremental(n: int, batch: int, master: str, repeat: int, sets: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="radgpt-bench-") as tmp:
         write_nights(Path(tmp), n, batch)
-        cmd = [sys.executable, __file__, "--incremental-child", tmp, "--master", master,
-               "--repeat", str(repeat), *(f"--set={x}" for x in sets)]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode:
-            raise SystemExit(f"spark child failed:\n{out.stderr[-3000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def linearity_child(d: Path, master: str, repeat: int, sets: list[str]) -> dict:
-    """In one warm session: each CSV under d/<n>/ ingested `repeat` times into fresh tables."""
-    from radgpt.config import load_config
-    from radgpt.ingest.run import run_ingest
-    from radgpt.runtime import setup_logging, spark_session
-
-    setup_logging("WARNING")
-    sizes = sorted(int(x.name) for x in d.iterdir() if x.name.isdigit())
-
-    def cfg(root: Path, n: int):
-        sets_ = [("paths.root", str(root)), ("spark.master", master), *sets,
-                 ("ingest.inputs", [str(d / str(n) / "reports.csv")])]  # fmt: skip
-        return load_config(None, sets_, env={})
-
-    spark = spark_session(cfg(d / "warm", sizes[0]))
-    run_ingest(cfg(d / "warm", sizes[0]), spark=spark)  # warm-up: session, JIT, workers
-    shutil.rmtree(d / "warm")
-    runs: dict[int, list[float]] = {n: [] for n in sizes}
-    seen: dict[int, int] = {}
-    for i in range(repeat):
-        for n in sizes if i % 2 == 0 else sizes[::-1]:
-            root = d / f"run-{n}-{i}"
-            t = time.perf_counter()
-            m = run_ingest(cfg(root, n), spark=spark)
-            runs[n].append(round(time.perf_counter() - t, 2))
-            seen[n] = m["counts"]["totals"]["seen"]
-            shutil.rmtree(root)
-    lo, hi = sizes[0], sizes[-1]
-    med = {n: statistics.median(v) for n, v in runs.items()}
-    return {"sizes": sizes, "seen": seen, "runs_s": runs, "median_s": med,
-            "ratio": round(med[hi] / med[lo], 2), "rows_ratio": hi / lo,
-            "ratio_per_pair": [round(b / a, 2) for a, b in zip(runs[lo], runs[hi], strict=True)],
-            "load_before": os.getloadavg()}  # fmt: skip
-
-
-def run_linearity(sizes: list[int], master: str, repeat: int, sets: list[str]) -> dict:
-    from radgpt.sample.csvx import write_csv
-
-    with tempfile.TemporaryDirectory(prefix="radgpt-bench-") as tmp:
-        for n in sizes:
-            write_csv(Path(tmp) / str(n), n, seed=11, bad=False)
-        load = os.getloadavg()
-        cmd = [sys.executable, __file__, "--linearity-child", tmp, "--master", master,
-               "--repeat", str(repeat), *(f"--set={x}" for x in sets)]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode:
-            raise SystemExit(f"spark child failed:\n{out.stderr[-3000:]}")
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        return r | {"load_before": load, "load_after": os.getloadavg()}
+        return child_json(__file__, "--incremental-child", tmp, master, repeat, sets)
 
 
 def main() -> None:
@@ -334,35 +325,12 @@ def main() -> None:
         "NEW reports each) + one new export of NEW, with the input ledger vs reading every input "
         "(--full), same table afterwards, e.g. --incremental 100000,1000",
     )
-    p.add_argument(
-        "--linearity",
-        metavar="N1,N2",
-        help="instead: one CSV file of N1 rows and one of N2 ingested in one warm session, "
-        "time(N2) / time(N1), e.g. --linearity 20000,200000",
-    )
-    p.add_argument("--linearity-child", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--child", nargs=2, metavar=("SRC", "WORK"), help=argparse.SUPPRESS)
     p.add_argument("--incremental-child", metavar="DIR", help=argparse.SUPPRESS)
     a = p.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if a.incremental_child:
         print(json.dumps(incremental_child(Path(a.incremental_child), a.master, a.repeat, a.set)))
-        return
-    if a.linearity_child:
-        print(json.dumps(linearity_child(Path(a.linearity_child), a.master, a.repeat, a.set)))
-        return
-    if a.linearity:
-        sizes = sorted(int(x) for x in a.linearity.split(","))
-        print(f"cores={os.cpu_count()} master={a.master} set={a.set}")
-        r = run_linearity(sizes, a.master, a.repeat, a.set)
-        lo, hi = (str(n) for n in r["sizes"][:: len(r["sizes"]) - 1])
-        print(
-            f"linearity: one CSV of {lo} rows {r['median_s'][lo]:.2f} s, of {hi} rows "
-            f"{r['median_s'][hi]:.2f} s (medians of {a.repeat}, warm session) -> "
-            f"time ratio {r['ratio']} for {r['rows_ratio']:g}x rows (per pair "
-            f"{r['ratio_per_pair']}); load avg before/after {r['load_before']}/{r['load_after']}"
-        )
-        print(json.dumps(r))
         return
     if a.incremental:
         n, new = (int(x) for x in a.incremental.split(","))

@@ -29,15 +29,19 @@ from proctree import run_sampled  # noqa: E402  (bench/, beside this script)
 BUDGET_MB = 2048
 
 
-def run(root: Path, inputs: list[Path]) -> dict:
-    """One `radgpt ingest` in a child process; its exit code, seconds and peak tree RSS."""
+def run(root: Path, inputs: list[Path], sets: tuple[str, ...] = ()) -> dict:
+    """One `radgpt ingest` (local[2], `--set`s added) in a child process: its exit code, seconds,
+    the peak RSS of its tree (`peak_mb`) and of its Python driver, JVM and Python workers."""
     cmd = [sys.executable, "-m", "radgpt", "ingest", "--config", str(REPO / "conf/local.yaml"),
            "--set", f"paths.root={root}", "--set", "spark.master=local[2]",
-           *map(str, inputs)]  # fmt: skip
+           *(x for kv in sets for x in ("--set", kv)), *map(str, inputs)]  # fmt: skip
     env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
     root.mkdir(parents=True, exist_ok=True)
-    rc, seconds, peak = run_sampled(cmd, root / "ingest.log", cwd=REPO, env=env)
-    return {"rc": rc, "seconds": round(seconds, 1), "peak_mb": round(peak.rss_mb)}
+    rc, seconds, peak = run_sampled(cmd, root / "ingest.log", cwd=REPO, env=env, kinds=True)
+    k = peak.kinds_mb
+    return {"rc": rc, "seconds": round(seconds, 1), "peak_mb": round(peak.rss_mb),
+            "driver_peak_mb": round(k.get("root", 0)), "jvm_peak_mb": round(k.get("jvm", 0)),
+            "workers_peak_mb": round(k.get("other", 0))}  # fmt: skip
 
 
 def hostile_inputs(d: Path, bomb_mb: float, sparse_gb: float) -> tuple[list[Path], int]:

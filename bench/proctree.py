@@ -37,13 +37,35 @@ def tree_mb(pid: int, pss: bool = False) -> float:
     return total / 2**20
 
 
-class Peak:
-    """Samples a process tree in a thread while in the block: the peak .rss_mb every `every` s,
-    .pss_mb every fifth time."""
+def kinds_mb(pid: int) -> dict[str, float]:
+    """RSS in MB of a process tree by kind: `root` (the process itself), `jvm` (java
+    descendants: a Spark driver, with the executors in local mode), `other` (the rest: Spark's
+    Python workers, Ray's processes)."""
+    import psutil
 
-    def __init__(self, pid: int, every: float = 0.1, pss: bool = True):
-        self.pid, self.every, self.pss = pid, every, pss
+    out = dict.fromkeys(("root", "jvm", "other"), 0.0)
+    try:
+        p = psutil.Process(pid)
+        procs = [p, *p.children(recursive=True)]
+    except psutil.Error:
+        return out
+    for q in procs:
+        try:
+            kind = "root" if q.pid == pid else "jvm" if "java" in q.name() else "other"
+            out[kind] += q.memory_info().rss / 2**20
+        except psutil.Error:  # gone meanwhile, or not ours to read
+            pass
+    return out
+
+
+class Peak:
+    """Samples a process tree every `every` s in a thread while in the block: .rss_mb, .pss_mb,
+    and with kinds=True .kinds_mb (the peak of each of kinds_mb's sums)."""
+
+    def __init__(self, pid: int, every: float = 0.1, pss: bool = True, kinds: bool = False):
+        self.pid, self.every, self.pss, self.kinds = pid, every, pss, kinds
         self.rss_mb = self.pss_mb = 0.0
+        self.kinds_mb: dict[str, float] = {}
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._run, daemon=True)
 
@@ -53,6 +75,9 @@ class Peak:
             self.rss_mb = max(self.rss_mb, tree_mb(self.pid))
             if self.pss and i % 5 == 0:  # smaps_rollup walks page tables: every 5th sample
                 self.pss_mb = max(self.pss_mb, tree_mb(self.pid, pss=True))
+            if self.kinds:
+                for k, v in kinds_mb(self.pid).items():
+                    self.kinds_mb[k] = max(self.kinds_mb.get(k, 0.0), v)
             i += 1
             self._stop.wait(self.every)
 
@@ -65,12 +90,14 @@ class Peak:
         self._th.join()
 
 
-def run_sampled(cmd: list[str], log_path: Path, *, cwd=None, env=None, pss: bool = False):
+def run_sampled(
+    cmd: list[str], log_path: Path, *, cwd=None, env=None, pss: bool = False, kinds: bool = False
+):
     """Run cmd (stdout + stderr to log_path); (exit code, wall seconds, Peak of its tree)."""
     t0 = time.perf_counter()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        with Peak(p.pid, pss=pss) as peak:
+        with Peak(p.pid, pss=pss, kinds=kinds) as peak:
             rc = p.wait()
     return rc, time.perf_counter() - t0, peak

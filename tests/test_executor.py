@@ -205,3 +205,29 @@ def test_partitions_follow_the_input_bytes_and_the_cores():
     assert partitions(1000 * mb, 10_000, 2) == 16  # 64 MB a task, a multiple of the cores
     assert partitions(1000 * mb, 10_000, 16) == 16
     assert partitions(1000 * mb, 5, 16) == 5  # never more tasks than units
+
+
+@pytest.mark.parametrize("fmt", ["csv", "fhir"])
+def test_row_ranges_share_their_files_bytes(tmp_path, fmt):
+    """A CSV or NDJSON file's row ranges carry their share of its bytes (Unit.size), not the
+    whole file's each: a big file gets partitions by its bytes, not one task per range."""
+    from radgpt.ingest.sources import reader
+
+    if fmt == "csv":
+        from radgpt.sample.csvx import csv_text
+
+        src = tmp_path / "r.csv"
+        src.write_text(csv_text((i, "", "", "x", "", "", f"ok {i}", "fine") for i in range(25)))
+    else:
+        src = tmp_path / "r.ndjson"
+        src.write_text("".join(json.dumps({"resourceType": "Patient", "id": str(i)}) + "\n"
+                               for i in range(25)))  # fmt: skip
+    cfg = load_config(None, [("paths.root", str(tmp_path)), ("ingest.csv_rows_per_unit", 10)],
+                      env={})  # fmt: skip
+    units = list(reader(fmt).units(src, cfg.ingest))
+    assert [(u.start, u.stop) for u in units] == [(0, 10), (10, 20), (20, 25)]
+    size = src.stat().st_size
+    assert [u.size for u in units] == [-(-size * k // 25) for k in (10, 10, 5)]
+    assert size <= sum(u.size for u in units) <= size + 3
+    index = write_units(cfg, [(fmt, src)], tmp_path / "units.jsonl", None, cores=2)
+    assert len(index) == 1  # a small file: one task (each range had the whole size: 3)

@@ -163,11 +163,14 @@ def plan_defects(r: random.Random, n: int) -> list[str | None]:
 def draw_cases(r: random.Random, n: int, mark: str | None, defects: bool = True) -> list[Case]:
     """n cases; with defects, a few break cohort rules and a few duplicate an earlier pair."""
     cases: list[Case] = []
+    clean: list[Case] = []  # the cases so far without a defect, in order (a duplicate's twins)
     for d in plan_defects(r, n) if defects else [None] * n:
         c = draw_case(r, mark, None if d == "duplicate" else d)
         if d == "duplicate":
-            twin = r.choice([x for x in cases if x.defect is None])
+            twin = r.choice(clean)  # was a new list of them per duplicate: quadratic in n
             c.findings, c.impression, c.positives = twin.findings, twin.impression, twin.positives
             c.defect = "duplicate"
         cases.append(c)
+        if c.defect is None:
+            clean.append(c)
     return cases

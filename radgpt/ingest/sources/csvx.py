@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from radgpt.config import IngestCfg
-from radgpt.ingest.sources.base import Bad, Raw, Unit, fault, guarded, reads_faults, safe_units
+from radgpt.ingest.sources.base import (
+    Bad,
+    Raw,
+    Unit,
+    fault,
+    guarded,
+    reads_faults,
+    row_share,
+    safe_units,
+)
 from radgpt.ingest.sources.stream import STREAM_ERRORS, open_bytes, stream_error, tokens
 from radgpt.runtime import sha256_bytes
 
@@ -206,7 +215,8 @@ def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
         yield fault(NAME, str(path), None, *cols, size=size)
         return
     for k, a in enumerate(range(0, n, step)):
-        yield Unit(NAME, str(path), None, a, min(a + step, n), size, extra=str(starts[k]))
+        b = min(a + step, n)
+        yield Unit(NAME, str(path), None, a, b, row_share(size, b - a, n), extra=str(starts[k]))
 
 
 def _time(s: str) -> dt.datetime | None:

@@ -41,7 +41,16 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from radgpt.config import IngestCfg
-from radgpt.ingest.sources.base import Bad, Raw, Unit, fault, guarded, reads_faults, safe_units
+from radgpt.ingest.sources.base import (
+    Bad,
+    Raw,
+    Unit,
+    fault,
+    guarded,
+    reads_faults,
+    row_share,
+    safe_units,
+)
 from radgpt.ingest.sources.stream import (
     STREAM_ERRORS,
     json_members,
@@ -104,7 +113,8 @@ def units(path: Path, cfg: IngestCfg) -> Iterator[Unit]:
     if n == 0:
         yield fault(NAME, str(path), None, "empty_file", "no lines", size=size)
     for k, a in enumerate(range(0, n, step)):
-        yield Unit(NAME, str(path), None, a, min(a + step, n), size, extra=str(starts[k]))
+        b = min(a + step, n)
+        yield Unit(NAME, str(path), None, a, b, row_share(size, b - a, n), extra=str(starts[k]))
 
 
 class _Text(HTMLParser):
