@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
-from bench import ingest_scale
 from radgpt.sample.base import gzip_bytes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/: scripts, not installed
+from bench import ingest_scale  # noqa: E402
 
 
 def split_file(tmp_path, rows):
