@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,19 @@ def test_import_smollm2_generates_sensible_text(tmp_path):
     with torch.no_grad():
         y = m.generate(**x, max_new_tokens=16, do_sample=False)
     assert "Paris" in tok.decode(y[0, x["input_ids"].shape[1] :])
+
+
+def test_a_full_model_dir_replaces_the_base(tiny_model_dir, tmp_path):
+    """train.method=full writes a whole model dir: given as the adapter, it is what loads (the
+    base is not read); a PEFT dir stays an adapter on the base."""
+    full = tmp_path / "full"
+    shutil.copytree(tiny_model_dir, full)
+    assert model.weights_dirs(tmp_path / "gone", full) == (full, None)
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text("{}")
+    assert model.weights_dirs(tiny_model_dir, lora) == (Path(tiny_model_dir), lora)
+    with pytest.raises(FileNotFoundError, match="model directory not found"):
+        model.weights_dirs(tmp_path / "gone", lora)
+    m, tok = model.load(tmp_path / "gone", full)
+    assert not m.training and tok.pad_token is not None

@@ -108,10 +108,11 @@ def cmd_models_carry_rates(args: argparse.Namespace) -> int:
 
 
 def cmd_models_export_gguf(args: argparse.Namespace) -> int:
+    from radgpt.cli.draft import no_adapter
     from radgpt.draft.drafter import adapter_dir
     from radgpt.model.gguf_export import export_gguf
 
-    none = (args.adapter or "").lower() == "none"
+    none = no_adapter(args)
     cfg = config(args, {"model.adapter": None if none else args.adapter})
     adapter = None if none else adapter_dir(cfg)
     out = export_gguf(cfg.model_path(cfg.model.base), adapter, Path(args.out),

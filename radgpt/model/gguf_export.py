@@ -5,9 +5,9 @@
     from radgpt.model.gguf_export import export_gguf
     export_gguf("var/models/smollm2-135m-instruct", "models/iu-default", "var/iu-default.f32.gguf")
 
-The weights are what drafting computes with on CPU: radgpt.model.base.load in fp32 with the
-adapter merged (merge_and_unload), so llama.cpp drafts from the same numbers (bench/infer.py
---llama-cpp compares the two). Llama architectures only (LlamaForCausalLM: SmolLM2, the tests'
+The weights are radgpt.model.base.load's in fp32 with the adapter merged (merge_and_unload): what
+drafting computes with on a CPU without native bf16 (model.dtype auto), so llama.cpp drafts from
+the same numbers (bench/infer.py --llama-cpp compares the two; --dtype float32 on a bf16 CPU). Llama architectures only (LlamaForCausalLM: SmolLM2, the tests'
 tiny Llama).
 
 Tensors take llama.cpp's names (token_embd, blk.N.attn_q/k/v/output, ffn_gate/up/down, attn_norm,
@@ -26,7 +26,7 @@ import logging
 import os
 from pathlib import Path
 
-from radgpt.model.base import RECORD, require_dir
+from radgpt.model.base import RECORD
 
 log = logging.getLogger(__name__)
 ARCH = "llama"
@@ -199,9 +199,7 @@ def export_gguf(base_dir, adapter_dir, out, *, tokenizer_gguf=None) -> Path:
     from radgpt.model import base as model
 
     m, tok = model.load(base_dir, adapter_dir, merge=True, dtype="float32", device="cpu")
-    base = require_dir(base_dir)
-    if adapter_dir and not (Path(adapter_dir) / "adapter_config.json").is_file():
-        base = require_dir(adapter_dir)  # a full fine-tune replaces the base (as load does)
+    base = model.weights_dirs(base_dir, adapter_dir)[0]  # a full fine-tune replaces the base
     src = tokenizer_gguf or source_gguf(base)
     p = write_gguf(m, tok, base, out, src)
     log.info(
