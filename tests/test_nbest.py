@@ -55,6 +55,22 @@ def test_branch_zero_is_greedy_and_branches_differ(tiny):
         assert all(len(t) <= 12 for t, _, _ in cands)
 
 
+def test_prefill_projects_the_last_position_only(tiny):
+    """The LM head sees one position per row at every step, prefill included: (B, 1, hidden),
+    not (B, T, hidden) (an IU batch of 8 would hold ~320 MB of bf16 logits it never reads)."""
+    model, tok = tiny
+    prompts = [tok(t)["input_ids"] for t in ["The heart size is normal.", "Mild cardiomegaly."]]
+    seen = []
+    h = model.get_output_embeddings().register_forward_hook(lambda m, a, o: seen.append(a[0].shape))
+    try:
+        branch_decode(model, prompts, [2, 1], pad=tok.pad_token_id, eos=[tok.eos_token_id],
+                      max_new_tokens=4)  # fmt: skip
+    finally:
+        h.remove()
+    assert seen[0][0] == 2 and len(seen) >= 2  # the prefill, then decode steps of 3 branches
+    assert {s[1] for s in seen} == {1}
+
+
 def test_rerank_prefers_carrying_candidates_and_keeps_greedy_on_ties():
     findings = label("Small left pleural effusion. Heart size normal.")
     usual = {"Pleural Effusion", "Cardiomegaly"}
