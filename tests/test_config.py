@@ -100,3 +100,18 @@ def test_env_override_errors_name_the_variable():
     with pytest.raises(ConfigError) as e:  # a --set of the same key decides: no env blame
         load_config(None, ["train.lr=fast"], env={"RADGPT__TRAIN__LR": "0.1"})
     assert "environment" not in str(e.value)
+
+
+def test_training_variants_are_valid_configs():
+    """Every recipe of training/variants.tsv (training/sweep.sh) loads on conf/gpu.yaml: a
+    misspelt key or template fails here, not 10 minutes into a GPU session."""
+    from radgpt.model import prompts
+
+    rows = [ln.split("\t") for ln in (REPO / "training/variants.tsv").read_text().splitlines()]
+    rows = [r for r in rows if r[0] and not r[0].startswith("#")]
+    assert len(rows) >= 2 and len({r[0] for r in rows}) == len(rows)
+    for name, sets in rows:
+        words = sets.split()
+        assert words[::2] == ["--set"] * (len(words) // 2), name
+        cfg = load_config(REPO / "conf/gpu.yaml", words[1::2], env={})
+        prompts.get(cfg.model.template)

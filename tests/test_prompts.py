@@ -97,3 +97,16 @@ def test_response_too_long_is_dropped(tok):
         prompts.encode(tok, prompts.get("chat-v1"), "impression", F, IMP * 40, cutoff_len=32)
         is None
     )
+
+
+def test_obs_template_lists_the_positive_observations(tok):
+    """chat-obs-v1: after the report's and each example's Findings, what the labeler finds stated
+    positively in them; training and drafting build it with the same fit()."""
+    f = "Mild cardiomegaly. Small right pleural effusion. No pneumothorax."
+    t = prompts.get("chat-obs-v1")
+    p = t.prompt(tok, "impression", f, examples=[(F, IMP)])
+    assert f"Findings: {f}\nPositive observations: cardiomegaly, pleural effusion" in p
+    assert f"Findings: {F}\nPositive observations: none\nImpression: {IMP}" in p
+    assert "Positive observations" not in prompts.get("chat-v1").prompt(tok, "impression", f)
+    ids, labels, _ = prompts.encode(tok, t, "impression", f, IMP, examples=[(F, IMP)])
+    assert tok.decode(ids[: labels.count(prompts.IGNORE)]) == p

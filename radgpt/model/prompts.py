@@ -7,7 +7,9 @@
     ids, labels, trunc = prompts.encode(tok, tpl, "impression", findings, impression, cutoff_len=512)
 
 Two kinds: "chat" renders the tokenizer's own chat template (instruct models such as SmolLM2),
-"plain" is an Alpaca-style string (base models). Training and drafting build prompts with the same
+"plain" is an Alpaca-style string (base models). A template whose text has `{positives}` gets
+the observations the rule labeler finds stated positively in the Findings it formats (the
+report's and each example's; "none" when there are none): chat-obs-v1. Training and drafting build prompts with the same
 `fit` so that truncation and retrieved examples look identical at both times.
 """
 
@@ -53,8 +55,9 @@ class Template:
         return f"{self.name}@{self.version}"
 
     def _examples(self, examples) -> str:
+        obs = "{positives}" in self.example  # label the examples only when the text asks
         return "".join(
-            self.example.format(n=n, findings=f, impression=i)
+            self.example.format(n=n, findings=f, impression=i, positives=obs and positives(f))
             for n, (f, i) in enumerate(examples, 1)
         )
 
@@ -63,6 +66,8 @@ class Template:
         kw = dict(
             instruction=instruction(task), examples=self._examples(examples), findings=findings
         )
+        if "{positives}" in self.user + self.prompt_fmt:
+            kw["positives"] = positives(findings)
         if self.kind == "plain":
             return self.prompt_fmt.format(**kw)
         if not getattr(tokenizer, "chat_template", None):
@@ -103,6 +108,16 @@ class Template:
                 return ids, True
             keep -= max(1, len(ids) - budget)
         raise ValueError(f"prompt overhead of {overhead} tokens exceeds the budget of {budget}")
+
+
+def positives(findings: str) -> str:
+    """The observations stated positively in a text, lower case, in the labeler's order:
+    "cardiomegaly, pleural effusion" (or "none")."""
+    from radgpt.model.carry import positives as pos
+    from radgpt.model.labeler import OBSERVATIONS, label
+
+    got = pos(label(findings))
+    return ", ".join(o.lower() for o in OBSERVATIONS if o in got) or "none"
 
 
 def _ids(tokenizer, text: str) -> list[int]:
