@@ -4,14 +4,17 @@
         --variant before=model.dtype=float32,draft.n_best=1,draft.carry_threshold=0.5 \
         --variant now=  --variant local=draft.executor=local
 
-Each variant is `name=key=value,key=value` (config overrides on conf/local.yaml; `name=` alone:
-the defaults). Per round, every variant runs once as a fresh `radgpt draft --split S --limit N`
-process into its own drafts dir (Ray's start, model load and merge, selection and commit
-included, as a night pays them), in rotating order so that machine drift falls on all of them.
-Prints per variant: the seconds of each round and their sum, reports/s, the ratio to the FIRST
-variant (sum of its seconds / sum of this one's), the peak summed RSS and PSS of the process
-tree (driver, Ray's processes and actors; PSS counts shared pages once), and how many drafts are
-word for word those of the first variant.
+Each variant is `name=key=value,key=value` (config overrides on --config, default
+conf/local.yaml; `name=` alone: its values); `name@DIR=...` runs the radgpt code of the checkout
+DIR (e.g. a `git worktree` of the commit before a change) with this checkout's config and model:
+code before/after in the same run. Per round, every variant runs once as a fresh
+`radgpt draft --split S --limit N` process into its own drafts dir (Ray's start, model load and
+merge, selection and commit included, as a night pays them), in rotating order so that machine
+drift falls on all of them. Prints per variant: the seconds of each round and their sum,
+reports/s, the ratio to the FIRST variant (sum of its seconds / sum of this one's), the peak
+summed RSS and PSS of the process tree (driver, Ray's processes and actors; PSS counts shared
+pages once), the steady-state reports/s of the engine stage (round 0: reports / the sum of their
+latency_ms), and how many drafts are word for word those of the first variant.
 --root is a radgpt root holding an ingested table (e.g. the IU CSV: docs/benchmarks.md).
 """
 
@@ -32,13 +35,14 @@ sys.path.insert(0, str(REPO / "bench"))
 from proctree import run_sampled  # noqa: E402
 
 
-def variant(spec: str) -> tuple[str, list[str]]:
-    """'name=k=v,k=v' -> (name, ['--set', 'k=v', ...])."""
+def variant(spec: str) -> tuple[str, list[str], str | None]:
+    """'name[@DIR]=k=v,k=v' -> (name, ['--set', 'k=v', ...], DIR or None)."""
     name, _, sets = spec.partition("=")
+    name, _, code = name.partition("@")
     args = []
     for kv in filter(None, sets.split(",")):
         args += ["--set", kv]
-    return name, args
+    return name, args, code or None
 
 
 def drafts(d: Path) -> dict[str, str]:
@@ -47,9 +51,18 @@ def drafts(d: Path) -> dict[str, str]:
     return {r["report_id"]: r["draft"] for r in read_drafts(d).to_pylist()}
 
 
+def engine_s(d: Path) -> float:
+    """Seconds the engine stage generated for (each draft's latency_ms is its share of its
+    batch): steady state, without start-up, model load, prompts or commit."""
+    from radgpt.writeback.drafts import read_drafts
+
+    return sum(read_drafts(d, ["latency_ms"]).column("latency_ms").to_pylist()) / 1000
+
+
 def main() -> None:
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     a.add_argument("--root", required=True, help="radgpt root with an ingested table")
+    a.add_argument("--config", default=str(REPO / "conf/local.yaml"), help="the variants' base")
     a.add_argument("--split", default="test")
     a.add_argument("--limit", type=int, default=60, help="reports per run")
     a.add_argument("--rounds", type=int, default=2)
@@ -60,17 +73,21 @@ def main() -> None:
     vs = [variant(v) for v in args.variant]
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    res = {n: {"seconds": [], "peak_mb": [], "peak_pss_mb": []} for n, _ in vs}
+    res = {n: {"seconds": [], "peak_mb": [], "peak_pss_mb": []} for n, _, _ in vs}
     for r in range(args.rounds):
         for k in range(len(vs)):
-            name, sets = vs[(k + r) % len(vs)]  # rotate the order each round
+            name, sets, code = vs[(k + r) % len(vs)]  # rotate the order each round
             d = out / f"{name}-{r}"
             cmd = [sys.executable, "-m", "radgpt", "--log-level", "WARNING", "draft",
-                   "--config", str(REPO / "conf/local.yaml"), "--set", f"paths.root={args.root}",
+                   "--config", str(Path(args.config).resolve()), "--set", f"paths.root={args.root}",
                    "--set", f"model.base={args.base_model}", "--split", args.split,
                    "--limit", str(args.limit), *sets, "--out", str(d)]  # fmt: skip
             env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
-            rc, s, peak = run_sampled(cmd, out / f"{name}-{r}.log", cwd=REPO, env=env, pss=True)
+            # `-m radgpt` imports from the working directory first; relative paths (models/,
+            # --root) resolve against RADGPT_HOME: this checkout's, whichever code runs
+            env["RADGPT_HOME"] = str(REPO)
+            cwd = Path(code).resolve() if code else REPO
+            rc, s, peak = run_sampled(cmd, out / f"{name}-{r}.log", cwd=cwd, env=env, pss=True)
             if rc:
                 raise SystemExit(f"{name} round {r}: exit {rc} (see {out / f'{name}-{r}.log'})")
             res[name]["seconds"].append(round(s, 1))
@@ -81,11 +98,12 @@ def main() -> None:
     first = vs[0][0]
     ref = drafts(out / f"{first}-0")
     base_s = sum(res[first]["seconds"])
-    for name, _ in vs:
+    for name, _, _ in vs:
         x = res[name]
         got = drafts(out / f"{name}-0")
         x["reports"] = len(got)
         x["reports_per_s"] = round(len(got) * args.rounds / sum(x["seconds"]), 3)
+        x["engine_reports_per_s"] = round(len(got) / engine_s(out / f"{name}-0"), 3)
         x["ratio_vs_" + first] = round(base_s / sum(x["seconds"]), 2)
         x["peak_mb_max"], x["peak_pss_mb_max"] = max(x["peak_mb"]), max(x["peak_pss_mb"])
         x["same_drafts_as_" + first] = f"{sum(got.get(k) == v for k, v in ref.items())}/{len(ref)}"

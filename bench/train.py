@@ -5,13 +5,20 @@ ratios, one run).
     .venv/bin/python bench/train.py                   # embedded SmolLM2-135M (imported if missing)
     .venv/bin/python bench/train.py --tiny            # tiny random Llama (seconds)
     .venv/bin/python bench/train.py --data var/table  # real train-split Findings instead of synthetic
+    python bench/train.py --data var/iu/table --device cuda --retrieval-k 3 --cutoff-len 768 \
+        --micro-batch 16 --grad-accum 2 --bigger 64 --autocast --steps 6   # GPU (bench/gpu.sh)
 
 One optimizer step configuration (LoRA r=8 q/v, micro_batch x grad_accum, cutoff_len) timed in
 process on the same examples with both batch orders; tokens/s counts real (non-pad) tokens only,
 so padding is pure waste. Three runs on the same examples: naive and grouped with the model's own
 loss (logits at every position), then grouped with response_loss; each from the same seed, so the
 last two see the same batches and dropout masks and their per-step losses must agree
-(`loss_max_diff`). Target: grouped >= 1.3x naive. Prints one JSON line.
+(`loss_max_diff`). Target: grouped >= 1.3x naive. `--bigger N` adds a fourth run: response_loss
+at micro-batch N with the same examples per optimizer step (grad_accum x micro-batch / N), the
+lever for a launch-bound GPU. `--autocast`: bf16 autocast around the loss, as the train loop runs
+on CUDA. `--retrieval-k K`: prompts with K retrieved train examples (the shipped recipe: 3, ~450
+tokens), from --data's train split. MFU (issue #17's convention): 6 x parameters x tokens/s over
+--peak-tflops. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -52,44 +59,53 @@ def synthetic(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return out
 
 
-def from_table(root: str, n: int) -> list[tuple[str, str]]:
+def from_table(root: str, n: int) -> list[tuple[str, str, str]]:
     import pyarrow.compute as pc
 
     from radgpt.table import read_reports
 
     t = read_reports(
         root,
-        ["findings", "impression"],
+        ["report_id", "findings", "impression"],
         filter=(pc.field("split") == "train") & pc.field("eligible"),
     )
     rows = t.slice(0, n).to_pylist()
-    return [(r["findings"], r["impression"]) for r in rows]
+    return [(r["findings"], r["impression"], r["report_id"]) for r in rows]
 
 
 def full_loss(model, b):
     return model(**b).loss
 
 
-def measure(model, ex, order, micro, accum, steps, pad_id, loss_fn=full_loss) -> dict:
+def measure(model, ex, order, micro, accum, steps, pad_id, loss_fn=full_loss, dev="cpu",
+            autocast=False) -> dict:  # fmt: skip
     import torch
 
     from radgpt.train import data
+
+    def sync():  # CUDA runs asynchronously: time what it did, not what it queued
+        if dev == "cuda":
+            torch.cuda.synchronize()
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     tokens, slots, t_total, losses = 0, 0, 0.0, []
     for s in range(steps + 1):  # step 0 is warm-up, not timed
+        sync()
         t0 = time.perf_counter()
         n_tok = n_slot = 0
         for a in range(accum):
             b = data.collate([ex[i] for i in order[(s * accum + a) % len(order)]], pad_id)
-            loss = loss_fn(model, b)
+            b = {k: v.to(dev) for k, v in b.items()}
+            with torch.autocast(dev, dtype=torch.bfloat16, enabled=autocast):
+                loss = loss_fn(model, b)
             loss.div(accum).backward()
             losses.append(loss.item())
             n_tok += int(b["attention_mask"].sum())
             n_slot += b["input_ids"].numel()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        sync()
         if s:
             t_total += time.perf_counter() - t0
             tokens, slots = tokens + n_tok, slots + n_slot
@@ -112,6 +128,11 @@ def main() -> int:
     ap.add_argument("--cutoff-len", type=int, default=512)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (keep 1 core free)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--autocast", action="store_true", help="bf16 autocast (the CUDA train loop)")
+    ap.add_argument("--retrieval-k", type=int, default=0, help="retrieved examples per prompt")
+    ap.add_argument("--bigger", type=int, help="a 4th run: response_loss at this micro-batch")
+    ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H200)")
     a = ap.parse_args()
 
     import torch
@@ -133,27 +154,46 @@ def main() -> int:
     else:
         base = Path(a.base_model) if a.base_model else ensure_default_model(cfg)
     tok = load_tokenizer(base)
+    from transformers import AutoConfig
+
+    with torch.device("meta"):  # parameters (embedding once when tied), for MFU
+        meta = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
+    n_params = sum(p.numel() for p in meta.parameters())
     pairs = from_table(a.data, a.examples) if a.data else synthetic(a.examples)
     recs = [
-        {"task": "impression", "input": f, "output": i, "report_id": str(k)}
-        for k, (f, i) in enumerate(pairs)
+        {"task": "impression", "input": p[0], "output": p[1], "report_id": str(p[2:] or k)}
+        for k, p in enumerate(pairs)
     ]
-    ex, st = data.encode(recs, tok, prompts.get(cfg.model.template), a.cutoff_len)
+    retr = None
+    if a.retrieval_k:
+        from radgpt.model.retrieval import Retriever
+
+        retr = Retriever.from_table(a.data)  # the table's train split, the report itself excluded
+    ex, st = data.encode(recs, tok, prompts.get(cfg.model.template), a.cutoff_len, retr,
+                         a.retrieval_k)  # fmt: skip
     lengths = [len(e["input_ids"]) for e in ex]
     res = {}
-    runs = (("naive", False, full_loss), ("grouped", True, full_loss),
-            ("response", True, response_loss))  # fmt: skip
-    for name, grouped, loss_fn in runs:
+    runs = [("naive", False, full_loss, a.micro_batch), ("grouped", True, full_loss, a.micro_batch),
+            ("response", True, response_loss, a.micro_batch)]  # fmt: skip
+    if a.bigger:
+        runs.append((f"response_mb{a.bigger}", True, response_loss, a.bigger))
+    for name, grouped, loss_fn, micro in runs:
+        accum = max(1, a.micro_batch * a.grad_accum // micro)  # same examples per step
         torch.manual_seed(0)
         m, _ = build_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), cfg)
-        m.train()
-        order = data.batches(lengths, a.micro_batch, seed=1, epoch=0, group_by_length=grouped)
-        res[name] = measure(m, ex, order, a.micro_batch, a.grad_accum, a.steps, tok.pad_token_id,
-                            loss_fn)  # fmt: skip
+        m.to(a.device).train()
+        order = data.batches(lengths, micro, seed=1, epoch=0, group_by_length=grouped)
+        res[name] = measure(m, ex, order, micro, accum, a.steps, tok.pad_token_id, loss_fn,
+                            a.device, a.autocast)  # fmt: skip
+        if a.device == "cuda":
+            res[name]["cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+            torch.cuda.reset_peak_memory_stats()
         del m
     diff = max(abs(x - y) for x, y in zip(res["grouped"].pop("_losses"),
                                           res["response"].pop("_losses"), strict=True))  # fmt: skip
-    res["naive"].pop("_losses")
+    for r in res.values():
+        r.pop("_losses", None)
+        r["mfu"] = 6 * n_params * r["tokens_per_s"] / (a.peak_tflops * 1e12)
     out = {
         "model": "tiny" if a.tiny else str(base),
         "examples": len(ex),
@@ -164,13 +204,25 @@ def main() -> int:
         "grad_accum": a.grad_accum,
         "steps": a.steps,
         "threads": a.threads,
-        **{f"{k}_{n}": round(v, 3) for n, r in res.items() for k, v in r.items()},
+        "device": a.device,
+        "autocast": a.autocast,
+        "retrieval_k": a.retrieval_k,
+        "params": n_params,
+        **{
+            f"{k}_{n}": round(v, 6 if k == "mfu" else 3)
+            for n, r in res.items()
+            for k, v in r.items()
+        },
         "ratio": round(res["grouped"]["tokens_per_s"] / res["naive"]["tokens_per_s"], 2),
         "ratio_response_vs_grouped": round(
             res["response"]["tokens_per_s"] / res["grouped"]["tokens_per_s"], 2
         ),
         "loss_max_diff": diff,
     }
+    if a.bigger:
+        out[f"ratio_mb{a.bigger}_vs_grouped"] = round(
+            res[f"response_mb{a.bigger}"]["tokens_per_s"] / res["grouped"]["tokens_per_s"], 2
+        )
     print(json.dumps(out))
     return 0
 
