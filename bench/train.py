@@ -15,10 +15,11 @@ loss (logits at every position), then grouped with response_loss; each from the 
 last two see the same batches and dropout masks and their per-step losses must agree
 (`loss_max_diff`). Target: grouped >= 1.3x naive. `--bigger N` adds a fourth run: response_loss
 at micro-batch N with the same examples per optimizer step (grad_accum x micro-batch / N), the
-lever for a launch-bound GPU. `--autocast`: bf16 autocast around the loss, as the train loop runs
-on CUDA. `--retrieval-k K`: prompts with K retrieved train examples (the shipped recipe: 3, ~450
-tokens), from --data's train split. MFU (issue #17's convention): 6 x parameters x tokens/s over
---peak-tflops. Prints one JSON line.
+lever for a launch-bound GPU, and with --autocast the frozen weights in bf16 (train.dtype
+bfloat16, radgpt.train.loop.frozen_to_bf16): everything the train loop now does. `--autocast`:
+bf16 autocast around the loss, as the train loop runs on CUDA. `--retrieval-k K`: prompts with K
+retrieved train examples (the shipped recipe: 3, ~450 tokens), from --data's train split. MFU
+(issue #17's convention): 6 x parameters x tokens/s over --peak-tflops. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def main() -> int:
     from radgpt.model import prompts
     from radgpt.model.base import ensure_default_model, load_tokenizer
     from radgpt.train import data
-    from radgpt.train.loop import build_model, response_loss
+    from radgpt.train.loop import build_model, frozen_to_bf16, response_loss
 
     torch.set_num_threads(a.threads)
     cfg = load_config()
@@ -178,9 +179,12 @@ def main() -> int:
     if a.bigger:
         runs.append((f"response_mb{a.bigger}", True, response_loss, a.bigger))
     for name, grouped, loss_fn, micro in runs:
+        now = name.startswith("response_mb")  # the --bigger run: all of today's train loop
         accum = max(1, a.micro_batch * a.grad_accum // micro)  # same examples per step
         torch.manual_seed(0)
         m, _ = build_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), cfg)
+        if a.autocast and now:  # train.dtype bfloat16
+            frozen_to_bf16(m)
         m.to(a.device).train()
         order = data.batches(lengths, micro, seed=1, epoch=0, group_by_length=grouped)
         res[name] = measure(m, ex, order, micro, accum, a.steps, tok.pad_token_id, loss_fn,

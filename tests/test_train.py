@@ -164,6 +164,42 @@ def test_response_loss_is_the_models_loss_and_gradient(tiny_model_dir, tmp_path)
         assert total / 8 == pytest.approx(m(**b).loss.item(), rel=1e-5)  # 3 + 3 + 2 targets
 
 
+def test_frozen_bf16_weights_give_autocasts_loss_and_gradients(tiny_model_dir, tmp_path):
+    """train.dtype bfloat16: LoRA's frozen Linear weights stored in bf16 give the same loss and
+    LoRA gradients as bf16 autocast over fp32 weights (it multiplies bf16(weight) anyway);
+    trainable weights, embeddings and norms stay fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from radgpt.train.data import collate
+    from radgpt.train.loop import build_model, frozen_to_bf16, response_loss
+
+    torch.manual_seed(0)
+    m, _ = build_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), _cfg(tmp_path))
+    for p in m.parameters():
+        if p.requires_grad:
+            p.data.normal_(0, 0.02)
+    b = collate([{"input_ids": list(range(5, 17)), "labels": [-100] * 9 + [14, 15, 16]},
+                 {"input_ids": list(range(30, 37)), "labels": [-100] * 4 + [34, 35, 36]}], 0)  # fmt: skip
+    got = []
+    for cast in (False, True):
+        if cast:
+            assert frozen_to_bf16(m) > 0
+        m.zero_grad()
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = response_loss(m, b)
+        loss.backward()
+        got.append((loss.item(), [p.grad.clone() for p in m.parameters() if p.requires_grad]))
+    (a, ga), (c, gc) = got
+    assert c == pytest.approx(a, rel=1e-6)
+    assert all(torch.allclose(x, y, rtol=1e-3, atol=1e-6) for x, y in zip(ga, gc, strict=True))
+    dtypes = {n: p.dtype for n, p in m.named_parameters()}
+    assert all(dtypes[n] == torch.float32 for n, p in m.named_parameters() if p.requires_grad)
+    assert any(d == torch.bfloat16 for d in dtypes.values())
+    assert all(dtypes[n] == torch.float32 for n in dtypes if "norm" in n or "embed" in n)
+
+
 def test_lr_schedule_warmup_then_cosine():
     from radgpt.train.loop import lr_lambda
 

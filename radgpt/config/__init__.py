@@ -189,6 +189,13 @@ class TrainCfg(_Cfg):
     num_workers: int = Field(default=1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: int = Field(default=1, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="compute dtype of training: bfloat16 = bf16 autocast, with LoRA's frozen "
+        "Linear weights stored in bf16 (what autocast multiplies with anyway: same losses, no "
+        "cast per op; LoRA weights, embeddings, norms and the optimizer stay fp32); auto = "
+        "bfloat16 on GPUs and on CPUs with native bf16 (AMX, AVX512-BF16), else float32",
+    )
 
     @property
     def grad_accum(self) -> int:
