@@ -246,8 +246,8 @@ class DraftCfg(_Cfg):
         default=1,
         ge=1,
         description="executor=ray: actors of the preprocess stage (radgpt.draft.drafter."
-        "Prompter: retrieval, prompt template, tokenizer; ~11 ms a report on one core), a Ray "
-        "Data pool ahead of the num_actors drafting actors",
+        "Prompter: retrieval, prompt template, tokenizer), a Ray Data pool ahead of the "
+        "num_actors drafting actors; more when one cannot keep the GPUs fed",
     )
     preprocess_cpus: float = Field(
         default=0,
