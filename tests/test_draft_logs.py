@@ -114,6 +114,18 @@ def test_local_and_ray_executors_commit_the_same_drafts(tmp_path, tiny_model_dir
     assert rows["local"] == rows["ray"]
     assert {r["adapter_id"] for r in rows["ray"]} == {"lora-logs-1"}
     assert all(r["output_tokens"] > 0 for r in rows["ray"])  # something generated to compare
+    # both drafted the prompts of the one preprocess stage (retrieval included), some n-best
+    from radgpt.draft.drafter import Prompter
+    from radgpt.draft.run import select
+    from radgpt.model.spec import ModelSpec
+    from radgpt.table import read_reports
+
+    spec = ModelSpec.resolve(cfg, ad)
+    pre = Prompter(cfg.to_json(), spec)(select(read_reports(cfg), cfg, spec))
+    lens = [len(p) for p in pre["prompt_ids"].to_pylist()]
+    want = dict(zip(pre["draft_id"].to_pylist(), lens, strict=True))
+    assert {r["draft_id"]: r["prompt_tokens"] for r in rows["ray"]} == want
+    assert set(pre["branches"].to_pylist()) == {1, 2}
 
 
 ANSI = re.compile(r"\x1b\[")

@@ -1,5 +1,6 @@
 """Drafting on a real local Ray (2 CPUs) with the tiny random Llama: selection, end to end,
-idempotent re-run, provenance, an actor killed mid-run (DiesOnce), adapters with retrieval.
+idempotent re-run, provenance, an actor killed mid-run (DiesOnce), the preprocess stage as its own
+Ray Data operator and process (PidPrompter, PidDrafter), adapters with retrieval.
 
     .venv/bin/pytest tests/test_infer.py -q
 """
@@ -9,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import sys
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,7 +21,7 @@ import pytest
 
 from radgpt import table
 from radgpt.config import ConfigError, load_config
-from radgpt.draft.drafter import Drafter
+from radgpt.draft.drafter import Drafter, Prompter
 from radgpt.draft.flags import FLAGS
 from radgpt.model import base as model
 from radgpt.model.ids import canonical, draft_id, text_sha256
@@ -218,12 +221,67 @@ def test_actor_killed_mid_run_drafts_each_report_once(
     assert len(ids) == len(set(ids)) == s["selected"] == s["committed"] == 11
 
 
+class PidPrompter(Prompter):
+    """A Prompter that writes its process id into each row (pre_pid)."""
+
+    def __call__(self, batch):
+        out = super().__call__(batch)
+        return out.append_column("pre_pid", pa.array([os.getpid()] * len(out), pa.int64()))
+
+
+class PidDrafter(Drafter):
+    """A Drafter that keeps, next to each drafts row, the Prompter's process id and its own."""
+
+    def __call__(self, batch):
+        out = super().__call__(batch)  # rows in input order
+        pids = pa.array([os.getpid()] * len(out), pa.int64())
+        return out.append_column("pre_pid", batch.column("pre_pid")).append_column("pid", pids)
+
+
+@pytest.mark.slow
+def test_preprocess_is_its_own_ray_data_operator_and_process(cfg, ray_local, tmp_path, monkeypatch):
+    """The plan: selection -> Prompter pool -> Drafter pool, two operators (not fused), the
+    prompts built in another process than the model's; the drafts rows come out whole."""
+    from ray import cloudpickle
+
+    from radgpt.draft import run as draft_run
+
+    write_reports(cfg.path("table"), 12)
+    spec = ModelSpec.resolve(cfg, None)
+    sel = draft_run.select(table.read_reports(cfg), cfg, spec)
+    pq.write_table(sel, path := tmp_path / "selection.parquet", row_group_size=4)
+    monkeypatch.setattr(draft_run, "Prompter", PidPrompter)
+    here = sys.modules[__name__]  # Ray's workers cannot import this test module: ship the classes
+    cloudpickle.register_pickle_by_value(here)
+    try:
+        with warnings.catch_warnings():  # as _draft_ray: max_restarts has no named parameter yet
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = draft_run._map(ray_local.data.read_parquet(str(path)), ray_local, cfg, spec,
+                                {"run_id": "draft-x", "run_date": "2024-05-01"}, PidDrafter)  # fmt: skip
+        got = pa.concat_tables(ds.iter_batches(batch_format="pyarrow", batch_size=None))
+        stats = ds.stats()
+    finally:
+        cloudpickle.unregister_pickle_by_value(here)
+    ops = re.findall(r"^Operator \d+ (.+?):", stats, re.M)
+    maps = [op for op in ops if "MapBatches" in op]
+    assert maps == ["MapBatches(PidPrompter)", "MapBatches(PidDrafter)"], ops
+    assert got.column_names == arrow_schema("drafts").names + ["pre_pid", "pid"]
+    assert sorted(got.column("draft_id").to_pylist()) == sorted(sel.column("draft_id").to_pylist())
+    pre, eng = set(got.column("pre_pid").to_pylist()), set(got.column("pid").to_pylist())
+    assert len(pre) == len(eng) == 1 and pre != eng and os.getpid() not in pre | eng
+
+
 def test_cpu_guard_and_engines(cfg, ray_local):
     from radgpt.draft.run import run_draft
 
     write_reports(cfg.path("table"), 4)
     cfg.draft.num_actors = 2  # 2 x 1 CPU = every CPU: read tasks would starve
     with pytest.raises(ConfigError, match="starve"):
+        run_draft(cfg)
+    # the preprocess pool counts too: half a CPU left, and a read task takes a whole one
+    total = ray_local.cluster_resources()["CPU"]
+    cfg.draft.num_actors, cfg.draft.preprocess_cpus = int(total) - 1, 0.5
+    with pytest.raises(ConfigError, match=r"preprocess_cpus = .* leaves 0.5: .* starve"):
         run_draft(cfg)
     with pytest.raises(ConfigError, match="draft.engine"):  # no stub engines on offer
         load_config(overrides={"draft.engine": "vllm"})

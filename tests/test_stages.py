@@ -1,5 +1,6 @@
-"""Drafting stages on the tiny random Llama: the Drafter (Ray actor, serve) is exactly its three
-stages composed; the engine's batches match plain one-prompt generate; one draft row builder.
+"""Drafting stages on the tiny random Llama: Prompter -> Drafter (the Ray actors) and
+Drafter.generate (serve) are exactly the three stages composed; the engine's batches match plain
+one-prompt generate; one draft row builder.
 
     .venv/bin/pytest tests/test_stages.py -q
 """
@@ -54,7 +55,11 @@ def test_engines_are_the_configs_choices():
 
 
 def test_drafter_is_its_stages_composed(drafter):
-    """The actor's drafts table rows equal the rows built stage by stage (same model)."""
+    """Prompter's rows through the actor give the drafts table rows built stage by stage (same
+    model); the prompt columns stay out of the drafts."""
+    from radgpt.draft.drafter import PROMPT_COLUMNS, Prompter
+    from radgpt.schema import arrow_schema
+
     spec, cfg, tok = drafter.spec, drafter.cfg, drafter.engine.tokenizer
     assert str(drafter.engine.model.dtype) == f"torch.{spec.dtype}"  # the run's resolved dtype
     pre = Preprocess(spec, tok, cfg.draft.max_new_tokens)
@@ -63,11 +68,21 @@ def test_drafter_is_its_stages_composed(drafter):
     ids = pre(FINDINGS, [r["report_id"] for r in rs])
     outs = post.outputs(ids, drafter.engine(ids))
     want = post.rows(rs, outs)
-    got = drafter(pa.Table.from_pylist(rs)).to_pylist()
+    prompted = Prompter(cfg.to_json(), spec.to_json())(pa.Table.from_pylist(rs))
+    # the preprocess stage's own tokenizer (no model) gives the engine's prompt ids
+    assert prompted.column_names == list(rs[0]) + list(PROMPT_COLUMNS)
+    assert {n: prompted.schema.field(n).type for n in PROMPT_COLUMNS} == PROMPT_COLUMNS
+    assert prompted.column("prompt_ids").to_pylist() == ids
+    assert prompted.column("branches").to_pylist() == pre.branches(FINDINGS)
+    got = drafter(prompted)
+    assert got.schema == arrow_schema("drafts")
     strip = lambda rows: [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]  # noqa: E731
-    assert strip(got) == strip(want)
+    assert strip(got.to_pylist()) == strip(want)
+    got = got.to_pylist()
     assert [o["draft"] for o in drafter.generate(FINDINGS)] == [r["draft"] for r in got]
     assert all(r["prompt_tokens"] == len(i) for r, i in zip(got, ids, strict=True))
+    with pytest.raises(KeyError, match="prompt_ids"):  # the actor never builds prompts itself
+        drafter(pa.Table.from_pylist(rs))
 
 
 def test_engine_batches_equal_plain_generate(drafter):
@@ -155,9 +170,10 @@ def test_nbest_engine_and_rerank_in_the_drafter(tiny_model_dir, tmp_path):
     cfg = load_config(overrides=sets)
     d = Drafter(cfg.to_json(), ModelSpec.resolve(cfg, None).to_json(), RUN)
     # no carry evidence (no train split): every positive finding counts; #0 and #3 state none
-    assert d.postprocess.branches(FINDINGS) == [1, 3, 3, 1, 3]
+    assert d.preprocess.branches(FINDINGS) == [1, 3, 3, 1, 3]
+    assert d.preprocess.usual == d.postprocess.usual  # one set: n-best branches on what it rewards
     ids = d.preprocess(FINDINGS, [None] * len(FINDINGS))
-    gens = d.engine(ids, d.postprocess.branches(FINDINGS))
+    gens = d.engine(ids, d.preprocess.branches(FINDINGS))
     assert [len(g.candidates) for g in gens] == [0, 3, 3, 0, 3]
     greedy = d.engine(ids)
     assert [g.tokens for g in gens] == [g.tokens for g in greedy]  # candidate 0 = greedy

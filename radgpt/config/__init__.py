@@ -249,6 +249,20 @@ class DraftCfg(_Cfg):
     # 2 = both cores of the embedded default's machine (1.5x reports/s, docs/benchmarks.md)
     threads_per_actor: int | None = Field(default=2, ge=1)
     gpus_per_actor: float = Field(default=0, ge=0)
+    preprocess_actors: int = Field(
+        default=1,
+        ge=1,
+        description="executor=ray: actors of the preprocess stage (radgpt.draft.drafter."
+        "Prompter: retrieval, prompt template, tokenizer), a Ray Data pool ahead of the "
+        "num_actors drafting actors; more when one cannot keep the GPUs fed",
+    )
+    preprocess_cpus: float = Field(
+        default=0,
+        ge=0,
+        description="Ray CPUs reserved per preprocess actor; 0 = none: it shares the CPU left to "
+        "Ray Data's read tasks, which take a whole CPU each (on 2 cores with cpus_per_actor 1 any "
+        "reservation starves them: the run refuses it). On a bigger machine, e.g. 1",
+    )
     merge_adapter: bool = True
     do_sample: bool = False
     temperature: float = Field(default=1.0, gt=0)

@@ -1,18 +1,21 @@
-"""Batch drafting: select reports -> Drafters (a Ray Data actor pool, or in process) -> commit.
+"""Batch drafting: select reports -> Prompter -> Drafter (Ray Data actor pools, or in process) -> commit.
 
     radgpt draft --config conf/local.yaml [--data DIR] [--adapter DIR] [--split NAME] [--limit N] [--out DIR]
 
     from radgpt.draft.run import run_draft
     run_draft(load_config(path, {"draft.selection": "split", "draft.split": "test"}))  # a summary
 
-The run resolves one radgpt.model.spec.ModelSpec; each actor holds one radgpt.draft.drafter.Drafter
-built from it (the model, loaded once; prompts exactly as in training; greedy by default, stop at
-EOS); in-process drafts: radgpt.draft.drafter.generate. draft.executor chooses where the Drafter
-runs: a Ray Data actor pool (ray), or this process (local: no Ray, less fixed cost for a small
-night); auto = local without a Ray cluster for at most draft.local_max_reports reports. Both
-build rows with radgpt.draft.stages.draft_row and give the same drafts. Progress: one indicator
+The run resolves one radgpt.model.spec.ModelSpec and drafts in two stages
+(radgpt.draft.drafter): Prompter, the CPU preprocess (retrieval, prompt template, tokenizer: the
+prompt token ids and n-best branch count of each report), then Drafter, the engine (the model,
+loaded once; greedy by default, stop at EOS) and the postprocess (rerank, clean, review flags:
+drafts rows). draft.executor chooses where: on Ray Data (ray) the selection streams through a
+pool of draft.preprocess_actors Prompters into a pool of draft.num_actors Drafters, so prompts for
+the next batches are built while the model generates; in this process (local: no Ray, less fixed
+cost for a small night) the same two run batch by batch; auto = local without a Ray cluster for at
+most draft.local_max_reports reports. Both give the same drafts. Progress: one indicator
 (radgpt.draft.progress), updated batch by batch.
-Fault tolerance (ray): when an actor dies, a fresh pool drafts the reports that did not come back
+Fault tolerance (ray): when an actor dies, fresh pools draft the reports that did not come back
 (draft.max_retries times); drafts are keyed by a deterministic draft_id, so the commit keeps every
 selected report exactly once.
 The selection (Findings text) lives in <paths.runs>/<run_id>/ only while the run does: removed on
@@ -35,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from radgpt.config import Config, ConfigError
-from radgpt.draft.drafter import Drafter, adapter_source
+from radgpt.draft.drafter import Drafter, Prompter, adapter_source
 from radgpt.draft.progress import Progress
 from radgpt.model.spec import ModelSpec
 from radgpt.runtime import new_run_id, utcnow
@@ -95,12 +98,16 @@ def select(
 
 
 def _check_cpus(cfg: Config, ray) -> None:
+    """Refuse actor pools that leave Ray Data's read tasks less than one CPU: each takes a whole
+    one (reads, file listing, the repartition), so the job would hang waiting for it."""
     d = cfg.draft
     total = ray.cluster_resources().get("CPU", 0)
-    if d.num_actors * d.cpus_per_actor >= total and not d.gpus_per_actor:
+    pools = d.num_actors * d.cpus_per_actor + d.preprocess_actors * d.preprocess_cpus
+    if total - pools < 1 and not d.gpus_per_actor:
         raise ConfigError(
-            f"draft.num_actors x draft.cpus_per_actor = {d.num_actors * d.cpus_per_actor:g} takes "
-            f"every CPU of the Ray cluster ({total:g}): Ray Data read tasks would starve; lower it"
+            f"draft.num_actors x draft.cpus_per_actor + draft.preprocess_actors x "
+            f"draft.preprocess_cpus = {pools:g} of the Ray cluster's {total:g} CPUs leaves "
+            f"{total - pools:g}: Ray Data read tasks take 1 each and would starve; lower it"
         )
 
 
@@ -116,40 +123,46 @@ def executor(cfg: Config, selected: int) -> str:
 
 
 def _map(ds, ray, cfg: Config, spec: ModelSpec, run: dict, actor: type):
+    """selection -> Prompter pool -> `actor` pool: two Ray Data operators, which the streaming
+    executor runs side by side (prompts of the next batches while the model generates)."""
     d = cfg.draft
     # one batch a block: each actor task drafts one batch, so drafts come back batch by batch
     # (a block of many batches is released whole when its task ends: no progress until then)
     ds = ds.repartition(target_num_rows_per_block=d.batch_size)
+    args = {"cfg_json": cfg.to_json(), "spec": spec.to_json()}  # plain JSON, checked there
+    # Ray Data hands each actor its UDF and context as object refs; Ray cannot promise to restart
+    # an actor whose constructor arguments are refs (ray-project/ray#53727, an ERROR line from
+    # core_worker). A failed pool is not restarted: the run drafts the reports still missing
+    # with fresh pools (_draft_ray), draft.max_retries times.
+    each = {"batch_size": d.batch_size, "batch_format": "pyarrow", "max_restarts": 0}
+    ds = ds.map_batches(
+        Prompter,
+        fn_constructor_kwargs=args,
+        compute=ray.data.ActorPoolStrategy(size=d.preprocess_actors),
+        num_cpus=d.preprocess_cpus,
+        **each,
+    )
     return ds.map_batches(
         actor,
-        fn_constructor_kwargs={
-            "cfg_json": cfg.to_json(),
-            "spec": spec.to_json(),  # plain JSON into each actor, version-checked there
-            "run": run,
-        },
+        fn_constructor_kwargs=args | {"run": run, "prompts": False},  # rows carry their prompts
         compute=ray.data.ActorPoolStrategy(size=d.num_actors),
         num_cpus=d.cpus_per_actor,
         num_gpus=d.gpus_per_actor,
-        batch_size=d.batch_size,
-        batch_format="pyarrow",
-        # Ray Data hands each actor its UDF and context as object refs; Ray cannot promise to
-        # restart an actor whose constructor arguments are refs (ray-project/ray#53727, an
-        # ERROR line from core_worker). A failed pool is not restarted: the run drafts the
-        # reports still missing with a fresh pool (_draft_ray), draft.max_retries times.
-        max_restarts=0,
+        **each,
     )
 
 
 def _draft_local(sel: pa.Table, cfg: Config, spec: ModelSpec, run: dict, actor, bar) -> list:
-    """The stages in this process, batch by batch (draft.executor=local): no Ray."""
+    """Prompter, then the Drafter, in this process, batch by batch (draft.executor=local): no Ray."""
     # as Ray starts an actor's process: OMP_NUM_THREADS = its CPUs before OpenMP starts (torch
     # then runs draft.threads_per_actor threads either way). Left unset, the same generate ran
     # 1.7-1.9x slower in process on the loaded 2-core VM (docs/benchmarks.md)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, int(cfg.draft.cpus_per_actor))))
-    drafter = actor(cfg.to_json(), spec.to_json(), run)  # what a Ray actor holds, built once
+    pre = Prompter(cfg.to_json(), spec.to_json())  # what the Ray actors hold, built once
+    drafter = actor(cfg.to_json(), spec.to_json(), run, prompts=False)
     parts = []
     for s in range(0, len(sel), cfg.draft.batch_size):
-        parts.append(drafter(sel.slice(s, cfg.draft.batch_size)))
+        parts.append(drafter(pre(sel.slice(s, cfg.draft.batch_size))))
         bar.update(len(parts[-1]))
     return parts
 
@@ -162,7 +175,7 @@ def _died(e: Exception, ray) -> bool:
 
 
 def _draft_ray(sel: pa.Table, stage: Path, cfg: Config, spec: ModelSpec, run: dict, actor, bar):
-    """A Ray Data actor pool (draft.executor=ray); when an actor dies, a fresh pool drafts the
+    """Ray Data actor pools (draft.executor=ray, _map); when an actor dies, fresh pools draft the
     reports that did not come back, at most draft.max_retries times."""
     from radgpt.runtime import init_ray
 
@@ -220,8 +233,9 @@ def run_draft(cfg: Config, *, actor=Drafter) -> dict:
     """Draft the reports of paths.table selected per draft.* with model.adapter (in process or on
     Ray Data, per draft.executor) and commit them to the drafts table paths.drafts; a summary.
 
-    actor: the class each Ray actor instantiates, Drafter or a subclass taking the same
-    arguments; the fault-injection seam of tests (a subclass that dies mid-run).
+    actor: the class each engine actor instantiates (after the Prompter pool), Drafter or a
+    subclass taking the same arguments; the fault-injection seam of tests (a subclass that dies
+    mid-run).
     """
     from radgpt.exits import exit_on_sigterm
 

@@ -1,14 +1,18 @@
 """Drafting as three stages, as ray.data.llm's processors: preprocess -> engine -> postprocess.
 
     pre = Preprocess(spec, tok, max_new_tokens, cfg.draft)  # neighbours + template: token ids
-    gens = HFEngine(spec, cfg)(prompts, post.branches(findings))  # Generation per prompt
+    prompts, n = pre(findings, report_ids), pre.branches(findings)  # ids; n-best branches each
+    gens = HFEngine(spec, cfg)(prompts, n)         # Generation per prompt
     outs = post.outputs(prompts, gens, findings)   # decode, rerank, clean: {draft, draft_raw, ...}
     rows = post.rows(reports, outs)                # review flags + provenance: drafts table rows
 
-radgpt.draft.drafter.Drafter composes the three in one process (a Ray actor, serve, or in
-process). `draft.engine` picks the engine stage from ENGINES; an engine takes the prompts' token
+radgpt.draft.drafter wraps them for Ray Data: Prompter (Preprocess: CPU actors) adds the prompt
+ids and branch counts to each report row; Drafter (engine + Postprocess: the model's actors) turns
+those rows into drafts rows; Drafter.generate runs all three in one process (serve, in-process
+drafts). `draft.engine` picks the engine stage from ENGINES; an engine takes the prompts' token
 ids and gives, in input order, what it generated for each (the tokens before the stop token);
-with n-best decoding (draft.n_best > 1) also the other candidates of the prompts that branch.
+with n-best decoding (draft.n_best > 1) also the other candidates of the prompts that branch
+(Preprocess.branches: the reports whose Findings state a usually-carried finding).
 Postprocess keeps one candidate (radgpt.draft.nbest.rerank), cleans it (radgpt.draft.clean,
 draft.clean) and flags it (radgpt.draft.flags.review: the text guards and omits_finding /
 adds_finding with the carry rates of radgpt.model.carry).
@@ -29,13 +33,22 @@ from radgpt.runtime import code_version, utcnow
 
 
 class Preprocess:
-    """Findings -> prompt token ids, built as in training (template, task, cutoff_len, examples)."""
+    """Findings -> prompt token ids, built as in training (template, task, cutoff_len, examples),
+    and the n-best branches each report gets (branches)."""
 
-    def __init__(self, spec: ModelSpec, tokenizer, max_new_tokens: int, draft: DraftCfg = None):
+    def __init__(
+        self, spec: ModelSpec, tokenizer, max_new_tokens: int, draft: DraftCfg = None, usual=None
+    ):
         from radgpt.model import prompts
 
         self.spec, self.tok = spec, tokenizer
         d = draft or DraftCfg()  # finding-aware retrieval (0 = plain TF-IDF, as in training)
+        self.n_best = d.n_best
+        # the observations n-best branches on: `usual` when given (a Drafter passes its
+        # Postprocess's: the carry rates load once), else the run's carry rates
+        if usual is None and d.n_best > 1:
+            usual = carried(spec, d)
+        self.usual = usual
         self.aware = {"finding_weight": d.retrieval_finding_weight, "pool": d.retrieval_pool}
         self.tpl = prompts.get(spec.prompt_name)
         # truncated like training, the budget leaves room for the output
@@ -62,6 +75,29 @@ class Preprocess:
             self.tpl.fit(self.tok, t, f, e, self.budget)[0]
             for f, e in zip(findings, ex, strict=True)
         ]
+
+    def branches(self, findings: list[str]) -> list[int] | None:
+        """n-best branches per report: draft.n_best where the Findings state a usually-carried
+        finding (the reranker has something to prefer), else 1; None when n-best is off."""
+        from radgpt.model.carry import positives
+        from radgpt.model.labeler import label
+
+        n = self.n_best
+        if n <= 1:
+            return None
+        return [n if positives(label(f)) & self.usual else 1 for f in findings]
+
+
+def carried(spec: ModelSpec, draft: DraftCfg) -> frozenset[str]:
+    """The observations radiologists usually carry into the Impression (carry rate >=
+    draft.carry_threshold): n-best branches on them, the reranker rewards them, omits_finding
+    checks them. From the run's carry rates (radgpt.model.carry), digest-checked."""
+    from radgpt.model.carry import CarryRates
+
+    carry = CarryRates.for_adapter(spec.adapter_dir, spec.retrieval_table)
+    if spec.carry_digest and carry.digest != spec.carry_digest:  # changed since the run began
+        raise RuntimeError(f"carry rates {carry.digest} != {spec.carry_digest}")
+    return carry.usual(draft.carry_threshold)
 
 
 @dataclass(frozen=True)
@@ -221,28 +257,13 @@ class Postprocess:
     def __init__(self, spec: ModelSpec, tokenizer, run: dict | None = None, draft: DraftCfg = None):
         from radgpt.draft.clean import CLEANERS
         from radgpt.model import prompts
-        from radgpt.model.carry import CarryRates
 
         self.spec, self.tok, self.run = spec, tokenizer, run or {}
         self.draft = d = draft or DraftCfg()
         self.instruction = prompts.instruction(spec.task)
         self.host = socket.gethostname()
         self.clean = CLEANERS[d.clean]
-        carry = CarryRates.for_adapter(spec.adapter_dir, spec.retrieval_table)
-        if spec.carry_digest and carry.digest != spec.carry_digest:  # changed since the run began
-            raise RuntimeError(f"carry rates {carry.digest} != {spec.carry_digest}")
-        self.usual = carry.usual(d.carry_threshold)
-
-    def branches(self, findings: list[str]) -> list[int] | None:
-        """n-best branches per report: draft.n_best where the Findings state a usually-carried
-        finding (the reranker has something to prefer), else 1; None when n-best is off."""
-        from radgpt.model.carry import positives
-        from radgpt.model.labeler import label
-
-        n = self.draft.n_best
-        if n <= 1:
-            return None
-        return [n if positives(label(f)) & self.usual else 1 for f in findings]
+        self.usual = carried(spec, d)
 
     def _text(self, tokens: list[int]) -> str:
         return self.tok.decode(tokens, skip_special_tokens=True).strip()
