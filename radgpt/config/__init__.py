@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from radgpt.config.drafting import DraftCfg, ServeCfg
 from radgpt.config.sections import (  # the later wings' sections and the base of all
     ConfigError,
     FhirCfg,
@@ -210,113 +211,6 @@ class TrainCfg(_Cfg):
                 f"micro_batch x num_workers = {per_step}"
             )
         return self
-
-
-class DraftCfg(_Cfg):
-    selection: Literal["new", "missing", "split", "all"] = "new"
-    split: str | None = None
-    # reports drafted per run (by report_id); the rest wait for the next night. 96 fits a night on
-    # 2 CPU cores; null = all
-    limit: int | None = Field(default=96, ge=1)
-    engine: Literal["transformers"] = "transformers"  # radgpt.draft.stages.ENGINES
-    executor: Literal["auto", "ray", "local"] = Field(
-        default="auto",
-        description="where the drafting stages run: ray = a Ray Data actor pool (num_actors x "
-        "cpus_per_actor/gpus_per_actor, a dead actor's reports redrafted by a fresh pool); local "
-        "= in this process, no Ray (no Ray start, no actor start: less fixed cost and memory for "
-        "a small night); auto = local when no Ray cluster is configured (ray.address, "
-        "RAY_ADDRESS) and at most local_max_reports reports are selected, else ray. Both give "
-        "the same drafts. On 2 CPU cores, 60 reports: local 1.7x Ray's speed end to end, 1.6 GB "
-        "process tree vs 3.4 GB (docs/benchmarks.md)",
-    )
-    local_max_reports: int = Field(
-        default=400,
-        ge=0,
-        description="executor=auto: the largest selection drafted in process (docs/drafting.md)",
-    )
-    progress_every_s: float = Field(
-        default=30,
-        ge=0,
-        description="when stderr is not a terminal, a progress line (INFO) at most this often, "
-        "in seconds, and one at the end; 0 = after every batch. On a terminal: a progress bar",
-    )
-    max_new_tokens: int = Field(default=96, ge=1)
-    batch_size: int = Field(default=8, ge=1)
-    num_actors: int = Field(default=1, ge=1)
-    cpus_per_actor: float = Field(default=1, gt=0)  # Ray's reservation per actor
-    # torch threads of a CPU actor; None = cpus_per_actor. More threads than reserved CPUs is fine
-    # when the actor is the only heavy work (the selection's read tasks are short).
-    # 2 = both cores of the embedded default's machine (1.5x reports/s, docs/benchmarks.md)
-    threads_per_actor: int | None = Field(default=2, ge=1)
-    gpus_per_actor: float = Field(default=0, ge=0)
-    preprocess_actors: int = Field(
-        default=1,
-        ge=1,
-        description="executor=ray: actors of the preprocess stage (radgpt.draft.drafter."
-        "Prompter: retrieval, prompt template, tokenizer), a Ray Data pool ahead of the "
-        "num_actors drafting actors; more when one cannot keep the GPUs fed",
-    )
-    preprocess_cpus: float = Field(
-        default=0,
-        ge=0,
-        description="Ray CPUs reserved per preprocess actor; 0 = none: it shares the CPU left to "
-        "Ray Data's read tasks, which take a whole CPU each (on 2 cores with cpus_per_actor 1 any "
-        "reservation starves them: the run refuses it). On a bigger machine, e.g. 1",
-    )
-    merge_adapter: bool = True
-    do_sample: bool = False
-    temperature: float = Field(default=1.0, gt=0)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    max_retries: int = Field(default=3, ge=0)
-    # seconds a run's commit waits for another drafting run's commit to the drafts table (its lock)
-    lock_wait_s: float = Field(default=300, ge=0)
-    carry_threshold: float = Field(
-        default=0.4,
-        ge=0,
-        le=1,
-        description="omits_finding flags a Findings observation missing from the draft when "
-        "radiologists carry it into the Impression at least this often (radgpt.model.carry "
-        "rates of the train split); the n-best reranker rewards the same observations. Higher = "
-        "fewer observations checked, 1 = off. Tuned on the IU validate split (docs/drafting.md)",
-    )
-    retrieval_finding_weight: float = Field(
-        default=0.0,
-        ge=0,
-        description="finding-aware retrieval: the retrieval_pool nearest train reports (TF-IDF) "
-        "are re-ranked by cosine + this x the share of the report's positive observations their "
-        "Findings state too; 0 = plain TF-IDF, as in training",
-    )
-    retrieval_pool: int = Field(
-        default=20, ge=1, description="candidates finding-aware retrieval re-ranks"
-    )
-    n_best: int = Field(
-        default=4,
-        ge=1,
-        le=16,
-        description="first-token branches per report whose Findings state a usually-carried "
-        "finding (radgpt.draft.nbest: one shared prompt prefill, greedy continuations); the "
-        "reranker keeps one. 1 = greedy decoding only",
-    )
-    rerank_weight: float = Field(
-        default=1.0,
-        ge=0,
-        description="n-best reranker: mean token log-prob + this x (usually-carried Findings "
-        "observations the candidate states - findings it adds)",
-    )
-    clean: Literal["clean-v1", "none"] = Field(
-        default="clean-v1",
-        description="postprocess cleaning of the generated text (radgpt.draft.clean: stray "
-        "punctuation, empty sentences); the raw text is kept in drafts.draft_raw when it changed",
-    )
-
-
-class ServeCfg(_Cfg):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
-    # larger request bodies get 413 before they are read (Content-Length, or counted as they come)
-    max_body_bytes: int = Field(default=262_144, ge=1024)
-    max_batch_size: int = Field(default=8, ge=1)
-    batch_wait_timeout_s: float = Field(default=0.05, ge=0)
 
 
 class EvalCfg(_Cfg):
