@@ -75,6 +75,10 @@ CASES = [
     # phrasings of the heart and mediastinum
     ("Heart is not enlarged.", {"Cardiomegaly": NEG}),
     ("The heart is mildly enlarged.", {"Cardiomegaly": POS}),
+    ("Heart size mildly to moderately enlarged.", {"Cardiomegaly": POS}),
+    ("Heart is large.", {"Cardiomegaly": POS}),
+    ("The heart is not large.", {"Cardiomegaly": NEG}),
+    ("Heart size is largely unchanged.", {}),
     ("Heart size is normal.", {"Cardiomegaly": NEG, "No Finding": POS}),
     ("Widened mediastinum.", {"Enlarged Cardiomediastinum": POS}),
     ("Mediastinum is not widened.", {"Enlarged Cardiomediastinum": NEG}),

@@ -36,7 +36,8 @@ CODE = {POS: 1, NEG: 0, UNC: -1, ABSENT: None}
 
 _MED = r"(?:heart|cardiac(?: silhouette| size)?|cardiomediastinal silhouette)"
 _MEDIA = r"(?:cardio)?mediastin\w*(?: silhouette| contours?)?"
-_DEGREE = r"(?:mildly |moderately |markedly |severely |slightly |minimally |again |now )?"
+_GRADE = r"(?:mildly|moderately|markedly|severely|slightly|minimally)"
+_DEGREE = rf"(?:{_GRADE}(?: to {_GRADE})? |again |now )?"  # "mildly to moderately enlarged"
 
 # observation -> mention regexes (lower case text; each match is one mention)
 MENTIONS: dict[str, list[str]] = {
@@ -48,7 +49,7 @@ MENTIONS: dict[str, list[str]] = {
     "Cardiomegaly": [
         r"\bcardiomegaly\b",
         r"\benlarge\w* (?:of the )?(?:heart|cardiac silhouette|cardiac size)\b",
-        rf"\b{_MED} (?:size )?(?:is |are |appears? |remains? )?(?:not )?{_DEGREE}(?:enlarged|increased)",
+        rf"\b{_MED} (?:size )?(?:is |are |appears? |remains? )?(?:not )?{_DEGREE}(?:enlarged|increased|large)\b",
     ],
     "Lung Opacity": [
         r"\bopaci(?:ty|ties|fication|fied)\b",
