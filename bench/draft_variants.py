@@ -6,8 +6,8 @@
 
 Each variant is `name=key=value,key=value` (config overrides on --config, default
 conf/local.yaml; `name=` alone: its values); `name@DIR=...` runs the radgpt code of the checkout
-DIR (e.g. a `git worktree` of the commit before a change) with this checkout's config and model:
-code before/after in the same run. Per round, every variant runs once as a fresh
+DIR (e.g. a `git worktree` of the commit before a change) with that checkout's copy of the config
+and this one's model and adapter: code before/after in the same run. Per round, every variant runs once as a fresh
 `radgpt draft --split S --limit N` process into its own drafts dir (Ray's start, model load and
 merge, selection and commit included, as a night pays them), in rotating order so that machine
 drift falls on all of them. Prints per variant: the seconds of each round and their sum,
@@ -51,6 +51,15 @@ def drafts(d: Path) -> dict[str, str]:
     return {r["report_id"]: r["draft"] for r in read_drafts(d).to_pylist()}
 
 
+def conf(path: str, code: str | None) -> str:
+    """The config file a variant runs with: a code variant's own copy of a config of this
+    checkout (its keys are the ones that code knows), else the file itself."""
+    p = Path(path).resolve()
+    if code and p.is_relative_to(REPO):
+        return str(Path(code).resolve() / p.relative_to(REPO))
+    return str(p)
+
+
 def engine_s(d: Path) -> float:
     """Seconds the engine stage generated for (each draft's latency_ms is its share of its
     batch): steady state, without start-up, model load, prompts or commit."""
@@ -71,7 +80,7 @@ def main() -> None:
     a.add_argument("--out", default=str(REPO / "var/bench-variants"))
     args = a.parse_args()
     vs = [variant(v) for v in args.variant]
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # a code variant runs in its own checkout
     shutil.rmtree(out, ignore_errors=True)
     res = {n: {"seconds": [], "peak_mb": [], "peak_pss_mb": []} for n, _, _ in vs}
     for r in range(args.rounds):
@@ -79,7 +88,7 @@ def main() -> None:
             name, sets, code = vs[(k + r) % len(vs)]  # rotate the order each round
             d = out / f"{name}-{r}"
             cmd = [sys.executable, "-m", "radgpt", "--log-level", "WARNING", "draft",
-                   "--config", str(Path(args.config).resolve()), "--set", f"paths.root={args.root}",
+                   "--config", conf(args.config, code), "--set", f"paths.root={args.root}",
                    "--set", f"model.base={args.base_model}", "--split", args.split,
                    "--limit", str(args.limit), *sets, "--out", str(d)]  # fmt: skip
             env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
