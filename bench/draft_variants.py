@@ -7,14 +7,14 @@
 Each variant is `name=key=value,key=value` (config overrides on --config, default
 conf/local.yaml; `name=` alone: its values); `name@DIR=...` runs the radgpt code of the checkout
 DIR (e.g. a `git worktree` of the commit before a change) with that checkout's copy of the config
-and this one's model and adapter: code before/after in the same run. Per round, every variant runs once as a fresh
-`radgpt draft --split S --limit N` process into its own drafts dir (Ray's start, model load and
-merge, selection and commit included, as a night pays them), in rotating order so that machine
-drift falls on all of them. Prints per variant: the seconds of each round and their sum,
-reports/s, the ratio to the FIRST variant (sum of its seconds / sum of this one's), the peak
-summed RSS and PSS of the process tree (driver, Ray's processes and actors; PSS counts shared
-pages once), the steady-state reports/s of the engine stage (round 0: reports / the sum of their
-latency_ms), and how many drafts are word for word those of the first variant.
+and this one's model and adapter: code before/after in the same run. Per round, every variant
+runs once as a fresh `radgpt draft --split S --limit N` process into its own drafts dir (Ray's
+start, model load and merge, selection and commit included, as a night pays them), in rotating
+order so that machine drift falls on all of them. Prints per variant: the seconds of each round
+and their sum, reports/s, the ratio to the FIRST variant (sum of its seconds / sum of this
+one's), the peak summed RSS and PSS of the process tree (driver, Ray's processes and actors; PSS
+counts shared pages once), the steady-state reports/s of the engine stage (round 0: reports /
+the sum of their latency_ms), and how many drafts are word for word those of the first variant.
 --root is a radgpt root holding an ingested table (e.g. the IU CSV: docs/benchmarks.md).
 """
 
