@@ -162,7 +162,12 @@ def main() -> int:
     n_params = sum(p.numel() for p in meta.parameters())
     pairs = from_table(a.data, a.examples) if a.data else synthetic(a.examples)
     recs = [
-        {"task": "impression", "input": p[0], "output": p[1], "report_id": str(p[2:] or k)}
+        {
+            "task": "impression",
+            "input": p[0],
+            "output": p[1],
+            "report_id": p[2] if len(p) > 2 else str(k),
+        }  # the table's id: retrieval skips it
         for k, p in enumerate(pairs)
     ]
     retr = None
