@@ -45,10 +45,13 @@ def variant(spec: str) -> tuple[str, list[str], str | None]:
     return name, args, code or None
 
 
-def drafts(d: Path) -> dict[str, str]:
+def drafts(d: Path) -> tuple[dict[str, str], float]:
+    """({report_id: draft}, seconds the engine stage generated for: each draft's latency_ms is
+    its share of its batch, so steady state without start-up, model load, prompts or commit)."""
     from radgpt.writeback.drafts import read_drafts
 
-    return {r["report_id"]: r["draft"] for r in read_drafts(d).to_pylist()}
+    rows = read_drafts(d, ["report_id", "draft", "latency_ms"]).to_pylist()
+    return {r["report_id"]: r["draft"] for r in rows}, sum(r["latency_ms"] for r in rows) / 1000
 
 
 def conf(path: str, code: str | None) -> str:
@@ -58,14 +61,6 @@ def conf(path: str, code: str | None) -> str:
     if code and p.is_relative_to(REPO):
         return str(Path(code).resolve() / p.relative_to(REPO))
     return str(p)
-
-
-def engine_s(d: Path) -> float:
-    """Seconds the engine stage generated for (each draft's latency_ms is its share of its
-    batch): steady state, without start-up, model load, prompts or commit."""
-    from radgpt.writeback.drafts import read_drafts
-
-    return sum(read_drafts(d, ["latency_ms"]).column("latency_ms").to_pylist()) / 1000
 
 
 def main() -> None:
@@ -105,14 +100,14 @@ def main() -> None:
             print(f"round {r} {name}: {s:.1f} s, peak RSS {peak.rss_mb:.0f} MB, PSS "
                   f"{peak.pss_mb:.0f} MB", file=sys.stderr)  # fmt: skip
     first = vs[0][0]
-    ref = drafts(out / f"{first}-0")
+    ref = drafts(out / f"{first}-0")[0]
     base_s = sum(res[first]["seconds"])
     for name, _, _ in vs:
         x = res[name]
-        got = drafts(out / f"{name}-0")
+        got, engine_s = drafts(out / f"{name}-0")
         x["reports"] = len(got)
         x["reports_per_s"] = round(len(got) * args.rounds / sum(x["seconds"]), 3)
-        x["engine_reports_per_s"] = round(len(got) / engine_s(out / f"{name}-0"), 3)
+        x["engine_reports_per_s"] = round(len(got) / engine_s, 3)
         x["ratio_vs_" + first] = round(base_s / sum(x["seconds"]), 2)
         x["peak_mb_max"], x["peak_pss_mb_max"] = max(x["peak_mb"]), max(x["peak_pss_mb"])
         x["same_drafts_as_" + first] = f"{sum(got.get(k) == v for k, v in ref.items())}/{len(ref)}"
