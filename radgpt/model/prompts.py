@@ -9,8 +9,9 @@
 Two kinds: "chat" renders the tokenizer's own chat template (instruct models such as SmolLM2),
 "plain" is an Alpaca-style string (base models). A template whose text has `{positives}` gets
 the observations the rule labeler finds stated positively in the Findings it formats (the
-report's and each example's; "none" when there are none): chat-obs-v1. Training and drafting build prompts with the same
-`fit` so that truncation and retrieved examples look identical at both times.
+report's and each example's; "none" when there are none): chat-obs-v1. Training and drafting
+build prompts with the same `fit` so that truncation and retrieved examples look identical at
+both times.
 """
 
 from __future__ import annotations

@@ -177,13 +177,16 @@ def response_loss(model, b: dict, reduction: str = "mean"):
     )  # fmt: skip
 
 
-def _val_loss(model, val: list[dict], cfg, pad_id: int, rank: int, world: int, device) -> float:
+def _val_loss(
+    model, val: list[dict], cfg, pad_id: int, rank: int, world: int, device, amp: bool
+) -> float:
+    """Mean response CE over the validate split, under the training's autocast (amp: bf16)."""
     import torch
 
     model.eval()
     s, n = 0.0, 0.0
     mine = val[rank::world]
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         for i in range(0, len(mine), cfg.train.micro_batch):
             b = {
                 k: v.to(device)
@@ -344,13 +347,11 @@ def train_loop(config: dict) -> None:
         if device.type == "cuda":
             m["cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         if step % per_epoch == 0 or step == total:  # end of an epoch (or of the run)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                vl = (
-                    _val_loss(model, val, cfg, tok.pad_token_id, rank, world, device)
-                    if val
-                    else None
-                )
-            m["val_loss"] = vl
+            m["val_loss"] = (
+                _val_loss(model, val, cfg, tok.pad_token_id, rank, world, device, amp)
+                if val
+                else None
+            )
         bar.update(1)
         bar.set_postfix(loss=f"{m['loss']:.3f}", lr=f"{m['lr']:.2e}")
         if rank == 0:
