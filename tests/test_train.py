@@ -303,6 +303,10 @@ def test_training_lowers_loss_and_adapter_loads(ray_local, learnable_model_dir, 
     ] == 30
     lines = (Path(rec["run"]["metrics"])).read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == list(range(1, 31))
+    # train.dtype auto, as resolved on the (CPU) worker: bf16 where the CPU has it natively
+    from radgpt.model.base import resolve_dtype
+
+    assert rec["train_state"]["dtype"] == resolve_dtype("auto", "cpu")
     # a standard PEFT dir: PeftModel loads it, and the merged model generates
     peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(learnable_model_dir), out)
     assert (
