@@ -113,3 +113,49 @@ def test_rerank_skips_candidates_that_did_not_stop():
     usual = {"Pleural Effusion"}
     assert rerank(texts, [-1.0, -1.0], [4, 6], findings, usual, 1.0) == 1
     assert rerank(texts, [-1.0, -1.0], [4, 6], findings, usual, 1.0, [True, False]) == 0
+
+
+@pytest.fixture(scope="module")
+def sharp(tiny):
+    """The tiny model with weights drawn wider: its greedy drafts vary token to token (the tiny
+    one repeats one token), so rows can be made to stop at different steps."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(tiny[0])
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.5)
+    return model, tiny[1]
+
+
+def test_finished_rows_leave_the_batch_with_the_same_drafts(sharp):
+    """Once a quarter of the rows have stopped they stop being decoded (the batch and its cache
+    shrink), and every branch is still token for token what generate() and the uncompacted loop
+    give. The stop tokens are ones the greedy drafts emit at different steps."""
+    model, tok = sharp
+    texts = ["The heart size is normal. The lungs are clear.", "Mild cardiomegaly.",
+             "No pleural effusion or pneumothorax.", "Right lower lobe consolidation is seen."]  # fmt: skip
+    prompts = [tok(t)["input_ids"] for t in texts]
+    pad, n = tok.pad_token_id, [2, 1, 1, 1]
+    free = greedy(model, prompts, pad, [-1], 16)  # no stop: 16 tokens each
+    eos = [free[0][2], free[1][6]]  # prompt 0 stops by its 3rd token, prompt 1 by its 7th
+    rows = []
+    h = model.register_forward_hook(lambda m, a, kw, o: rows.append(kw["input_ids"].shape[0]),
+                                    with_kwargs=True)  # fmt: skip
+    try:
+        got = branch_decode(model, prompts, n, pad=pad, eos=eos, max_new_tokens=16, slack=None)
+    finally:
+        h.remove()
+    ref = branch_decode(model, prompts, n, pad=pad, eos=eos, max_new_tokens=16, slack=None,
+                        compact=None)  # fmt: skip
+    assert [c[0][0] for c in got] == greedy(model, prompts, pad, eos, 16)
+    assert [[(t, s) for t, _, s in c] for c in got] == [[(t, s) for t, _, s in c] for c in ref]
+    for c, r in zip(got, ref, strict=True):
+        assert [lp for _, lp, _ in c] == pytest.approx([lp for _, lp, _ in r], abs=1e-4)
+    assert [c[0][2] for c in got[:2]] == [True, True] and not all(c[0][2] for c in got)
+    assert rows[:2] == [4, 5]  # the prefill, then the first decode step of 5 branches
+    assert min(rows[1:]) < 5 and rows[1:] == sorted(rows[1:], reverse=True)  # stopped rows left

@@ -10,7 +10,9 @@ Impression: so the prompts of a batch are prefilled ONCE, the n most probable fi
 open n branches that share the prompt's key/value cache (copied, not recomputed), and each branch
 continues greedily. Branch 0 starts with the most probable token: it is the greedy draft. The first
 token is where an IU Impression decides between "No acute ..." and "Mild cardiomegaly ...", so the
-branches differ where it matters. A prompt with n=1 is plain greedy decoding.
+branches differ where it matters. A prompt with n=1 is plain greedy decoding: the engine's greedy
+path is this loop with n=1 everywhere. Rows that stopped leave the batch (and its KV cache) as the
+batch goes on, so a batch does not decode every row until its longest draft stops.
 
 rerank: mean token log-prob + weight x (number of the Findings' usually-carried positive
 observations the candidate states) - weight x (number of findings it adds, adds_finding); ties keep
@@ -41,12 +43,17 @@ def branch_decode(
     eos: Collection[int],
     max_new_tokens: int,
     slack: int | None = 8,
+    compact: float | None = 0.25,
 ) -> list[list[tuple[list[int], float, bool]]]:
     """Candidates per prompt: (generated ids without EOS, sum of token log-probs, stopped at EOS).
 
     slack: once a prompt's greedy branch has stopped after L tokens, its other branches stop at
     2 L + slack tokens (not at EOS: stopped False), so one looping branch does not keep a whole
     batch decoding to max_new_tokens; None = every branch runs to EOS or max_new_tokens.
+    compact: once this share of the batch's rows (at least one) has stopped, they leave the batch
+    and its KV cache (a copy of the cache each time, so not at every stop); None = finished rows
+    decode padding until the batch's last branch stops (a batch of 64 greedy IU drafts decoded 3x
+    the tokens it kept that way).
     """
     import torch
 
@@ -68,15 +75,18 @@ def branch_decode(
         rows = [i for i, f in enumerate(firsts) for _ in f]  # prompt of each branch
         index = torch.tensor(rows, device=dev)
         cache.batch_select_indices(index)  # the prompt's cache, once per branch
-        tok = torch.tensor([t for f in firsts for t in f], device=dev)
-        score = logp[index, tok]
+        tok = torch.tensor([t for f in firsts for t in f], device=dev)  # (N,) one per branch
+        score = logp[index, tok]  # (N,) sum of log-probs per branch
         mask = mask[index]
         last = pos[index, -1]
-        done = torch.isin(tok, eos_t)
-        gen = [tok]
+        done = torch.isin(tok, eos_t)  # (N,)
+        gen = torch.full((len(rows), max_new_tokens), pad, device=dev)  # (N, max_new) ids
+        gen[:, 0] = tok
+        live = torch.arange(len(rows), device=dev)  # the branches the batch's rows decode
         greedy = [j == 0 or rows[j] != rows[j - 1] for j in range(len(rows))]
         g_len: dict[int, int] = {}  # prompt -> tokens its greedy branch took (incl. EOS)
         cut: dict[int, int] = {}  # branch -> tokens kept when slack stopped it
+        steps = 1
         for step in range(1, max_new_tokens):
             for j in range(len(rows)) if slack is not None else ():
                 if greedy[j] and bool(done[j]) and rows[j] not in g_len:
@@ -86,18 +96,25 @@ def branch_decode(
                     cut[j], done[j] = step, True
             if bool(done.all()):
                 break
+            keep = (~done[live]).nonzero()[:, 0]
+            if compact is not None and len(live) - len(keep) >= max(1, compact * len(live)):
+                # drop finished rows from the batch (their cache too): later steps decode only
+                # the branches still running, not the batch's longest to its end
+                cache.batch_select_indices(keep)
+                live, mask, last, tok = live[keep], mask[keep], last[keep], tok[keep]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
             out = model(input_ids=tok[:, None], attention_mask=mask,
                         position_ids=(last + step)[:, None], use_cache=True, **{kw: cache})  # fmt: skip
             lp = torch.log_softmax(out.logits[:, -1, :].float(), -1)
             nxt = lp.argmax(-1)
-            tok = torch.where(done, torch.full_like(nxt, pad), nxt)
-            score = score + torch.where(
-                done, torch.zeros_like(score), lp.gather(1, nxt[:, None])[:, 0]
-            )
-            gen.append(tok)
-            done = done | torch.isin(tok, eos_t)
-    seqs = torch.stack(gen, 1).tolist()
+            fin = done[live]
+            tok = torch.where(fin, torch.full_like(nxt, pad), nxt)
+            score[live] += torch.where(fin, torch.zeros_like(nxt, dtype=score.dtype),
+                                       lp.gather(1, nxt[:, None])[:, 0])  # fmt: skip
+            gen[live, step] = tok
+            done[live] = fin | torch.isin(tok, eos_t)
+            steps = step + 1
+    seqs = gen[:, :steps].tolist()
     eos_set = set(eos)
     res: list[list[tuple[list[int], float, bool]]] = [[] for _ in prompts]
     for b, (i, s) in enumerate(zip(rows, seqs, strict=True)):

@@ -123,7 +123,9 @@ def stop_ids(tokenizer, spec: ModelSpec, generation_eos=None) -> list[int]:
 
 
 class HFEngine:
-    """transformers `generate` on length-sorted, left-padded batches of draft.batch_size.
+    """Length-sorted, left-padded batches of draft.batch_size: greedy (and n-best) decoding by
+    radgpt.draft.nbest.branch_decode, whose rows leave the batch as they stop (transformers
+    `generate` decodes a batch until its longest draft stops); `generate` when draft.do_sample.
 
     Loads base + adapter once (radgpt.model.base.load, LoRA merged when draft.merge_adapter), on
     CUDA when visible, else CPU with `threads` torch threads when given (a Ray actor's share).
@@ -163,8 +165,8 @@ class HFEngine:
         sampling = {"temperature": d.temperature, "top_p": d.top_p} if d.do_sample else {}
         for s in range(0, len(order), d.batch_size):
             idx = order[s : s + d.batch_size]
-            if branches and any(branches[i] > 1 for i in idx):
-                self._nbest(prompts, branches, idx, out)
+            if not d.do_sample:
+                self._decode(prompts, branches, idx, out)
                 continue
             width = max(len(prompts[i]) for i in idx)
             # left padding: every prompt ends at column `width`, where generation starts
@@ -194,13 +196,15 @@ class HFEngine:
                 )
         return out
 
-    def _nbest(self, prompts, branches, idx, out) -> None:
-        """One batch by first-token branching (radgpt.draft.nbest); candidate 0 is greedy."""
+    def _decode(self, prompts, branches, idx, out) -> None:
+        """One greedy batch (radgpt.draft.nbest.branch_decode: rows leave the batch as they stop),
+        n-best by first-token branching where branches[i] > 1; candidate 0 is greedy."""
         from radgpt.draft.nbest import branch_decode
 
         d = self.draft
         t0 = time.perf_counter()
-        cands = branch_decode(self.model, [prompts[i] for i in idx], [branches[i] for i in idx],
+        n = [branches[i] for i in idx] if branches else [1] * len(idx)
+        cands = branch_decode(self.model, [prompts[i] for i in idx], n,
                               pad=self.pad, eos=self.eos, max_new_tokens=d.max_new_tokens)  # fmt: skip
         ms = (time.perf_counter() - t0) * 1000 / len(idx)
         for i, cs in zip(idx, cands, strict=True):
