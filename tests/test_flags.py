@@ -85,6 +85,21 @@ def test_omits_finding_quiet_when_stated_or_hedged_or_not_usually_carried():
     )
 
 
+def test_omits_finding_reads_the_hierarchy_and_skips_old_findings():
+    consolidation = "Focal consolidation in the right lower lobe. Heart size normal."
+    usual = {"Consolidation"}
+    r = consistency("No acute cardiopulmonary abnormality.", consolidation, usual)
+    assert r.observations == ["omits_finding:Consolidation"]
+    # "pneumonia" is the radiologist's reading of it: carried, and not an added finding
+    assert consistency("Right lower lobe pneumonia.", consolidation, usual) == ([], [])
+    old = "Old healed left rib fractures. Lungs are clear."
+    # an old fracture is not one to carry; naming it adds nothing either
+    assert consistency("No acute disease.", old, {"Fracture"}) == ([], [])
+    assert consistency("Old left rib fractures.", old, {"Fracture"}) == ([], [])
+    acute = "Mildly displaced fracture of the mid right clavicle. Lungs are clear."
+    assert consistency("No acute findings.", acute, {"Fracture"}).flags == ["omits_finding"]
+
+
 def test_adds_finding_fires_on_a_negated_or_unmentioned_finding():
     r = consistency("Small left pleural effusion. Right pneumothorax.")
     assert r.flags == ["laterality_mismatch", "adds_finding"]

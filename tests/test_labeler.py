@@ -5,7 +5,18 @@
 
 import pytest
 
-from radgpt.model.labeler import ABSENT, NEG, OBSERVATIONS, POS, UNC, agreement, clauses, label
+from radgpt.model.labeler import (
+    ABSENT,
+    NEG,
+    OBSERVATIONS,
+    POS,
+    SUPPORT,
+    UNC,
+    agreement,
+    clauses,
+    label,
+    states,
+)
 
 # (sentence, {observation: expected status}); observations not named must be absent,
 # and "No Finding" is checked only where named.
@@ -104,6 +115,15 @@ CASES = [
     ("No acute cardiopulmonary abnormality.", {"No Finding": POS}),
     # sentence without a space after the period
     ("Small left effusion.No pneumothorax.", {"Pleural Effusion": POS, "Pneumothorax": NEG}),
+    # a disclaimer, not a finding (IU: "Please note that fractures may not be demonstrated")
+    ("Please note that fractures may not be demonstrated.", {"Fracture": UNC}),
+    # a dense or widened paratracheal stripe is mediastinal
+    (
+        "Right paratracheal stripe is denser and XXXX than normal.",
+        {"Enlarged Cardiomediastinum": POS},
+    ),  # fmt: skip
+    ("Widening of the right paratracheal stripe.", {"Enlarged Cardiomediastinum": POS}),
+    ("Normal paratracheal stripe.", {"Enlarged Cardiomediastinum": ABSENT, "No Finding": POS}),
 ]
 
 
@@ -116,6 +136,26 @@ def test_tricky_sentences(text, want):
             assert got[obs] == want[obs], f"{obs}: {got[obs]} != {want[obs]}"
         elif obs != "No Finding":
             assert got[obs] == ABSENT, f"{obs} should be absent, got {got[obs]}"
+
+
+def test_old_findings_read_as_uncertain_when_asked():
+    text = "Old healed left rib fractures. Small right pleural effusion."
+    assert label(text)["Fracture"] == POS  # the labeler's reading: a fracture is a fracture
+    got = label(text, old_as_uncertain=True)
+    assert (got["Fracture"], got["Pleural Effusion"]) == (UNC, POS)
+    # a new fracture beside an old one stays positive; a negated old one stays negative
+    assert label("Old rib fractures. Acute right clavicle fracture.", True)["Fracture"] == POS
+    assert label("No old fracture.", True)["Fracture"] == NEG
+    # fractures only: "prior" elsewhere is the comparison study
+    assert label("Opacities worse than on the prior study.", True)["Lung Opacity"] == POS
+
+
+def test_states_follows_the_hierarchy():
+    imp = label("Right lower lobe pneumonia.")
+    assert states(imp, "Consolidation") and states(imp, "Lung Opacity")
+    assert not states(imp, "Pleural Effusion") and not states(imp, "Consolidation", (NEG,))
+    for o, readings in SUPPORT.items():  # symmetric: a reading of a reading is the thing
+        assert all(o in SUPPORT[r] for r in readings)
 
 
 def test_no_finding_rules():

@@ -79,7 +79,7 @@ def test_carry_threshold_sweep_prices_each_threshold():
     carry = CarryRates(counts)
     f, r, h, fl, _ = zip(*CASES, strict=True)
     find, refs, hyps = [label(x) for x in f], [label(x) for x in r], [label(x) for x in h]
-    rows = sweep(find, refs, hyps, fl, carry, (0.1, 0.5, 0.9))
+    rows = sweep(find, find, refs, hyps, fl, carry, (0.1, 0.5, 0.9))
     by = {x["threshold"]: x for x in rows}
     # 0.1: both checked -> reports 2 (cardiomegaly) and 3 (pneumothorax) flagged omits_finding;
     # 4 keeps adds_finding, 5 keeps repetition; 6's stored omits (opacity, rate 0.5) is recomputed

@@ -14,12 +14,14 @@ Flags (the drafts schema's vocabulary, in this order):
     echoes_instruction    contains 4+ consecutive words of the prompt's instruction
     omits_finding         the Findings state a finding positively that radiologists usually carry
                           into the Impression (radgpt.model.carry rate >= draft.carry_threshold),
-                          and the draft does not state it (neither positive nor uncertain)
+                          and the draft states neither it nor a reading of it (positive or
+                          uncertain; labeler.SUPPORT: consolidation -> pneumonia...)
     adds_finding          the draft states a finding positively that the Findings negate or never
-                          mention, nor anything that implies it (SUPPORT: opacity -> pneumonia...)
+                          mention, nor a reading of it (SUPPORT: opacity -> pneumonia...)
 
 The last two are clinical consistency flags: the rule labeler (radgpt.model.labeler) reads the
-Findings and the draft; the observations behind them are `<flag>:<observation>` strings
+Findings (as radgpt.model.carry.findings_labels: a finding called old is stated, not one to
+carry) and the draft; the observations behind them are `<flag>:<observation>` strings
 ("omits_finding:Pleural Effusion"), the drafts table's `flag_observations`.
 """
 
@@ -30,7 +32,8 @@ from collections import Counter
 from collections.abc import Collection
 from typing import NamedTuple
 
-from radgpt.model.labeler import POS, UNC, label
+from radgpt.model.carry import findings_labels
+from radgpt.model.labeler import POS, label, states
 
 FLAGS = (
     "empty",
@@ -43,20 +46,6 @@ FLAGS = (
     "adds_finding",
 )
 CONSISTENCY = ("omits_finding", "adds_finding")
-# Findings observations that support a draft's observation besides itself (the CheXpert hierarchy:
-# lung opacity is the parent of edema, consolidation, pneumonia, lesion, atelectasis; consolidation
-# of pneumonia; enlarged cardiomediastinum of cardiomegaly): "patchy opacity" -> "pneumonia" is
-# the radiologist's reading, not an invented finding
-SUPPORT: dict[str, tuple[str, ...]] = {
-    "Lung Opacity": ("Edema", "Consolidation", "Pneumonia", "Lung Lesion", "Atelectasis"),
-    "Edema": ("Lung Opacity",),
-    "Consolidation": ("Lung Opacity", "Pneumonia"),
-    "Pneumonia": ("Lung Opacity", "Consolidation"),
-    "Lung Lesion": ("Lung Opacity",),
-    "Atelectasis": ("Lung Opacity",),
-    "Cardiomegaly": ("Enlarged Cardiomediastinum",),
-    "Enlarged Cardiomediastinum": ("Cardiomegaly",),
-}
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CHUNK_LOOP = re.compile(r"(.{3,}?)\1{3,}", re.S)  # "abcabcabcabc": a chunk repeated 4+ times
@@ -96,16 +85,14 @@ def echoes(instruction: str, draft_words: list[str], n: int = 4) -> bool:
 def consistency(
     findings: dict[str, str], draft: dict[str, str], usual: Collection[str]
 ) -> list[str]:
-    """`<flag>:<observation>` for the labels of the Findings and of the draft (labeler order)."""
-    stated = (POS, UNC)
+    """`<flag>:<observation>` for the labels of the Findings (carry.findings_labels) and of the
+    draft (labeler order)."""
     out = []
     for o, s in findings.items():
-        if o != "No Finding" and s == POS and o in usual and draft[o] not in stated:
+        if o != "No Finding" and s == POS and o in usual and not states(draft, o):
             out.append(f"omits_finding:{o}")
     for o, s in draft.items():
-        if o == "No Finding" or s != POS:
-            continue
-        if findings[o] not in stated and all(findings[x] not in stated for x in SUPPORT.get(o, ())):
+        if o != "No Finding" and s == POS and not states(findings, o):
             out.append(f"adds_finding:{o}")
     return out
 
@@ -124,7 +111,7 @@ def review(
     usual: Collection[str] = (),
 ) -> Review:
     """Review flags for one draft and the observations behind them; usual = observations to carry."""
-    obs = consistency(label(findings), label(draft), usual) if words(draft) else []
+    obs = consistency(findings_labels(findings), label(draft), usual) if words(draft) else []
     kinds = {x.split(":", 1)[0] for x in obs}
     flags = review_flags(findings, draft, truncated=truncated, instruction=instruction)
     return Review(flags + [f for f in CONSISTENCY if f in kinds], obs)

@@ -79,13 +79,12 @@ class Preprocess:
     def branches(self, findings: list[str]) -> list[int] | None:
         """n-best branches per report: draft.n_best where the Findings state a usually-carried
         finding (the reranker has something to prefer), else 1; None when n-best is off."""
-        from radgpt.model.carry import positives
-        from radgpt.model.labeler import label
+        from radgpt.model.carry import findings_labels, positives
 
         n = self.n_best
         if n <= 1:
             return None
-        return [n if positives(label(f)) & self.usual else 1 for f in findings]
+        return [n if positives(findings_labels(f)) & self.usual else 1 for f in findings]
 
 
 def carried(spec: ModelSpec, draft: DraftCfg) -> frozenset[str]:
@@ -297,11 +296,11 @@ class Postprocess:
 
     def _pick(self, findings: str, cands) -> tuple[list[int], bool]:
         from radgpt.draft.nbest import rerank
-        from radgpt.model.labeler import label
+        from radgpt.model.carry import findings_labels
 
         texts = [self.clean(self._text(t)) for t, _, _ in cands]
         i = rerank(texts, [lp for _, lp, _ in cands], [len(t) + s for t, _, s in cands],
-                   label(findings), self.usual, self.draft.rerank_weight,
+                   findings_labels(findings), self.usual, self.draft.rerank_weight,
                    [s for _, _, s in cands])  # fmt: skip
         return cands[i][0], cands[i][2]
 

@@ -114,20 +114,23 @@ def review_flags(cfg, frame: pd.DataFrame, draft_systems, baselines, carry) -> t
     return out, settings
 
 
-def carry_sweep(cfg, m: dict, draft_systems, flags: dict, carry) -> dict:
+def carry_sweep(cfg, frame: pd.DataFrame, m: dict, draft_systems, flags: dict, carry) -> dict:
     """{system: {"rows": [...], "recommended": row | None}} (radgpt.evaluation.tune) for each
-    draft system with stored flags, from the labels score() made (m["_labels"]) and the carry
-    rates evaluation uses (review_flags)."""
+    draft system with stored flags, from the labels score() made (m["_labels"]), the Findings as
+    drafting's flags read them (carry.findings_labels) and the carry rates evaluation uses
+    (review_flags)."""
     from radgpt.evaluation.tune import choose, sweep
+    from radgpt.model.carry import findings_labels
 
     systems = [s for s in draft_systems if s in flags]
     if not cfg.eval.carry_grid or not systems:
         return {}
     lab = m["_labels"]
+    find = [findings_labels(f) for f in frame["findings"]]
     out = {}
     for s in systems:
-        rows = sweep(lab["findings"], lab["reference"], lab["systems"][s], flags[s][0], carry,
-                     cfg.eval.carry_grid)  # fmt: skip
+        rows = sweep(find, lab["findings"], lab["reference"], lab["systems"][s], flags[s][0],
+                     carry, cfg.eval.carry_grid)  # fmt: skip
         out[s] = {"carry_rates_sha256": carry.digest, "max_flag_rate": cfg.eval.max_flag_rate,
                   "rows": rows, "recommended": choose(rows, cfg.eval.max_flag_rate)}  # fmt: skip
     return out
@@ -228,7 +231,7 @@ def run_evaluate(
     carry = carry_rates(cfg, data_root)
     flags, flag_settings = review_flags(cfg, frame, draft_systems, baselines, carry)
     m = score(frame, systems, cfg.eval.bootstrap, cfg.eval.seed, compare=draft_systems, flags=flags)
-    m["carry_sweep"] = carry_sweep(cfg, m, draft_systems, flags, carry)
+    m["carry_sweep"] = carry_sweep(cfg, frame, m, draft_systems, flags, carry)
     m.update(
         review_flags=flag_settings,
         eval_run_id=eval_id,

@@ -1,7 +1,7 @@
 """The review flags' carry threshold, swept on a split's drafts: flag rate against silent misses.
 
     from radgpt.evaluation.tune import sweep, choose
-    rows = sweep(find_labels, ref_labels, draft_labels, text_flags, carry, (0.3, 0.4, 0.5))
+    rows = sweep(carry_view, find_labels, ref_labels, draft_labels, text_flags, carry, (0.3, 0.4))
     best = choose(rows, max_flag_rate=0.25)    # a row, or None when no threshold fits
 
 `omits_finding` checks the Findings observations whose carry rate (radgpt.model.carry) is at least
@@ -24,6 +24,7 @@ GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def sweep(
+    carry_view: Sequence[dict],
     findings: Sequence[dict],
     refs: Sequence[dict],
     hyps: Sequence[dict],
@@ -33,14 +34,16 @@ def sweep(
 ) -> list[dict]:
     """One row per threshold: flag rate, silent dangerous misses and omissions, flag precision.
 
-    text_flags: each draft's stored flags; its consistency flags are replaced by the threshold's.
+    carry_view: the Findings' labels as drafting's flags read them (carry.findings_labels);
+    findings: their labeler labels (safety's carry); text_flags: each draft's stored flags, whose
+    consistency flags are replaced by the threshold's.
     An empty draft gets no consistency flags (as in drafting: it is flagged `empty`)."""
     rows = []
     for t in thresholds:
         usual = carry.usual(t)
         flags, obs = [], []
-        for f, h, fl in zip(findings, hyps, text_flags, strict=True):
-            o = consistency(f, h, usual) if "empty" not in fl else []
+        for c, h, fl in zip(carry_view, hyps, text_flags, strict=True):
+            o = consistency(c, h, usual) if "empty" not in fl else []
             kinds = {x.split(":", 1)[0] for x in o}
             flags.append(
                 [x for x in fl if x not in CONSISTENCY] + [k for k in CONSISTENCY if k in kinds]

@@ -8,7 +8,9 @@
     CarryRates.for_adapter(adapter_dir, table)              # the adapter's file, else the table's train split
 
 Per observation of radgpt.model.labeler (No Finding aside): `stated` = train reports whose Findings
-state it positively, `carried` = those whose reference Impression states it positively too. The
+state it positively (findings_labels: a fracture its clause calls old, healed or chronic is not
+counted), `carried` = those whose reference Impression states it, or a reading of it
+(labeler.SUPPORT: Findings consolidation -> Impression pneumonia), positively too. The
 rate is (carried + 1) / (stated + 2), so an observation seen a few times is not trusted to 0 or 1.
 The counts are a derived artifact of the train split with their own sha256 `digest`; drafting puts
 it into the generation settings (provenance and draft id), like the retrieval corpus digest.
@@ -23,14 +25,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from radgpt.model.labeler import OBSERVATIONS, POS, label
+from radgpt.model.labeler import OBSERVATIONS, POS, label, states
 from radgpt.runtime import sha256_bytes, write_json_atomic
 
 log = logging.getLogger(__name__)
 FILE = "carry_rates.json"
-KIND = "carry-rates-v1"
+KIND = "carry-rates-v2"  # v2: readings (SUPPORT) carry, old findings are not stated
 # observations a review flag can name: every labeler observation except the "No Finding" summary
 FINDINGS = tuple(o for o in OBSERVATIONS if o != "No Finding")
+
+
+def findings_labels(findings: str | None) -> dict[str, str]:
+    """The Findings as the carry check reads them: labeler labels where a positive fracture its
+    clause calls old (healed, chronic, remote...) is uncertain: stated (a draft that names it adds
+    nothing), not a finding radiologists carry (omits_finding, n-best, rerank, the rates)."""
+    return label(findings, old_as_uncertain=True)
 
 
 def positives(labels: dict[str, str]) -> set[str]:
@@ -51,10 +60,10 @@ class CarryRates:
         n = 0
         for f, i in zip(findings, impressions, strict=True):
             n += 1
-            carried = positives(label(i))
-            for o in positives(label(f)):
+            imp = label(i)
+            for o in positives(findings_labels(f)):
                 counts[o]["stated"] += 1
-                counts[o]["carried"] += o in carried
+                counts[o]["carried"] += states(imp, o, (POS,))
         return cls(counts, {"reports": n, **(source or {})})
 
     def rate(self, obs: str) -> float:
@@ -87,7 +96,10 @@ class CarryRates:
         p = p / FILE if p.is_dir() else p
         obj = json.loads(p.read_text())
         if obj.get("kind") != KIND:
-            raise ValueError(f"{p}: not a carry-rates file (kind {obj.get('kind')!r} != {KIND})")
+            raise ValueError(
+                f"{p}: kind {obj.get('kind')!r} is not {KIND} (carry-rates-v1 counted neither "
+                "readings nor old findings): refit it with `radgpt models carry-rates --adapter DIR`"
+            )
         c = cls({o: {"stated": int(v["stated"]), "carried": int(v["carried"])}
                  for o, v in obj["counts"].items()}, obj.get("source") or {})  # fmt: skip
         if c.digest != obj.get("digest"):

@@ -12,7 +12,7 @@ the CheXpert/NegBio labeler is not packaged), so the rules are our own, CheXpert
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 OBSERVATIONS = (
     "No Finding",
@@ -45,6 +45,10 @@ MENTIONS: dict[str, list[str]] = {
         r"\b(?:widen\w*|enlarge\w*|prominen\w*) (?:of the )?(?:cardio)?mediastin\w*",
         r"\bmediastinal (?:widening|enlargement|prominence)",
         rf"\b{_MEDIA} (?:is |are |appears? |remains? )?(?:not )?{_DEGREE}(?:widened|enlarged|prominent)",
+        # a widened or dense paratracheal stripe: mediastinal (often nodes), IU says it this way
+        r"\bparatracheal (?:stripe|soft tissues?) (?:is |are |appears? |remains? )?(?:\w+ )?"
+        r"(?:denser|dense|widened|wide|thickened|thick|prominent)\b",
+        r"\b(?:widen\w*|thicken\w*|prominen\w*) (?:of )?(?:the )?(?:right |left )?paratracheal",
     ],
     "Cardiomegaly": [
         r"\bcardiomegaly\b",
@@ -152,6 +156,8 @@ POST_UNC = [
     r"(?:cannot|can not|could not|not) (?:be )?(?:entirely |completely )?(?:excluded|ruled out)",
     r"(?:is|are) (?:possible|suspected|questioned|not excluded)",
     r"(?:may|might|could) be (?:present|seen)",
+    # "fractures may not be demonstrated": a hedge that they could be there unseen
+    r"(?:may|might|could) not be (?:seen|identified|demonstrated|visible|evident|appreciated|detected)",
     r"versus|vs\.?|\?",
 ]
 POST_NEG = [
@@ -170,6 +176,27 @@ OLD_INFECTION = re.compile(
     r"\b(?:(?:prior|previous|old|remote|healed) (?:(?:granulomatous|tuberculo\w*|histoplasm\w*) )?"
     r"|granulomatous |osseous )infect\w*"
 )
+# an observation -> those that are readings of the same thing (the CheXpert hierarchy: lung opacity
+# is the parent of edema, consolidation, pneumonia, lesion, atelectasis; consolidation of
+# pneumonia; enlarged cardiomediastinum of cardiomegaly; symmetric): "patchy opacity" in the
+# Findings -> "pneumonia" in the Impression is the radiologist's reading, neither an invented
+# finding nor a dropped one
+SUPPORT: dict[str, tuple[str, ...]] = {
+    "Lung Opacity": ("Edema", "Consolidation", "Pneumonia", "Lung Lesion", "Atelectasis"),
+    "Edema": ("Lung Opacity",),
+    "Consolidation": ("Lung Opacity", "Pneumonia"),
+    "Pneumonia": ("Lung Opacity", "Consolidation"),
+    "Lung Lesion": ("Lung Opacity",),
+    "Atelectasis": ("Lung Opacity",),
+    "Cardiomegaly": ("Enlarged Cardiomediastinum",),
+    "Enlarged Cardiomediastinum": ("Cardiomegaly",),
+}
+# a fracture called old in its clause: radiologists rarely carry it (IU train: 2 of 31 old or
+# healed fractures reach the Impression, 11 of 23 others); "healing" is recent, not old. Other
+# findings: "prior"/"previous" name the comparison study ("worse than on the prior study") and
+# chronic lung disease is carried, so OLD reads fractures only
+OLD = re.compile(r"\b(?:old|healed|remote|chronic|prior|previous|remodeled)\b")
+OLD_READS = ("Fracture",)
 # clause boundaries: sentence ends, ';', and words that end a negation's scope
 _SENT = re.compile(r"\.(?!\d)|;|\n|:(?=\s)|!")
 _TERM = re.compile(
@@ -234,14 +261,21 @@ def _merge(a: str, b: str) -> str:
     return a if order[a] >= order[b] else b
 
 
-def label(text: str | None) -> dict[str, str]:
-    """Label one report section (an Impression) for the 14 observations."""
+def label(text: str | None, old_as_uncertain: bool = False) -> dict[str, str]:
+    """Label one report section (an Impression) for the 14 observations.
+
+    old_as_uncertain: a positive mention of a fracture (OLD_READS) in a clause that calls it old
+    (OLD: healed, chronic, remote...) counts as uncertain: stated, but not a finding to carry
+    (radgpt.model.carry.findings_labels, the review flags' reading of the Findings)."""
     out = dict.fromkeys(OBSERVATIONS, ABSENT)
     for c in clauses(text or ""):
+        old = old_as_uncertain and OLD.search(c) is not None
         for obs, pats in _MENTION.items():
             for p in pats:
                 for m in p.finditer(c):
-                    out[obs] = _merge(out[obs], _status(c, m.start(), m.end()))
+                    st = _status(c, m.start(), m.end())
+                    st = UNC if old and st == POS and obs in OLD_READS else st
+                    out[obs] = _merge(out[obs], st)
         for p, observations in _NORMAL:
             if p.search(c):
                 for obs in observations:
@@ -252,6 +286,11 @@ def label(text: str | None) -> dict[str, str]:
     )
     out["No Finding"] = ABSENT if found else POS
     return out
+
+
+def states(labels: dict[str, str], obs: str, how: Collection[str] = (POS, UNC)) -> bool:
+    """labels (of one text) state obs or a reading of it (SUPPORT) with a status in `how`."""
+    return any(labels[o] in how for o in (obs, *SUPPORT.get(obs, ())))
 
 
 def mentions(text: str | None, obs: str) -> list[tuple[int, int]]:
