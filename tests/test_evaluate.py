@@ -250,15 +250,13 @@ def test_evaluate_reports_carry_and_silent_misses(tmp_path):
     )
     assert s["per_observation"]["Pneumothorax"]["omits_right"] == 1
     # constant reads normal for all 6: 5 dangerous misses; train carries cardiomegaly, effusion,
-    # pneumothorax (rate 2/3 >= 0.4) but not consolidation or opacity (1/3): 13 and 16 are silent
+    # pneumothorax (rate 2/3 >= 0.4), and consolidation and opacity as their readings pneumonia
+    # and atelectasis (labeler.SUPPORT: 2/3): the misses on 13 and 16 are flagged too
     c = m["systems"]["constant"]["safety"]
-    assert c["dangerous_misses"] == {"reports": 5, "silent": 2, "silent_share": 0.4}
-    assert c["carry"]["carried"] == 0 and c["flags"]["by_flag"] == {"omits_finding": 3}
+    assert c["dangerous_misses"] == {"reports": 5, "silent": 0, "silent_share": 0.0}
+    assert c["carry"]["carried"] == 0 and c["flags"]["by_flag"] == {"omits_finding": 5}
     assert m["review_flags"]["carry_threshold"] == 0.4
-    assert (
-        "Pneumothorax" in m["review_flags"]["usual"]
-        and "Consolidation" not in m["review_flags"]["usual"]
-    )
+    assert {"Pneumothorax", "Consolidation", "Lung Opacity"} <= set(m["review_flags"]["usual"])
     # the threshold sweep recomputes the drafts' consistency flags: pneumothorax (2/3) is checked
     # up to 0.6, so report 14's miss is flagged there and silent from 0.7 on
     sw = {r["threshold"]: r for r in m["carry_sweep"]["draft"]["rows"]}
