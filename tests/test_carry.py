@@ -66,6 +66,10 @@ def test_save_load_and_digest(tmp_path):
     p.write_text(json.dumps(obj))
     with pytest.raises(ValueError, match="digest"):
         CarryRates.load(p)
+    # a file counted the v1 way (no readings, old fractures counted) is refused with the fix
+    p.write_text(json.dumps({**obj, "kind": "carry-rates-v1"}))
+    with pytest.raises(ValueError, match="refit it with `radgpt models carry-rates"):
+        CarryRates.load(p)
 
 
 def test_from_table_reads_the_eligible_train_split(tmp_path):
