@@ -191,8 +191,8 @@ SUPPORT: dict[str, tuple[str, ...]] = {
     "Cardiomegaly": ("Enlarged Cardiomediastinum",),
     "Enlarged Cardiomediastinum": ("Cardiomegaly",),
 }
-# a fracture called old in its clause: radiologists rarely carry it (IU train: 2 of 31 old or
-# healed fractures reach the Impression, 11 of 23 others); "healing" is recent, not old. Other
+# a fracture called old in its clause: radiologists rarely carry it (IU train: none of 27 old or
+# healed fractures reach the Impression, 13 of 27 others); "healing" is recent, not old. Other
 # findings: "prior"/"previous" name the comparison study ("worse than on the prior study") and
 # chronic lung disease is carried, so OLD reads fractures only
 OLD = re.compile(r"\b(?:old|healed|remote|chronic|prior|previous|remodeled)\b")
