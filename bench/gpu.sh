@@ -21,6 +21,9 @@
 #            tokens/s figure) vs response_loss at 16 and at 64; tokens/s, MFU (target: 5x)
 #   retrain  (~6 min) the shipped adapter drafted, then training/sweep.sh k3-all-r16-obs (the
 #            chat-obs-v1 prompt, issue #15): both scored on validate and test in OUT/sweep
+#   compile  (opt-in, ~3 min) the train part's runs plus the micro-batch-64 run under
+#            torch.compile(dynamic=True): whether compiling pays, its compile seconds, and that
+#            its losses agree with the eager run (compiled_loss_max_diff)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-var/gpu}
@@ -88,6 +91,11 @@ if part train; then
   dev=cpu; $PY -c "import torch, sys; sys.exit(not torch.cuda.is_available())" && dev=cuda
   run train $PY bench/train.py --base-model $BASE --data $ROOT/table --device $dev --autocast \
     --retrieval-k 3 --cutoff-len 768 --micro-batch 16 --grad-accum 2 "${TRAIN[@]}"  # last wins
+fi
+if part compile; then  # apart from train: a compile failure must not cost the train figures
+  dev=cpu; $PY -c "import torch, sys; sys.exit(not torch.cuda.is_available())" && dev=cuda
+  run compile $PY bench/train.py --base-model $BASE --data $ROOT/table --device $dev --autocast \
+    --retrieval-k 3 --cutoff-len 768 --micro-batch 16 --grad-accum 2 "${TRAIN[@]}" --compile
 fi
 if part retrain; then
   say "retrain: the shipped adapter's drafts, then training/sweep.sh k3-all-r16-obs"

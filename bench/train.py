@@ -19,7 +19,9 @@ lever for a launch-bound GPU, and with --autocast the frozen weights in bf16 (tr
 bfloat16, radgpt.train.loop.frozen_to_bf16): everything the train loop now does. `--autocast`:
 bf16 autocast around the loss, as the train loop runs on CUDA. `--retrieval-k K`: prompts with K
 retrieved train examples (the shipped recipe: 3, ~450 tokens), from --data's train split. MFU
-(issue #17's convention): 6 x parameters x tokens/s over --peak-tflops. Prints one JSON line.
+(issue #17's convention): 6 x parameters x tokens/s over --peak-tflops. `--compile`: a fifth run,
+the --bigger run under torch.compile(dynamic=True): its warmup_s is the compile time, and its
+losses must agree with the eager run's (compiled_loss_max_diff). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -110,10 +112,13 @@ def measure(model, ex, order, micro, accum, steps, pad_id, loss_fn=full_loss, de
         if s:
             t_total += time.perf_counter() - t0
             tokens, slots = tokens + n_tok, slots + n_slot
+        else:
+            warm = time.perf_counter() - t0  # includes compiling under --compile
     return {
         "tokens_per_s": tokens / t_total,
         "pad_fraction": 1 - tokens / slots,
         "s_per_step": t_total / steps,
+        "warmup_s": warm,
         "_losses": losses,
     }
 
@@ -133,6 +138,8 @@ def main() -> int:
     ap.add_argument("--autocast", action="store_true", help="bf16 autocast (the CUDA train loop)")
     ap.add_argument("--retrieval-k", type=int, default=0, help="retrieved examples per prompt")
     ap.add_argument("--bigger", type=int, help="a 4th run: response_loss at this micro-batch")
+    ap.add_argument("--compile", action="store_true",
+                    help="a 5th run: the --bigger run under torch.compile(dynamic=True)")  # fmt: skip
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H200)")
     a = ap.parse_args()
 
@@ -183,14 +190,18 @@ def main() -> int:
             ("response", True, response_loss, a.micro_batch)]  # fmt: skip
     if a.bigger:
         runs.append((f"response_mb{a.bigger}", True, response_loss, a.bigger))
+        if a.compile:
+            runs.append((f"compiled_mb{a.bigger}", True, response_loss, a.bigger))
     for name, grouped, loss_fn, micro in runs:
-        now = name.startswith("response_mb")  # the --bigger run: all of today's train loop
+        now = name.startswith(("response_mb", "compiled_mb"))  # today's train loop (+ compile)
         accum = max(1, a.micro_batch * a.grad_accum // micro)  # same examples per step
         torch.manual_seed(0)
         m, _ = build_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), cfg)
         if a.autocast and now:  # train.dtype bfloat16
             frozen_to_bf16(m)
         m.to(a.device).train()
+        if name.startswith("compiled_mb"):  # lengths vary per batch: dynamic shapes, one graph
+            m = torch.compile(m, dynamic=True)
         order = data.batches(lengths, micro, seed=1, epoch=0, group_by_length=grouped)
         res[name] = measure(m, ex, order, micro, accum, a.steps, tok.pad_token_id, loss_fn,
                             a.device, a.autocast)  # fmt: skip
@@ -200,6 +211,13 @@ def main() -> int:
         del m
     diff = max(abs(x - y) for x, y in zip(res["grouped"].pop("_losses"),
                                           res["response"].pop("_losses"), strict=True))  # fmt: skip
+    cdiff = None
+    if a.bigger and a.compile:  # same batches and dropout masks: compiled losses must agree
+        c, e = (
+            res[f"compiled_mb{a.bigger}"].pop("_losses"),
+            res[f"response_mb{a.bigger}"]["_losses"],
+        )
+        cdiff = max(abs(x - y) for x, y in zip(c, e, strict=True))
     for r in res.values():
         r.pop("_losses", None)
         r["mfu"] = 6 * n_params * r["tokens_per_s"] / (a.peak_tflops * 1e12)
@@ -227,6 +245,7 @@ def main() -> int:
             res["response"]["tokens_per_s"] / res["grouped"]["tokens_per_s"], 2
         ),
         "loss_max_diff": diff,
+        "compiled_loss_max_diff": cdiff,
     }
     if a.bigger:
         out[f"ratio_mb{a.bigger}_vs_grouped"] = round(
