@@ -197,6 +197,12 @@ class TrainCfg(_Cfg):
         "cast per op; LoRA weights, embeddings, norms and the optimizer stay fp32); auto = "
         "bfloat16 on GPUs and on CPUs with native bf16 (AMX, AVX512-BF16), else float32",
     )
+    compile: bool = Field(
+        default=False,
+        description="train under torch.compile(dynamic=True) (the forward and backward of each "
+        "micro-batch; validation and checkpoints use the same weights eagerly): on a 2-core CPU "
+        "1.23x tokens/s after ~5.5 minutes of compiling (docs/benchmarks.md), so for long runs",
+    )
 
     @property
     def grad_accum(self) -> int:

@@ -260,6 +260,9 @@ def train_loop(config: dict) -> None:
     if amp and t.method == "lora":
         frozen_to_bf16(model)
     model = ray.train.torch.prepare_model(model)
+    # the training step's forward (and so its backward) compiled; the eager module shares its
+    # weights for validation and checkpoints. dynamic: batch lengths vary, one graph for all
+    fwd = torch.compile(model, dynamic=True) if t.compile else model
 
     retr = Retriever.load(config["retrieval"]) if config.get("retrieval") else None
     train, tstats = _shard_encode("train", tok, tpl, cfg, retr, world)
@@ -307,6 +310,7 @@ def train_loop(config: dict) -> None:
         "total_steps": total,
         "steps_per_epoch": per_epoch,
         "dtype": "bfloat16" if amp else "float32",  # train.dtype as resolved on the worker
+        "compiled": t.compile,
     }
     bar = tqdm(total=total, initial=step, desc="train", disable=rank != 0, mininterval=1.0)
     model.train()
@@ -322,7 +326,7 @@ def train_loop(config: dict) -> None:
             b = data.collate([train[i] for i in order[j]], tok.pad_token_id)
             b = {k: v.to(device) for k, v in b.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = response_loss(model, b) / t.grad_accum  # mean CE over response tokens
+                loss = response_loss(fwd, b) / t.grad_accum  # mean CE over response tokens
             loss.backward()
             loss_sum += loss.item()
             tokens += int(b["attention_mask"].sum())
