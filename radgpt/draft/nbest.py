@@ -82,47 +82,51 @@ def branch_decode(
         done = torch.isin(tok, eos_t)  # (N,)
         gen = torch.full((len(rows), max_new_tokens), pad, device=dev)  # (N, max_new) ids
         gen[:, 0] = tok
-        live = torch.arange(len(rows), device=dev)  # the branches the batch's rows decode
+        live = list(range(len(rows)))  # the branches the batch's rows decode, in row order
+        live_t = torch.tensor(live, device=dev)
         greedy = [j == 0 or rows[j] != rows[j - 1] for j in range(len(rows))]
         g_len: dict[int, int] = {}  # prompt -> tokens its greedy branch took (incl. EOS)
         cut: dict[int, int] = {}  # branch -> tokens kept when slack stopped it
-        steps = 1
         for step in range(1, max_new_tokens):
+            d = done.tolist()  # the step's one device sync: stops, slack and compaction read it
             for j in range(len(rows)) if slack is not None else ():
-                if greedy[j] and bool(done[j]) and rows[j] not in g_len:
+                if greedy[j] and d[j] and rows[j] not in g_len:
                     g_len[rows[j]] = step
                 lim = g_len.get(rows[j])
-                if lim is not None and not bool(done[j]) and step >= 2 * lim + slack:
-                    cut[j], done[j] = step, True
-            if bool(done.all()):
+                if lim is not None and not d[j] and step >= 2 * lim + slack:
+                    cut[j], d[j] = step, True
+                    done[j] = True
+            if all(d):
                 break
-            keep = (~done[live]).nonzero()[:, 0]
+            keep = [k for k, j in enumerate(live) if not d[j]]
             if compact is not None and len(live) - len(keep) >= max(1, compact * len(live)):
                 # drop finished rows from the batch (their cache too): later steps decode only
                 # the branches still running, not the batch's longest to its end
-                cache.batch_select_indices(keep)
-                live, mask, last, tok = live[keep], mask[keep], last[keep], tok[keep]
+                k_t = torch.tensor(keep, device=dev)
+                cache.batch_select_indices(k_t)
+                live, live_t = [live[k] for k in keep], live_t[k_t]
+                mask, last, tok = mask[k_t], last[k_t], tok[k_t]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
             out = model(input_ids=tok[:, None], attention_mask=mask,
                         position_ids=(last + step)[:, None], use_cache=True, **{kw: cache})  # fmt: skip
             lp = torch.log_softmax(out.logits[:, -1, :].float(), -1)
             nxt = lp.argmax(-1)
-            fin = done[live]
+            fin = done[live_t]
             tok = torch.where(fin, torch.full_like(nxt, pad), nxt)
-            score[live] += torch.where(fin, torch.zeros_like(nxt, dtype=score.dtype),
-                                       lp.gather(1, nxt[:, None])[:, 0])  # fmt: skip
-            gen[live, step] = tok
-            done[live] = fin | torch.isin(tok, eos_t)
-            steps = step + 1
-    seqs = gen[:, :steps].tolist()
+            score[live_t] += torch.where(fin, torch.zeros_like(nxt, dtype=score.dtype),
+                                         lp.gather(1, nxt[:, None])[:, 0])  # fmt: skip
+            gen[live_t, step] = tok
+            done[live_t] = fin | torch.isin(tok, eos_t)
+    # a row without EOS or cut ran every step (the loop ends early only once all are done)
+    seqs, scores = gen.tolist(), score.tolist()
     eos_set = set(eos)
     res: list[list[tuple[list[int], float, bool]]] = [[] for _ in prompts]
     for b, (i, s) in enumerate(zip(rows, seqs, strict=True)):
         if b in cut:
-            res[i].append((s[: cut[b]], float(score[b]), False))
+            res[i].append((s[: cut[b]], scores[b], False))
             continue
         stop = next((j for j, v in enumerate(s) if v in eos_set), None)
-        res[i].append((s if stop is None else s[:stop], float(score[b]), stop is not None))
+        res[i].append((s if stop is None else s[:stop], scores[b], stop is not None))
     return res
 
 
