@@ -12,8 +12,8 @@
 #            nvidia-smi and torch's view of the device in OUT/device.txt
 #   draft    bench/draft_variants.py, IU validate + test (764 reports), one round on Ray Data (one
 #            GPU actor): before = the code of GPU_BEFORE (27d3ff2, .gpu/before from gpu_pack.sh;
-#            here a git archive; with the adapter's carry-rates file of that commit) at the setting of the 18.6 reports/s figure (greedy, batch 64);
-#            b64 = today's code at that setting; greedy at batch 512; the shipped default (n-best
+#            here a git archive; with the adapter's carry-rates file of that commit) at the
+#            setting of the 18.6 reports/s figure (greedy, batch 64); b64 = today's code at that setting; greedy at batch 512; the shipped default (n-best
 #            4) at batch 256. End to end and engine (steady state) reports/s, ratios to before,
 #            greedy agreement (targets: 10x, >= 99%)
 #   train    bench/train.py on CUDA in process: the shipped recipe's prompts (3 retrieved
@@ -74,7 +74,8 @@ if part draft; then
   B=.gpu/before G64=draft.n_best=1,draft.batch_size=64,draft.executor=ray
   if [[ ! -d $B ]]; then  # here: the same code from git (a fresh dir each run)
     B=$OUT/before-code; rm -rf "$B"; mkdir -p "$B"
-    git archive "${GPU_BEFORE:-27d3ff2}" radgpt conf schemas models/iu-default/carry_rates.json | tar -x -C "$B" || B=
+    git archive "${GPU_BEFORE:-27d3ff2}" radgpt conf schemas models/iu-default/carry_rates.json \
+      | tar -x -C "$B" || B=
   fi
   BEFORE=(--variant "before=$G64")  # no old code at hand: today's code at that setting
   if [[ -n $B ]]; then  # the shipped adapter with the carry-rates file that code reads

