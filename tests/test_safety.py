@@ -100,3 +100,21 @@ def test_carry_threshold_sweep_prices_each_threshold():
     assert choose(rows, max_flag_rate=1.0)["threshold"] == 0.1
     assert choose(rows, max_flag_rate=0.5)["threshold"] == 0.5  # 3 of 6 flagged fits, 4 does not
     assert choose(rows, max_flag_rate=0.2) is None
+
+
+def test_reads_normal_precision_and_the_miss_it_unsilences():
+    lucency = "Lungs clear. Vague lucency in the left 7th rib."
+    cases = [  # (findings, reference, draft, flags): both drafts read normal
+        (lucency, "Possible left rib fracture. Left rib fracture.", NORMAL, ["reads_normal"]),
+        (lucency, NORMAL, NORMAL, ["reads_normal"]),  # the radiologist read it normal: wrong
+        ("Small left apical pneumothorax.", "Small left pneumothorax.", NORMAL, []),
+    ]
+    f, r, h, fl = zip(*cases, strict=True)
+    m = safety([label(x) for x in f], [label(x) for x in r], [label(x) for x in h], fl, [[]] * 3)
+    assert m["flags"]["reads_normal_precision"] == 0.5
+    assert m["dangerous_misses"] == {"reports": 2, "silent": 1, "silent_share": 0.5}
+    assert m["flags"]["by_flag"] == {"reads_normal": 2}
+    none = safety([label(x) for x in f], [label(x) for x in r], [label(x) for x in h],
+                  [[]] * 3, [[]] * 3)  # fmt: skip
+    assert none["flags"]["reads_normal_precision"] is None
+    assert none["dangerous_misses"]["silent"] == 2

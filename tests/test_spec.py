@@ -85,7 +85,8 @@ def test_spec_round_trips_and_names_the_drafts(cfg, tiny_model_dir):
     assert gen == {"do_sample": False, "engine": "transformers", "max_new_tokens": 96,
                    "postprocess": "clean-v1", "dtype": model.resolve_dtype("auto", "cpu"),
                    "n_best": {"n": 4, "rerank_weight": 1.0, "usual": usual},
-                   "review": {"carry_threshold": 0.4, "carry_rates_sha256": spec.carry_digest}}  # fmt: skip
+                   "review": {"carry_threshold": 0.4, "abnormal_threshold": 0.5,
+                              "carry_rates_sha256": spec.carry_digest}}  # fmt: skip
     assert spec.generation == json.dumps(gen, sort_keys=True, separators=(",", ":"))
     named = {k: v for k, v in gen.items() if k != "review"}  # flags annotate, they do not name
     assert spec.id_settings == json.dumps(named, sort_keys=True, separators=(",", ":"))

@@ -103,7 +103,11 @@ def cmd_models_carry_rates(args: argparse.Namespace) -> int:
         raise FileNotFoundError("carry-rates: no adapter dir (pass --adapter or set model.adapter)")
     out = cfg.model_path(cfg.model.adapter)
     c = CarryRates.from_table(cfg.path("table"))
-    print(json.dumps({"path": str(c.save(out)), "digest": c.digest, "rates": c.rates()}, indent=2))
+    m = c.model and {k: c.model[k] for k in ("reports", "positive")} | {
+        "terms": len(c.model["terms"])
+    }
+    print(json.dumps({"path": str(c.save(out)), "digest": c.digest, "rates": c.rates(),
+                      "abnormal_model": m}, indent=2))  # fmt: skip
     return 0
 
 

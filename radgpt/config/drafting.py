@@ -76,6 +76,15 @@ class DraftCfg(_Cfg):
         "rates of the train split); the n-best reranker rewards the same observations. Higher = "
         "fewer observations checked, 1 = off. Tuned on the IU validate split (docs/drafting.md)",
     )
+    abnormal_threshold: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="reads_normal flags a draft that reads normal when P(the radiologist's "
+        "Impression states a pathology | Findings) is at least this (radgpt.model.abnormal, "
+        "learned with the carry rates; trained with balanced classes: 0.5 is its decision "
+        "boundary). Lower = more flags, 1 = off (docs/drafting.md)",
+    )
     retrieval_finding_weight: float = Field(
         default=0.0,
         ge=0,

@@ -4,6 +4,7 @@
     review_flags(findings, draft, truncated=False, instruction=TASKS["impression"])  # -> ["laterality_mismatch"]
     review(findings, draft, truncated=False, instruction=..., usual=carry.usual(0.5))
     # -> Review(flags=["omits_finding"], observations=["omits_finding:Pleural Effusion"])
+    review(findings, "No acute disease.", ..., abnormal=True)  # -> flags ["reads_normal"]
 
 Flags (the drafts schema's vocabulary, in this order):
     empty                 no words in the draft
@@ -18,6 +19,11 @@ Flags (the drafts schema's vocabulary, in this order):
                           uncertain; labeler.SUPPORT: consolidation -> pneumonia...)
     adds_finding          the draft states a finding positively that the Findings negate or never
                           mention, nor a reading of it (SUPPORT: opacity -> pneumonia...)
+    reads_normal          the draft reads normal (labeler: No Finding) where the Findings read
+                          abnormal: P(the radiologist's Impression states a pathology | Findings)
+                          >= draft.abnormal_threshold (radgpt.model.abnormal, learned with the
+                          carry rates): dangerous misses no finding-level rule names (infiltrates
+                          that "have resolved" -> resolving edema)
 
 The last two are clinical consistency flags: the rule labeler (radgpt.model.labeler) reads the
 Findings (as radgpt.model.carry.findings_labels: an old fracture is stated, not one to carry)
@@ -44,6 +50,7 @@ FLAGS = (
     "echoes_instruction",
     "omits_finding",
     "adds_finding",
+    "reads_normal",
 )
 CONSISTENCY = ("omits_finding", "adds_finding")
 
@@ -109,12 +116,18 @@ def review(
     truncated: bool,
     instruction: str,
     usual: Collection[str] = (),
+    abnormal: bool = False,
 ) -> Review:
-    """Review flags for one draft and the observations behind them; usual = observations to carry."""
-    obs = consistency(findings_labels(findings), label(draft), usual) if words(draft) else []
+    """Review flags for one draft and the observations behind them; usual = observations to carry;
+    abnormal = the Findings read abnormal (CarryRates.abnormal >= draft.abnormal_threshold)."""
+    d = label(draft) if words(draft) else None
+    obs = consistency(findings_labels(findings), d, usual) if d else []
     kinds = {x.split(":", 1)[0] for x in obs}
     flags = review_flags(findings, draft, truncated=truncated, instruction=instruction)
-    return Review(flags + [f for f in CONSISTENCY if f in kinds], obs)
+    flags += [f for f in CONSISTENCY if f in kinds]
+    if abnormal and d and d["No Finding"] == POS:
+        flags.append("reads_normal")
+    return Review(flags, obs)
 
 
 def review_flags(

@@ -14,8 +14,8 @@ ids and gives, in input order, what it generated for each (the tokens before the
 with n-best decoding (draft.n_best > 1) also the other candidates of the prompts that branch
 (Preprocess.branches: the reports whose Findings state a usually-carried finding).
 Postprocess keeps one candidate (radgpt.draft.nbest.rerank), cleans it (radgpt.draft.clean,
-draft.clean) and flags it (radgpt.draft.flags.review: the text guards and omits_finding /
-adds_finding with the carry rates of radgpt.model.carry).
+draft.clean) and flags it (radgpt.draft.flags.review: the text guards, omits_finding /
+adds_finding with the carry rates of radgpt.model.carry, reads_normal with its abnormal model).
 """
 
 from __future__ import annotations
@@ -90,13 +90,18 @@ class Preprocess:
 def carried(spec: ModelSpec, draft: DraftCfg) -> frozenset[str]:
     """The observations radiologists usually carry into the Impression (carry rate >=
     draft.carry_threshold): n-best branches on them, the reranker rewards them, omits_finding
-    checks them. From the run's carry rates (radgpt.model.carry), digest-checked."""
+    checks them."""
+    return carry_rates(spec).usual(draft.carry_threshold)
+
+
+def carry_rates(spec: ModelSpec):
+    """The run's carry rates and reads_normal model (radgpt.model.carry), digest-checked."""
     from radgpt.model.carry import CarryRates
 
     carry = CarryRates.for_adapter(spec.adapter_dir, spec.retrieval_table)
     if spec.carry_digest and carry.digest != spec.carry_digest:  # changed since the run began
         raise RuntimeError(f"carry rates {carry.digest} != {spec.carry_digest}")
-    return carry.usual(draft.carry_threshold)
+    return carry
 
 
 @dataclass(frozen=True)
@@ -266,7 +271,8 @@ class Postprocess:
         self.instruction = prompts.instruction(spec.task)
         self.host = socket.gethostname()
         self.clean = CLEANERS[d.clean]
-        self.usual = carried(spec, d)
+        self.rates = carry_rates(spec)
+        self.usual = self.rates.usual(d.carry_threshold)
 
     def _text(self, tokens: list[int]) -> str:
         return self.tok.decode(tokens, skip_special_tokens=True).strip()
@@ -305,8 +311,9 @@ class Postprocess:
         return cands[i][0], cands[i][2]
 
     def review(self, findings: str, out: dict) -> flags.Review:
+        ab = self.rates.reads_abnormal([findings], self.draft.abnormal_threshold)[0]
         return flags.review(findings, out["draft"], truncated=out["truncated"],
-                      instruction=self.instruction, usual=self.usual)  # fmt: skip
+                            instruction=self.instruction, usual=self.usual, abnormal=ab)  # fmt: skip
 
     def flags(self, findings: str, out: dict) -> list[str]:
         return self.review(findings, out).flags

@@ -153,12 +153,14 @@ def tables(m: dict) -> list[tuple[str, list[str], list[list[str]]]]:
          "the system states; silent = without any review flag; baselines: the flags drafting would "
          "give their text)",
          ["system", "ROUGE-1", "carry", "dangerous misses", "silent", "omissions", "silent",
-          "flag rate", "flag precision", "omits_finding precision", "adds_finding precision"],
+          "flag rate", "flag precision", "omits_finding precision", "adds_finding precision",
+          "reads_normal precision"],
          [[s, _f(v["rouge"]["rouge1"]["mean"]), _frac(x["carry"]["carried"], x["carry"]["both"]),
            str(x["dangerous_misses"]["reports"]), str(x["dangerous_misses"]["silent"]),
            str(x["omissions"]["reports"]), str(x["omissions"]["silent"]),
            _frac(x["flags"]["flagged"], x["n"]), _f(x["flags"]["precision"]),
-           _f(x["flags"]["omits_precision"]), _f(x["flags"]["adds_precision"])]
+           _f(x["flags"]["omits_precision"]), _f(x["flags"]["adds_precision"]),
+           _f(x["flags"].get("reads_normal_precision"))]
           for s, v in sy.items() if (x := v.get("safety"))]),
         ("Per observation: carry, dangerous misses, consistency flags (right / raised)",
          ["observation", *(f"{s}: {k}" for s in sy if "safety" in sy[s]

@@ -7,7 +7,7 @@
 Export samples K reports (seeded) that every draft system covers and pairs each with every system,
 the reference Impression included as one system; the K x S items are shuffled (seeded) and named
 item-001... so the packet says nothing about which system wrote what. Items that drafting's
-consistency check flags (omits_finding / adds_finding, computed alike for every system's text)
+clinical flags (omits_finding / adds_finding / reads_normal, computed alike for every system's text)
 come first, with what to check and the finding's words highlighted. The unblinding key is a
 separate file next to (not inside) the packet dir. packet.html (radgpt.evaluation.packet) is one
 offline page (inline CSS/JS, no CDN): a radiologist scores 1-5 for each rubric metric plus free text, and "Save" downloads
@@ -40,6 +40,9 @@ PACKET_COLS = ["packet_id", "item_id", "findings", "impression", "flags", "check
                *METRICS, "comment"]  # fmt: skip
 _SAYS = {"omits_finding": "the Findings state it, the Impression does not",
          "adds_finding": "the Impression states it, the Findings do not"}  # fmt: skip
+READS_NORMAL = (
+    "the Impression reads normal; radiologists usually state a pathology for such Findings"
+)
 
 
 def checks(findings: str, impression: str, observations: Sequence[str]) -> tuple[list, dict]:
@@ -88,6 +91,8 @@ def build_packet(
         (f, imp), r = texts[m], got[m]
         item_id = f"item-{n:03d}"
         said, marks = checks(f, imp, r.observations) if r else ([], {})
+        if r and "reads_normal" in r.flags:
+            said.append(READS_NORMAL)
         items.append({"packet_id": packet_id, "item_id": item_id, "findings": f, "impression": imp,
                       "flags": "; ".join(r.flags) if r else "", "check": "; ".join(said),
                       "marks": marks})  # fmt: skip
@@ -231,18 +236,21 @@ def markdown(s: dict) -> str:
 
 
 def consistency_check(cfg):
-    """review(findings, impression): drafting's consistency flags (radgpt.draft.flags.review with
-    the configured adapter's carry rates and draft.carry_threshold) for any system's text."""
+    """review(findings, impression): drafting's clinical flags (radgpt.draft.flags.review with
+    the configured adapter's carry rates, draft.carry_threshold and draft.abnormal_threshold:
+    omits_finding, adds_finding, reads_normal) for any system's text."""
     from radgpt.draft.flags import CONSISTENCY, Review, review
     from radgpt.model.carry import CarryRates
 
     adapter = cfg.model_path(cfg.model.adapter) if cfg.model.adapter else None
     carry = CarryRates.for_adapter(adapter, cfg.path("table"))
-    usual = carry.usual(cfg.draft.carry_threshold)
+    usual, t = carry.usual(cfg.draft.carry_threshold), cfg.draft.abnormal_threshold
+    keep = (*CONSISTENCY, "reads_normal")
 
     def check(findings: str, impression: str) -> Review:
-        r = review(findings, impression, truncated=False, instruction="", usual=usual)
-        return Review([f for f in r.flags if f in CONSISTENCY], r.observations)
+        ab = carry.reads_abnormal([findings], t)[0]
+        r = review(findings, impression, truncated=False, instruction="", usual=usual, abnormal=ab)
+        return Review([f for f in r.flags if f in keep], r.observations)
 
     return check
 

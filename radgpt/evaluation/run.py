@@ -104,11 +104,17 @@ def review_flags(cfg, frame: pd.DataFrame, draft_systems, baselines, carry) -> t
         if f"flags:{s}" in frame.columns:
             out[s] = tuple([list(x) for x in frame[f"{c}:{s}"]] for c in FLAG_COLS)
     usual, inst = carry.usual(cfg.draft.carry_threshold), instruction(cfg.train.task)
+    ab = (
+        carry.reads_abnormal(list(frame["findings"]), cfg.draft.abnormal_threshold)
+        if baselines
+        else []
+    )
     for b in baselines:
-        got = [review(f, d, truncated=False, instruction=inst, usual=usual)
-               for f, d in zip(frame["findings"], frame[b].fillna(""), strict=True)]  # fmt: skip
+        got = [review(f, d, truncated=False, instruction=inst, usual=usual, abnormal=a)
+               for f, d, a in zip(frame["findings"], frame[b].fillna(""), ab, strict=True)]  # fmt: skip
         out[b] = ([g.flags for g in got], [g.observations for g in got])
     settings = {"carry_rates_sha256": carry.digest, "carry_threshold": cfg.draft.carry_threshold,
+                "abnormal_threshold": cfg.draft.abnormal_threshold,
                 "usual": sorted(usual), "drafts": "stored flags",
                 "baselines": "computed at evaluation (what drafting would flag)"}  # fmt: skip
     return out, settings

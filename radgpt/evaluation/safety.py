@@ -21,6 +21,7 @@ labeler's observations without No Finding and Support Devices (as for dangerous 
                            state): the flag pointed at a real difference
     per observation        omits_finding:<o> is right when the reference states o positively;
                            adds_finding:<o> when the reference does not state o
+    reads_normal           right when the reference states a pathology positively
 Pure: counts only, no text.
 """
 
@@ -28,9 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from radgpt.model.labeler import OBSERVATIONS, POS, UNC
+from radgpt.model.labeler import PATHOLOGIES, POS, UNC
 
-PATHOLOGIES = tuple(o for o in OBSERVATIONS if o not in ("No Finding", "Support Devices"))
 STATED = (POS, UNC)
 
 
@@ -64,6 +64,7 @@ def safety(
     per = {o: {"both": 0, "carried": 0, "omits_flags": 0, "omits_right": 0, "adds_flags": 0,
                "adds_right": 0, "dangerous_missed": 0} for o in PATHOLOGIES}  # fmt: skip
     both = carried = omit = omit_silent = dm = dm_silent = flagged = flagged_right = 0
+    normal_flags = normal_right = 0
     by_flag: dict[str, int] = {}
     for f, r, h, fl, obs in zip(findings, refs, hyps, flags, observations, strict=True):
         for o in PATHOLOGIES:
@@ -86,6 +87,9 @@ def safety(
             flagged_right += wrong
         for x in fl:
             by_flag[x] = by_flag.get(x, 0) + 1
+        if "reads_normal" in fl:
+            normal_flags += 1
+            normal_right += any(r[o] == POS for o in PATHOLOGIES)
         for x in obs:
             kind, _, o = x.partition(":")
             if o not in per:
@@ -114,6 +118,7 @@ def safety(
             "by_flag": dict(sorted(by_flag.items())),
             "omits_precision": _ratio(tot["omits_right"], tot["omits_flags"]),
             "adds_precision": _ratio(tot["adds_right"], tot["adds_flags"]),
+            "reads_normal_precision": _ratio(normal_right, normal_flags),
         },
         "per_observation": per,
     }  # fmt: skip

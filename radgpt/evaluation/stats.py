@@ -1,5 +1,6 @@
 """Drafting analytics with polars: per night and source, counts, flag rates, latency/token percentiles;
-per night, the observations behind the consistency flags (omits_finding / adds_finding).
+per night, the observations behind the consistency flags (omits_finding / adds_finding; every
+flag of radgpt.draft.flags.FLAGS, reads_normal included, has its rate).
 
     radgpt stats --config conf/local.yaml           # a table
     radgpt stats --drafts var/drafts --json         # JSON rows

@@ -28,7 +28,10 @@ def generation_settings(cfg) -> dict[str, Any]:
         "max_new_tokens": d.max_new_tokens,
         "do_sample": d.do_sample,
         "postprocess": d.clean,
-        "review": {"carry_threshold": d.carry_threshold},
+        "review": {
+            "carry_threshold": d.carry_threshold,
+            "abnormal_threshold": d.abnormal_threshold,
+        },
     }
     if d.do_sample:
         g |= {"temperature": d.temperature, "top_p": d.top_p}

@@ -31,6 +31,8 @@ OBSERVATIONS = (
     "Support Devices",
 )
 POS, NEG, UNC, ABSENT = "positive", "negative", "uncertain", "absent"
+# the observations that are pathologies: all but the "No Finding" summary and Support Devices
+PATHOLOGIES = tuple(o for o in OBSERVATIONS if o not in ("No Finding", "Support Devices"))
 # CheXpert's numeric coding (absent = blank)
 CODE = {POS: 1, NEG: 0, UNC: -1, ABSENT: None}
 
