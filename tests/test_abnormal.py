@@ -122,3 +122,16 @@ def test_postprocess_flags_with_the_adapters_model(tmp_path, tiny_model_dir):
         assert post.review(NORMAL_F[0], out).flags == []
     with pytest.raises(RuntimeError, match="carry rates"):  # changed since the run began
         Postprocess(spec.model_copy(update={"carry_digest": "0" * 16}), tok, {}, DraftCfg())
+
+
+def test_a_run_without_the_model_says_the_flag_is_off(tmp_path, caplog):
+    f, i = train()
+    CarryRates.fit(f[25:35], i[25:35]).save(tmp_path / "few")  # too few reports for a model
+    CarryRates.fit(f, i).save(tmp_path / "enough")
+    with caplog.at_level("WARNING", logger="radgpt.model.carry"):
+        assert CarryRates.for_adapter(tmp_path / "few", tmp_path / "table").model is None
+    assert "reads_normal is off" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="radgpt.model.carry"):
+        assert CarryRates.for_adapter(tmp_path / "enough", tmp_path / "table").model
+    assert "reads_normal" not in caplog.text

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from radgpt.model import abnormal
 from radgpt.model.labeler import OBSERVATIONS, POS, label, states
 from radgpt.runtime import sha256_bytes, write_json_atomic
 
@@ -61,8 +62,6 @@ class CarryRates:
     def fit(
         cls, findings: Iterable[str | None], impressions: Iterable[str | None], source=None
     ) -> CarryRates:
-        from radgpt.model import abnormal
-
         findings, impressions = list(findings), list(impressions)
         counts = {o: {"stated": 0, "carried": 0} for o in FINDINGS}
         for f, i in zip(findings, impressions, strict=True):
@@ -87,8 +86,6 @@ class CarryRates:
     def abnormal(self, findings: list[str | None]) -> list[float | None]:
         """P(the radiologist's Impression states a pathology) per Findings (radgpt.model.abnormal);
         None each when there is no model."""
-        from radgpt.model import abnormal
-
         if self.model is None:
             return [None] * len(findings)
         return [float(p) for p in abnormal.prob(self.model, findings)]
@@ -152,12 +149,17 @@ class CarryRates:
     def for_adapter(cls, adapter_dir: str | Path | None, table: str | Path) -> CarryRates:
         """The adapter's carry_rates.json when it ships one, else learned from table's train split."""
         if adapter_dir and (Path(adapter_dir) / FILE).is_file():
-            return cls.load(Path(adapter_dir) / FILE)
-        try:
-            c = cls.from_table(table)
-        except ValueError:  # no train split: no evidence, every finding counts as carried (0.5)
-            log.warning("carry rates: no eligible train reports in %s: all rates 0.5", table)
-            return cls.fit([], [], {"table": str(table), "split": "train"})
-        log.info("carry rates: %d train reports of %s, digest %s", c.source["reports"], table,
-                 c.digest)  # fmt: skip
+            c = cls.load(Path(adapter_dir) / FILE)
+        else:
+            try:
+                c = cls.from_table(table)
+            except ValueError:  # no train split: no evidence, every finding counts as carried (0.5)
+                log.warning("carry rates: no eligible train reports in %s: all rates 0.5", table)
+                c = cls.fit([], [], {"table": str(table), "split": "train"})
+            else:
+                log.info("carry rates: %d train reports of %s, digest %s", c.source["reports"],
+                         table, c.digest)  # fmt: skip
+        if c.model is None:
+            log.warning("reads_normal is off: no abnormal model (fewer than %d train reports, or "
+                        "all of one kind)", abnormal.MIN_REPORTS)  # fmt: skip
         return c
