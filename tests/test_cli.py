@@ -66,6 +66,7 @@ def test_every_command_has_a_cmd_handler_in_the_cli():
         "stats", "serve",
         "evaluate", "review export", "review import", "outcomes", "promote", "retrain",
         "registry list", "registry register", "registry alias",
+        "config show", "config keys", "config docs",
     }  # fmt: skip
     for path, p in leaves.items():
         fn = p.get_default("func")

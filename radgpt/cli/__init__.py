@@ -6,7 +6,7 @@
     radgpt nightly --config conf/local.yaml
 
 One module per command group (sample, ingest, models, train, draft, writeback, nightly, stats,
-serve, evaluate, loop: outcomes/promote/retrain, registry), each with `add(sub)` registering its subcommands and one handler
+serve, evaluate, loop: outcomes/promote/retrain, registry, settings: `radgpt config`), each with `add(sub)` registering its subcommands and one handler
 `cmd_<command>(args) -> int` per subcommand. A handler turns --config/--set and its own flags into
 a Config with `config(args, {"section.key": flag})` and calls the domain's run function with that
 Config. Handlers import torch, ray, pyspark, polars ... inside, so that `--help` stays fast.
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         registry,
         sample,
         serve,
+        settings,
         stats,
         train,
         writeback,
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # in --help order
     for group in (sample, ingest, models, train, draft, writeback, nightly, stats, serve, evaluate,
-                  loop, registry):  # fmt: skip
+                  loop, registry, settings):  # fmt: skip
         group.add(sub)
     return p
 

@@ -24,6 +24,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from radgpt.config.drafting import DraftCfg, ServeCfg
+from radgpt.config.ingesting import CsvMapCfg as CsvMapCfg  # re-exported: radgpt.config is the API
+from radgpt.config.ingesting import IngestCfg
 from radgpt.config.sections import (  # the later wings' sections and the base of all
     ConfigError,
     FhirCfg,
@@ -32,6 +34,7 @@ from radgpt.config.sections import (  # the later wings' sections and the base o
     RegistryCfg,
     _Cfg,
 )
+from radgpt.config.training import LoraCfg, TrainCfg
 
 CONFIG_VERSION = 1
 ENV_PREFIX = "RADGPT__"
@@ -45,14 +48,27 @@ def anchored(raw: str | os.PathLike) -> Path:
 
 
 class SparkCfg(_Cfg):
-    master: str = "local[*]"
-    app_name: str = "radgpt-ingest"
-    # extra spark.* settings passed to the session builder (spark-submit's own settings win)
-    conf: dict[str, str] = Field(
-        default_factory=lambda: {"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": "8"}
+    master: str = Field(
+        default="local[*]",
+        description="Spark master URL of the ingest's session (local[*] = every local core); "
+        "env SPARK_MASTER, a spark.master in conf and spark-submit's --master win "
+        "(radgpt.runtime.spark_session)",
     )
-    # parse/write tasks of an ingest; None = from the input bytes and the cores (radgpt.ingest.plan)
-    partitions: int | None = Field(default=None, ge=1)
+    app_name: str = Field(
+        default="radgpt-ingest",
+        description="Spark application name (spark.app.name); spark-submit's --name wins",
+    )
+    conf: dict[str, str] = Field(
+        default_factory=lambda: {"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": "8"},
+        description="extra spark.* settings passed to the session builder (spark-submit's own "
+        'settings win); values become strings: 8, false give "8", "false"',
+    )
+    partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description="parse/write tasks of an ingest; null = from the input bytes and the cores "
+        "(radgpt.ingest.plan, docs/ingest.md)",
+    )
 
     @field_validator("conf", mode="before")
     @classmethod
@@ -65,30 +81,79 @@ class SparkCfg(_Cfg):
 
 
 class RayCfg(_Cfg):
-    address: str | None = None  # None: RAY_ADDRESS env or a local Ray started by the program
-    num_cpus: int | None = Field(default=None, ge=1)  # only for a local Ray
-    namespace: str = "radgpt"
-    # Ray's dashboard with a local Ray (on 127.0.0.1, like every port of a local Ray); off by
-    # default: nothing to look at in a nightly batch, and it probes cloud metadata endpoints
-    dashboard: bool = False
+    address: str | None = Field(
+        default=None,
+        description="Ray cluster to join; null = RAY_ADDRESS env, else a local Ray started by the "
+        "program (radgpt.runtime.init_ray)",
+    )
+    num_cpus: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPUs of a local Ray (unused on a cluster); null = all cores",
+    )
+    namespace: str = Field(
+        default="radgpt", description="Ray namespace of the program's jobs and actors"
+    )
+    dashboard: bool = Field(
+        default=False,
+        description="Ray's dashboard with a local Ray (on 127.0.0.1, like every port of a local "
+        "Ray); off by default: nothing to look at in a nightly batch, and it probes cloud "
+        "metadata endpoints",
+    )
 
 
 class PathsCfg(_Cfg):
-    root: str = "./var"
-    table: str = "{root}/table"  # canonical reports table (Parquet)
-    drafts: str = "{root}/drafts"
-    fhir: str = "{root}/fhir"
-    runs: str = "{root}/runs"  # run summaries, manifests of nightly runs
-    models: str = "{root}/models"  # imported base models (safetensors HF dirs)
-    checkpoints: str = "{root}/checkpoints"
-    sample: str = "{root}/sample"
-    # rejected inputs with their reasons (Parquet, schemas/quarantine.json); outside the table's
-    # hive tree so that `<table>/**/*.parquet` globs read reports only
-    quarantine: str = "{root}/quarantine"
-    # what became of each draft once its final report arrived (schemas/outcomes.json)
-    outcomes: str = "{root}/outcomes"
-    # the MLflow file store (tracking + model registry) unless registry.uri names a server
-    registry: str = "{root}/mlruns"
+    root: str = Field(
+        default="./var",
+        description="data root: `{root}` in the other paths and in ingest.inputs expands to it; "
+        "relative paths here resolve against the project home (RADGPT_HOME, else the checkout)",
+    )
+    table: str = Field(
+        default="{root}/table",
+        description="canonical reports table (Parquet, source=/split= partitions; docs/ingest.md)",
+    )
+    drafts: str = Field(
+        default="{root}/drafts",
+        description="drafts table (Parquet, run_date= partitions + _manifests; docs/drafting.md)",
+    )
+    fhir: str = Field(
+        default="{root}/fhir",
+        description="FHIR R4 NDJSON write-back, a folder per drafting run (docs/writeback.md)",
+    )
+    runs: str = Field(
+        default="{root}/runs",
+        description="run summaries (nightly, evaluate, promote) and a drafting run's staged "
+        "selection while it runs",
+    )
+    models: str = Field(
+        default="{root}/models",
+        description="imported base models (safetensors HF dirs; `{models}` in model.base), "
+        "trained adapters (adapters/<run_id>) and registry downloads (registry/)",
+    )
+    checkpoints: str = Field(
+        default="{root}/checkpoints",
+        description="training checkpoints and metrics.jsonl, a folder per run (docs/training.md)",
+    )
+    sample: str = Field(
+        default="{root}/sample",
+        description="synthetic sample inputs (`radgpt sample`; `radgpt nightly` writes them when "
+        "ingest.inputs names this folder and it is missing)",
+    )
+    quarantine: str = Field(
+        default="{root}/quarantine",
+        description="rejected inputs with their reasons (Parquet, schemas/quarantine.json); "
+        "outside the table's hive tree so that `<table>/**/*.parquet` globs read reports only",
+    )
+    outcomes: str = Field(
+        default="{root}/outcomes",
+        description="what became of each draft once its final report arrived "
+        "(schemas/outcomes.json)",
+    )
+    registry: str = Field(
+        default="{root}/mlruns",
+        description="the MLflow file store (tracking + model registry) unless registry.uri names "
+        "a server",
+    )
 
     def resolve(self, name: str) -> Path:
         """Absolute path of a configured location with `{root}` expanded (relative: from HOME)."""
@@ -96,57 +161,24 @@ class PathsCfg(_Cfg):
         return anchored(raw.format(root=self.root)).resolve()
 
 
-class CsvMapCfg(_Cfg):
-    """Column mapping of a CSV export onto canonical fields (defaults fit IU indiana_reports.csv)."""
-
-    id: str = "uid"
-    findings: str = "findings"
-    impression: str = "impression"
-    indication: str | None = "indication"
-    comparison: str | None = "comparison"
-    exam: str | None = "image"
-    patient_id: str | None = None
-    study_id: str | None = None
-    exam_time: str | None = None
-    text: str | None = None  # a free-text report column to section-parse when findings is absent
-    mesh: str | None = "MeSH"
-
-
-class IngestCfg(_Cfg):
-    # files/dirs; `{root}` expands to paths.root (`radgpt nightly` writes the sample when missing)
-    inputs: list[str] = Field(default_factory=lambda: ["{root}/sample"])
-    # names skipped when a directory of mixed inputs is expanded (fnmatch patterns)
-    ignore: list[str] = Field(default_factory=lambda: [".*", "MANIFEST.json", "README*", "_*"])
-    format: Literal["auto", "mimic", "openi", "csv", "fhir", "hl7"] = "auto"
-    split_file: str | None = None
-    seed: int = 20230601
-    # the paper's OpenI proportions train:val:test
-    split_ratio: tuple[int, int, int] = (2400, 292, 576)
-    min_findings_words: int = Field(default=10, ge=0)
-    min_impression_words: int = Field(default=2, ge=0)
-    max_member_bytes: int = Field(default=5_000_000, ge=1)  # larger members are quarantined
-    # CSV rows / NDJSON lines / zip, tgz members / HL7 batch messages per Spark work unit
-    csv_rows_per_unit: int = Field(default=2000, ge=1)
-    # seconds to wait for another ingest that holds the table's lock (<table>/_lock) before
-    # failing with a message naming it (run id, pid, host, start); 0 = fail at once
-    lock_wait_s: float = Field(default=0, ge=0)
-    skip_unchanged: bool = Field(
-        default=True,
-        description="skip inputs that a committed run read with the same content (sha256; a "
-        "folder: its listing) under the same reading settings, without parsing them (the input "
-        "ledger in the table's manifests, radgpt.ingest.ledger); false (`radgpt ingest --full`) "
-        "reads every input again, e.g. a backfill after a reader fix",
-    )
-    csv: CsvMapCfg = Field(default_factory=CsvMapCfg)
-
-
 class ModelCfg(_Cfg):
-    base: str = "{models}/smollm2-135m-instruct"  # local HF dir; never fetched from a hub
-    # PEFT adapter dir (the shipped one: models/iu-default/README.md); null = the base model alone,
-    # an explicit choice that the draft summary states; "registry:<alias or version>" = that
-    # version of the model registry (registry:champion; radgpt.model.registry)
-    adapter: str | None = "models/iu-default"
-    template: str = "chat-v1"  # prompt template name (radgpt/templates/<name>.json)
+    base: str = Field(
+        default="{models}/smollm2-135m-instruct",
+        description="base model: a local HF dir (`{models}` = paths.models); never fetched from "
+        "a hub",
+    )
+    adapter: str | None = Field(
+        default="models/iu-default",
+        description="PEFT adapter dir (the shipped one: models/iu-default/README.md); null = the "
+        "base model alone, an explicit choice that the draft summary states; "
+        '"registry:<alias or version>" = that version of the model registry '
+        "(registry:champion; radgpt.model.registry)",
+    )
+    template: str = Field(
+        default="chat-v1",
+        description="prompt template name (radgpt/model/templates/<name>.json); alpaca-v1 for "
+        "base models",
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto",
         description="weights' dtype for drafting: auto = bfloat16 on GPUs and on CPUs with native "
@@ -154,75 +186,20 @@ class ModelCfg(_Cfg):
     )
 
 
-class LoraCfg(_Cfg):
-    """Maps one to one onto peft.LoraConfig."""
-
-    r: int = Field(default=8, ge=1)
-    lora_alpha: int = Field(default=16, ge=1)
-    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
-    bias: Literal["none", "all", "lora_only"] = "none"
-
-
-class TrainCfg(_Cfg):
-    method: Literal["lora", "full"] = "lora"
-    task: str = "impression"
-    lr: float = Field(default=3e-4, gt=0)
-    effective_batch: int = Field(default=128, ge=1)  # = micro_batch x grad_accum x num_workers
-    micro_batch: int = Field(default=4, ge=1)
-    epochs: float = Field(default=3, gt=0)
-    max_steps: int | None = Field(default=None, ge=1)
-    cutoff_len: int = Field(default=512, ge=16)  # tokens; longer prompts are truncated (counted)
-    lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
-    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
-    weight_decay: float = Field(default=0.0, ge=0)
-    group_by_length: bool = True
-    retrieval_k: int = Field(default=0, ge=0)  # k similar train reports in the prompt (0 = off)
-    seed: int = 42
-    checkpoint_every: int = Field(default=50, ge=1)  # optimizer steps
-    # train on rows ingested since: an ISO date/time (at or after), an ingest run id (after that
-    # run) or "champion" (after the registry champion's training began); null = every row.
-    # Filters the train split only (validation stays whole); docs/loop.md
-    since: str | None = None
-    # start from this adapter's LoRA weights (a dir or "registry:<alias or version>") instead
-    # of a fresh LoRA; its base and LoRA shape must match; null = from the base model
-    init_adapter: str | None = None
-    num_workers: int = Field(default=1, ge=1)
-    use_gpu: bool = False
-    cpus_per_worker: int = Field(default=1, ge=1)
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        default="auto",
-        description="compute dtype of training: bfloat16 = bf16 autocast, with LoRA's frozen "
-        "Linear weights stored in bf16 (what autocast multiplies with anyway: same losses, no "
-        "cast per op; LoRA weights, embeddings, norms and the optimizer stay fp32); auto = "
-        "bfloat16 on GPUs and on CPUs with native bf16 (AMX, AVX512-BF16), else float32",
-    )
-    compile: bool = Field(
-        default=False,
-        description="train under torch.compile(dynamic=True) (the forward and backward of each "
-        "micro-batch; validation and checkpoints use the same weights eagerly): on a 2-core CPU "
-        "1.23x tokens/s after ~5.5 minutes of compiling (docs/benchmarks.md), so for long runs",
-    )
-
-    @property
-    def grad_accum(self) -> int:
-        return self.effective_batch // (self.micro_batch * self.num_workers)
-
-    @model_validator(mode="after")
-    def _batch_divides(self) -> TrainCfg:
-        per_step = self.micro_batch * self.num_workers
-        if self.effective_batch % per_step:
-            raise ValueError(
-                f"effective_batch={self.effective_batch} is not a multiple of "
-                f"micro_batch x num_workers = {per_step}"
-            )
-        return self
-
-
 class EvalCfg(_Cfg):
-    bootstrap: int = Field(default=1000, ge=10)
-    seed: int = 7
-    baselines: list[str] = Field(default_factory=lambda: ["constant", "nn"])
+    bootstrap: int = Field(
+        default=1000,
+        ge=10,
+        description="bootstrap resamples of `radgpt evaluate`'s 95% CIs and paired comparisons",
+    )
+    seed: int = Field(
+        default=7, description="seed of the bootstrap and of `radgpt review export`'s sample"
+    )
+    baselines: list[str] = Field(
+        default_factory=lambda: ["constant", "nn"],
+        description="baselines scored beside the drafts (radgpt.evaluation.baselines: constant, "
+        "nn, zero-shot); [] = none; `--baselines` overrides it",
+    )
     carry_grid: list[float] = Field(
         default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
         description="draft.carry_threshold values the evaluation prices on the drafts "
@@ -238,21 +215,32 @@ class EvalCfg(_Cfg):
 
 
 class Config(_Cfg):
-    version: int = CONFIG_VERSION
-    spark: SparkCfg = Field(default_factory=SparkCfg)
-    ray: RayCfg = Field(default_factory=RayCfg)
-    paths: PathsCfg = Field(default_factory=PathsCfg)
-    ingest: IngestCfg = Field(default_factory=IngestCfg)
-    model: ModelCfg = Field(default_factory=ModelCfg)
-    lora: LoraCfg = Field(default_factory=LoraCfg)
-    train: TrainCfg = Field(default_factory=TrainCfg)
-    draft: DraftCfg = Field(default_factory=DraftCfg)
-    serve: ServeCfg = Field(default_factory=ServeCfg)
-    eval: EvalCfg = Field(default_factory=EvalCfg)
-    fhir: FhirCfg = Field(default_factory=FhirCfg)
-    registry: RegistryCfg = Field(default_factory=RegistryCfg)
-    outcomes: OutcomesCfg = Field(default_factory=OutcomesCfg)
-    gate: GateCfg = Field(default_factory=GateCfg)
+    version: int = Field(
+        default=CONFIG_VERSION,
+        description="config format version; a config of another version is refused",
+    )
+    spark: SparkCfg = Field(default_factory=SparkCfg, description="Spark session of the ingest")
+    ray: RayCfg = Field(default_factory=RayCfg, description="Ray cluster or local Ray")
+    paths: PathsCfg = Field(default_factory=PathsCfg, description="where data and outputs live")
+    ingest: IngestCfg = Field(
+        default_factory=IngestCfg, description="`radgpt ingest`: inputs -> reports table"
+    )
+    model: ModelCfg = Field(
+        default_factory=ModelCfg, description="base model, adapter and prompt template"
+    )
+    lora: LoraCfg = Field(default_factory=LoraCfg, description="LoRA shape (peft.LoraConfig)")
+    train: TrainCfg = Field(default_factory=TrainCfg, description="`radgpt train` recipe")
+    draft: DraftCfg = Field(default_factory=DraftCfg, description="batch drafting (radgpt draft)")
+    serve: ServeCfg = Field(default_factory=ServeCfg, description="HTTP service (radgpt serve)")
+    eval: EvalCfg = Field(default_factory=EvalCfg, description="`radgpt evaluate`")
+    fhir: FhirCfg = Field(default_factory=FhirCfg, description="FHIR R4 write-back of drafts")
+    registry: RegistryCfg = Field(
+        default_factory=RegistryCfg, description="MLflow tracking and model registry"
+    )
+    outcomes: OutcomesCfg = Field(
+        default_factory=OutcomesCfg, description="what became of drafts (radgpt outcomes)"
+    )
+    gate: GateCfg = Field(default_factory=GateCfg, description="promotion gate (radgpt promote)")
 
     @model_validator(mode="after")
     def _version(self) -> Config:

@@ -10,12 +10,28 @@ from radgpt.config.sections import _Cfg
 
 
 class DraftCfg(_Cfg):
-    selection: Literal["new", "missing", "split", "all"] = "new"
-    split: str | None = None
-    # reports drafted per run (by report_id); the rest wait for the next night. 96 fits a night on
-    # 2 CPU cores; null = all
-    limit: int | None = Field(default=96, ge=1)
-    engine: Literal["transformers"] = "transformers"  # radgpt.draft.stages.ENGINES
+    selection: Literal["new", "missing", "split", "all"] = Field(
+        default="new",
+        description="reports drafted: new = eligible or Impression-less reports with Findings and "
+        "no committed draft of this draft_id (re-runs are idempotent); missing = no Impression "
+        "but Findings; split = the splits in `split`; all (docs/drafting.md)",
+    )
+    split: str | None = Field(
+        default=None,
+        description='selection=split: a comma list of splits, e.g. "validate,test" (`radgpt '
+        "draft --split` sets both); null = none",
+    )
+    limit: int | None = Field(
+        default=96,
+        ge=1,
+        description="reports drafted per run (by report_id); the rest wait for the next night. 96 "
+        "fits a night on 2 CPU cores; null = all",
+    )
+    engine: Literal["transformers"] = Field(
+        default="transformers",
+        description="engine stage that generates (radgpt.draft.stages.ENGINES); transformers is "
+        "the one there is",
+    )
     executor: Literal["auto", "ray", "local"] = Field(
         default="auto",
         description="where the drafting stages run: ray = a Ray Data actor pool (num_actors x "
@@ -37,15 +53,33 @@ class DraftCfg(_Cfg):
         description="when stderr is not a terminal, a progress line (INFO) at most this often, "
         "in seconds, and one at the end; 0 = after every batch. On a terminal: a progress bar",
     )
-    max_new_tokens: int = Field(default=96, ge=1)
-    batch_size: int = Field(default=8, ge=1)
-    num_actors: int = Field(default=1, ge=1)
-    cpus_per_actor: float = Field(default=1, gt=0)  # Ray's reservation per actor
-    # torch threads of a CPU actor; None = cpus_per_actor. More threads than reserved CPUs is fine
-    # when the actor is the only heavy work (the selection's read tasks are short).
-    # 2 = both cores of the embedded default's machine (1.5x reports/s, docs/benchmarks.md)
-    threads_per_actor: int | None = Field(default=2, ge=1)
-    gpus_per_actor: float = Field(default=0, ge=0)
+    max_new_tokens: int = Field(
+        default=96,
+        ge=1,
+        description="most tokens generated per draft; a draft that hits it is flagged truncated",
+    )
+    batch_size: int = Field(
+        default=8, ge=1, description="reports per generation batch (and per Ray Data block)"
+    )
+    num_actors: int = Field(
+        default=1, ge=1, description="executor=ray: drafting actors (the Ray Data pool's size)"
+    )
+    cpus_per_actor: float = Field(
+        default=1, gt=0, description="Ray's CPU reservation per drafting actor (and serve replica)"
+    )
+    threads_per_actor: int | None = Field(
+        default=2,
+        ge=1,
+        description="torch threads of a CPU actor (and of executor=local); null = cpus_per_actor. "
+        "More threads than reserved CPUs is fine when the actor is the only heavy work (the "
+        "selection's read tasks are short). 2 = both cores of the embedded default's machine "
+        "(1.5x reports/s, docs/benchmarks.md)",
+    )
+    gpus_per_actor: float = Field(
+        default=0,
+        ge=0,
+        description="Ray's GPU reservation per drafting actor (and serve replica); 0 = CPU",
+    )
     preprocess_actors: int = Field(
         default=1,
         ge=1,
@@ -60,13 +94,32 @@ class DraftCfg(_Cfg):
         "Ray Data's read tasks, which take a whole CPU each (on 2 cores with cpus_per_actor 1 any "
         "reservation starves them: the run refuses it). On a bigger machine, e.g. 1",
     )
-    merge_adapter: bool = True
-    do_sample: bool = False
-    temperature: float = Field(default=1.0, gt=0)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    max_retries: int = Field(default=3, ge=0)
-    # seconds a run's commit waits for another drafting run's commit to the drafts table (its lock)
-    lock_wait_s: float = Field(default=300, ge=0)
+    merge_adapter: bool = Field(
+        default=True,
+        description="merge the LoRA weights into the base at load (radgpt.model.base.load); "
+        "false = keep the PEFT adapter layers",
+    )
+    do_sample: bool = Field(
+        default=False,
+        description="sample (temperature, top_p; HF generate) instead of greedy and n-best "
+        "decoding",
+    )
+    temperature: float = Field(default=1.0, gt=0, description="sampling temperature (do_sample)")
+    top_p: float = Field(
+        default=1.0, gt=0, le=1, description="nucleus sampling probability mass (do_sample)"
+    )
+    max_retries: int = Field(
+        default=3,
+        ge=0,
+        description="executor=ray: when an actor dies, fresh pools draft the reports that did "
+        "not come back, at most this many times; 0 = fail",
+    )
+    lock_wait_s: float = Field(
+        default=300,
+        ge=0,
+        description="seconds a run's commit waits for another drafting run's commit to the "
+        "drafts table (<drafts>/_lock); 0 = fail at once",
+    )
     carry_threshold: float = Field(
         default=0.4,
         ge=0,
@@ -117,9 +170,20 @@ class DraftCfg(_Cfg):
 
 
 class ServeCfg(_Cfg):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
-    # larger request bodies get 413 before they are read (Content-Length, or counted as they come)
-    max_body_bytes: int = Field(default=262_144, ge=1024)
-    max_batch_size: int = Field(default=8, ge=1)
-    batch_wait_timeout_s: float = Field(default=0.05, ge=0)
+    host: str = Field(
+        default="127.0.0.1",
+        description="address `radgpt serve` binds (`--host`); 127.0.0.1 = this machine only",
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="HTTP port (`--port`)")
+    max_body_bytes: int = Field(
+        default=262_144,
+        ge=1024,
+        description="larger request bodies get 413 before they are read (Content-Length, or "
+        "counted as they come)",
+    )
+    max_batch_size: int = Field(
+        default=8, ge=1, description="concurrent requests drafted together in one batch"
+    )
+    batch_wait_timeout_s: float = Field(
+        default=0.05, ge=0, description="seconds a batch waits to fill before it is drafted"
+    )
