@@ -151,6 +151,13 @@ class TrainCfg(_Cfg):
         "micro-batch; validation and checkpoints use the same weights eagerly): on a 2-core CPU "
         "1.23x tokens/s after ~5.5 minutes of compiling (docs/benchmarks.md), so for long runs",
     )
+    activation_checkpointing: bool = Field(
+        default=False,
+        description="keep only each decoder layer's input for the backward pass and recompute "
+        "the rest there (transformers' gradient checkpointing, non-reentrant; dropout replayed: "
+        "the same gradients): far less memory for one more forward per micro-batch, for "
+        "machines where micro_batch does not fit (docs/training.md)",
+    )
 
     @property
     def grad_accum(self) -> int:

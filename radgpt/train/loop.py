@@ -69,6 +69,14 @@ def build_model(model, cfg):
     return model, got
 
 
+def checkpoint_activations(model) -> None:
+    """Save only each decoder layer's input for backward; the layer is recomputed there.
+
+    Non-reentrant checkpointing: the frozen embeddings' output needs no requires_grad hook (LoRA),
+    and the RNG state is replayed, so dropout masks and gradients equal the plain run's."""
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+
 def frozen_to_bf16(model) -> int:
     """Store the frozen weights of Linear layers in bf16 (LoRA's base layers); how many.
 
@@ -259,6 +267,8 @@ def train_loop(config: dict) -> None:
         load_init(model, Path(config["init_adapter"]), t.method)
     if amp and t.method == "lora":
         frozen_to_bf16(model)
+    if t.activation_checkpointing:
+        checkpoint_activations(model)
     model = ray.train.torch.prepare_model(model)
     # the training step's forward (and so its backward) compiled; the eager module shares its
     # weights for validation and checkpoints. dynamic: batch lengths vary, one graph for all
@@ -311,6 +321,7 @@ def train_loop(config: dict) -> None:
         "steps_per_epoch": per_epoch,
         "dtype": "bfloat16" if amp else "float32",  # train.dtype as resolved on the worker
         "compiled": t.compile,
+        "activation_checkpointing": t.activation_checkpointing,
     }
     bar = tqdm(total=total, initial=step, desc="train", disable=rank != 0, mininterval=1.0)
     model.train()
