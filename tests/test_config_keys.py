@@ -6,7 +6,7 @@ from pathlib import Path
 
 from radgpt import cli
 from radgpt.config import Config, load_config
-from radgpt.config.keys import keys, markdown, values
+from radgpt.config.keys import env_name, keys, markdown, show, values
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,6 +20,11 @@ def test_every_key_has_help_and_a_type():
     assert by["draft.n_best"].type == "int >= 1, <= 16" and by["draft.n_best"].default == 4
     assert by["spark.conf"].type == "dict[str, str]"  # a mapping is one key
     assert by["train.max_steps"].type.startswith("int | null")
+    assert env_name("draft.n_best") == "RADGPT__DRAFT__N_BEST"
+    for k in ks:  # each key's variable is read as that key (a name matching no key is refused)
+        if k.name != "version":
+            cfg = load_config(None, env={env_name(k.name): show(k.default)})
+            assert values(cfg)[k.name] == k.default, k.name
 
 
 def test_docs_config_md_is_current():
@@ -50,6 +55,7 @@ def test_keys_lists_values_beside_defaults_and_refuses_unknown_keys(capsys, monk
     assert cli.main(["config", "keys", "--changed", "--set", "draft.n_best=2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "draft.n_best = 2   (default 4)" and "first-token" in " ".join(out[1:])
+    assert out[-1].endswith("env RADGPT__DRAFT__N_BEST")
     assert not [line for line in out if not line.startswith(" ") and line != out[0]]
     assert cli.main(["config", "keys", "--changed", "--config", str(REPO / "conf/local.yaml")]) == 0
     assert capsys.readouterr().out.strip() == "(every key has its default)"

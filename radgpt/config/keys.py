@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from radgpt.config import Config
+from radgpt.config import ENV_PREFIX, Config
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,11 @@ def values(cfg: Config) -> dict[str, Any]:
     return flat(cfg.model_dump(mode="json"), "", Config)
 
 
+def env_name(key: str) -> str:
+    """The environment variable that sets a key (radgpt.config.load_config reads it back)."""
+    return ENV_PREFIX + key.upper().replace(".", "__")
+
+
 def show(v: Any) -> str:
     """A value as it is written after --set (JSON; so null, true, "text")."""
     return json.dumps(v)
@@ -126,8 +131,8 @@ def listing(cfg: Config, prefixes: list[str] = (), changed: bool = False, width:
         if k.name.startswith("paths."):
             head += f"   -> {cfg.path(k.name.split('.', 1)[1])}"
         lines.append(head)
-        lines += textwrap.wrap(f"({k.type}) {k.help}".rstrip(), width, initial_indent="    ",
-                               subsequent_indent="    ")  # fmt: skip
+        text = f"({k.type}) {k.help}; env {env_name(k.name)}"
+        lines += textwrap.wrap(text, width, initial_indent="    ", subsequent_indent="    ")
     return "\n".join(lines)
 
 
