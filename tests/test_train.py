@@ -244,6 +244,21 @@ def test_activation_checkpointing_keeps_less_for_backward_and_the_same_gradients
     assert kept < plain / 3, (kept, plain)  # 2.1 MB -> 0.3 MB here
 
 
+def test_wrapping_for_lora_adds_no_library_warning_to_the_log(tiny_model_dir, tmp_path):
+    """peft's get_peft_model reads a property transformers 5 deprecates: a FutureWarning about
+    peft's code that every training worker printed (radgpt.model.base.peft_quiet)."""
+    import warnings
+
+    from transformers import AutoModelForCausalLM
+
+    from radgpt.train.loop import build_model
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        build_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), _cfg(tmp_path))
+    assert not [w for w in seen if "is_gradient_checkpointing" in str(w.message)]
+
+
 def test_lr_schedule_warmup_then_cosine():
     from radgpt.train.loop import lr_lambda
 

@@ -13,6 +13,7 @@ error. An imported dir carries radgpt_model.json (source file + sha256, weights 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -93,6 +94,18 @@ def weights_dirs(base_dir, adapter_dir=None) -> tuple[Path, Path | None]:
     return require_dir(base_dir), Path(adapter_dir) if adapter_dir else None
 
 
+@contextlib.contextmanager
+def peft_quiet():
+    """Around peft's wrapping of a model (drafting's load, training's get_peft_model): peft reads
+    model.is_gradient_checkpointing, which transformers 5 deprecates in favour of
+    is_activation_checkpointing, a FutureWarning about peft's code, not ours, in every run's log."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        yield
+
+
 def load(
     base_dir, adapter_dir=None, *, merge: bool = True, dtype: str = "auto", device: str = "cpu"
 ):
@@ -105,14 +118,9 @@ def load(
         base, dtype=_dtype(dtype, device), local_files_only=True
     )
     if adapter_dir:
-        import warnings
-
         from peft import PeftModel
 
-        with warnings.catch_warnings():
-            # peft reads model.is_gradient_checkpointing, which transformers 5 deprecates in
-            # favour of is_activation_checkpointing: a FutureWarning about peft's code, not ours
-            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        with peft_quiet():
             m = PeftModel.from_pretrained(m, require_dir(adapter_dir))
         if merge:
             m = m.merge_and_unload()

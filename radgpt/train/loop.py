@@ -51,18 +51,21 @@ def build_model(model, cfg):
     if cfg.train.method == "lora":
         from peft import LoraConfig, get_peft_model
 
+        from radgpt.model.base import peft_quiet
+
         lc = cfg.lora
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=lc.r,
-                lora_alpha=lc.lora_alpha,
-                lora_dropout=lc.lora_dropout,
-                target_modules=list(lc.target_modules),
-                bias=lc.bias,
-                task_type="CAUSAL_LM",
-            ),
-        )
+        with peft_quiet():
+            model = get_peft_model(
+                model,
+                LoraConfig(
+                    r=lc.r,
+                    lora_alpha=lc.lora_alpha,
+                    lora_dropout=lc.lora_dropout,
+                    target_modules=list(lc.target_modules),
+                    bias=lc.bias,
+                    task_type="CAUSAL_LM",
+                ),
+            )
     got = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if got != want:
         raise AssertionError(f"trainable parameters {got} != {want} expected from the config")
