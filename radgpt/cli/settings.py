@@ -53,11 +53,11 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 def cmd_config_keys(args: argparse.Namespace) -> int:
     from radgpt.config import ConfigError
-    from radgpt.config.keys import keys, listing
+    from radgpt.config.keys import keys, listing, matches
 
     names = [k.name for k in keys()]
     for p in args.prefix:
-        if not any(n == p or n.startswith(p.rstrip(".") + ".") for n in names):
+        if not any(matches(n, p) for n in names):
             raise ConfigError(f"{p}: no such key or section (radgpt config keys lists them)")
     text = listing(config(args), args.prefix, args.changed)
     print(text or "(every key has its default)")

@@ -77,14 +77,17 @@ def keys(cls: type[BaseModel] = Config, prefix: str = "") -> list[Key]:
 
 
 def sections() -> list[tuple[str, str]]:
-    """(section name, the section class's docstring or its field's description) in Config order."""
-    out = []
-    for name, f in Config.model_fields.items():
-        sub = _section(f.annotation)
-        if sub is not None:
-            doc = sub.__doc__ if sub.__doc__ and "__init__" not in sub.__doc__ else ""
-            out.append((name, " ".join((f.description or doc or "").split())))
-    return out
+    """(section name, its field's description) in Config order."""
+    return [
+        (name, " ".join((f.description or "").split()))
+        for name, f in Config.model_fields.items()
+        if _section(f.annotation) is not None
+    ]
+
+
+def matches(name: str, prefix: str) -> bool:
+    """A key named by a prefix of `radgpt config keys`: the key itself or a section above it."""
+    return name == prefix or name.startswith(prefix.rstrip(".") + ".")
 
 
 def values(cfg: Config) -> dict[str, Any]:
@@ -118,9 +121,7 @@ def listing(cfg: Config, prefixes: list[str] = (), changed: bool = False, width:
     the resolved location of path keys, then its help indented."""
     vals, lines = values(cfg), []
     for k in keys():
-        if prefixes and not any(
-            k.name == p or k.name.startswith(p.rstrip(".") + ".") for p in prefixes
-        ):
+        if prefixes and not any(matches(k.name, p) for p in prefixes):
             continue
         v = vals[k.name]
         if changed and v == k.default:
@@ -158,13 +159,13 @@ def markdown() -> str:
         "| key | type | default | meaning |",
         "|---|---|---|---|",
     ]
-    for k in by.pop("", []):
-        out.append(f"| `{k.name}` | {_cell(k.type)} | `{show(k.default)}` | {_cell(k.help)} |")
+
+    def row(k: Key) -> str:
+        return f"| `{k.name}` | {_cell(k.type)} | `{_cell(show(k.default))}` | {_cell(k.help)} |"
+
+    out += [row(k) for k in by.pop("", [])]
     for name, doc in sections():
         out += ["", f"## {name}", ""] + ([doc, ""] if doc else [])
         out += ["| key | type | default | meaning |", "|---|---|---|---|"]
-        for k in by.get(name, []):
-            out.append(
-                f"| `{k.name}` | {_cell(k.type)} | `{_cell(show(k.default))}` | {_cell(k.help)} |"
-            )
+        out += [row(k) for k in by.get(name, [])]
     return "\n".join(out) + "\n"
