@@ -126,9 +126,10 @@ def _cpu_delta(a: dict, b: dict) -> dict[str, float]:
 
 
 def spark_child(src: Path, work: Path, master: str, repeat: int, sets: list[str]) -> dict:
+    from radgpt.cluster import spark_session
     from radgpt.config import load_config
     from radgpt.ingest.run import run_ingest
-    from radgpt.runtime import setup_logging, spark_session
+    from radgpt.runtime import setup_logging
 
     setup_logging("WARNING")
     peaks = Peaks()
@@ -241,9 +242,10 @@ def incremental_child(d: Path, master: str, repeat: int, sets: list[str]) -> dic
     of that table, the next night (the n files + the new one) with the ledger (skip_unchanged)
     and reading every input (--full), alternating which goes first; tables compared."""
     from radgpt import table
+    from radgpt.cluster import spark_session
     from radgpt.config import load_config
     from radgpt.ingest.run import run_ingest
-    from radgpt.runtime import setup_logging, spark_session
+    from radgpt.runtime import setup_logging
 
     setup_logging("WARNING")
     incoming, new = d / "incoming", next((d / "new").iterdir())

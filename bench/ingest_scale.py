@@ -49,9 +49,10 @@ from bench.ingest import Peaks, SparkChild, child_json  # noqa: E402
 
 def linearity_child(d: Path, master: str, repeat: int, sets: list[str]) -> dict:
     """In one warm session: each CSV under d/<n>/ ingested `repeat` times into fresh tables."""
+    from radgpt.cluster import spark_session
     from radgpt.config import load_config
     from radgpt.ingest.run import run_ingest
-    from radgpt.runtime import setup_logging, spark_session
+    from radgpt.runtime import setup_logging
 
     setup_logging("WARNING")
     sizes = sorted(int(x.name) for x in d.iterdir() if x.name.isdigit())

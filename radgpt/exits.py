@@ -22,7 +22,8 @@ import sys
 import threading
 import time
 
-from radgpt.runtime import quietly, stop_spark
+from radgpt.cluster import stop_spark
+from radgpt.runtime import quietly
 
 log = logging.getLogger("radgpt.exits")
 

@@ -66,7 +66,7 @@ def run_nightly(cfg: Config, spark=None) -> dict:
     ray_was_up = ray.is_initialized()
 
     def ingest():
-        from radgpt.runtime import active_spark, stop_spark
+        from radgpt.cluster import active_spark, stop_spark
 
         before = active_spark()
         try:  # Spark starts only when an input is to be read (not on a night of no new files)

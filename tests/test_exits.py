@@ -146,7 +146,7 @@ LISTEN = """
 import json, os
 import psutil
 from radgpt.config import load_config
-from radgpt.runtime import init_ray, spark_session
+from radgpt.cluster import init_ray, spark_session
 cfg = load_config(None, {"ray.num_cpus": 1, "spark.master": "local[1]"}, env={})
 spark = spark_session(cfg)
 spark.range(10).selectExpr("sum(id)").collect()

@@ -10,7 +10,7 @@ import shutil
 import pyarrow.compute as pc
 import pytest
 
-import radgpt.runtime
+import radgpt.cluster
 from radgpt import table
 from radgpt.cli import build_parser, config
 from radgpt.cli.ingest import flags
@@ -70,7 +70,7 @@ def test_a_second_night_on_the_same_inputs_parses_nothing(spark, exports, tmp_pa
     assert m1["counts"]["totals"]["skipped_inputs"] == 0
     assert [i["done"] and i["committed_by"] for i in m1["inputs"]] == [m1["run_id"]] * 3
     before = table.read_reports(cfg, all_versions=True)
-    monkeypatch.setattr(radgpt.runtime, "spark_session", no_spark)
+    monkeypatch.setattr(radgpt.cluster, "spark_session", no_spark)
     m2 = run_ingest(cfg)  # no session given: one would be started only to read something
     c = m2["counts"]
     assert m2["work_units"] == 0 and set(m2["timings"]) == {"hash_inputs_s"} and m2["files"] == []

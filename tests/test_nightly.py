@@ -85,13 +85,13 @@ def test_nightly_end_to_end(tmp_path, tiny_model_dir, spark, ray_local):
     assert all({"effectiveDateTime", "basedOn"} <= set(drs[r["draft_id"]]) for r in hl7)
     assert json.loads((cfg.path("runs") / f"{s['run_id']}.json").read_text())["status"] == "ok"
 
-    import radgpt.runtime
+    import radgpt.cluster
 
     def no_spark(*a, **k):
         raise AssertionError("a night with no new input started Spark")
 
     with pytest.MonkeyPatch.context() as mp:  # same inputs: nothing new anywhere, no Spark
-        mp.setattr(radgpt.runtime, "spark_session", no_spark)
+        mp.setattr(radgpt.cluster, "spark_session", no_spark)
         again = run_nightly(cfg)
     assert again["status"] == "ok"
     assert again["steps"]["ingest"]["result"]["counts"]["new"] == 0

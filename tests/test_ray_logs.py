@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parent.parent
 TRAIN = """
 import time
 from radgpt.config import load_config
-from radgpt.runtime import init_ray, setup_logging
+from radgpt.runtime import setup_logging
+from radgpt.cluster import init_ray
 
 setup_logging("INFO")
 init_ray(load_config(None, env={}))  # a local Ray as every command starts it: no dashboard
@@ -35,7 +36,7 @@ print("FIT DONE", flush=True)
 def test_ray_train_on_a_local_ray_without_dashboard_logs_no_state_api_warnings(tmp_path):
     """Ray Train's placement-group cleaner asks the state API (the dashboard's) once a second
     whether its controller lives and warns each time it cannot: 900 lines in an 8-minute run.
-    radgpt.runtime.quiet_ray_worker (a worker setup hook of the local Ray) drops them."""
+    radgpt.cluster.quiet_ray_worker (a worker setup hook of the local Ray) drops them."""
     script = tmp_path / "train.py"
     script.write_text(TRAIN % str(tmp_path / "results"))
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}

@@ -1,4 +1,4 @@
-"""radgpt.runtime.spark_session: what spark-submit is given wins over the config file's `spark`.
+"""radgpt.cluster.spark_session: what spark-submit is given wins over the config file's `spark`.
 
     .venv/bin/pytest tests/test_spark_conf.py -q            # fast: PYSPARK_SUBMIT_ARGS
     .venv/bin/pytest tests/test_spark_conf.py -q -m slow    # the real spark-submit
@@ -24,7 +24,7 @@ SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
 PROBE = """
 import json, sys
 from radgpt.config import load_config
-from radgpt.runtime import spark_session, stop_spark
+from radgpt.cluster import spark_session, stop_spark
 cfg = load_config(sys.argv[1], json.loads(sys.argv[2]), env={})
 spark = spark_session(cfg)
 sc = spark.sparkContext

@@ -52,7 +52,7 @@ class SparkCfg(_Cfg):
         default="local[*]",
         description="Spark master URL of the ingest's session (local[*] = every local core); "
         "env SPARK_MASTER, a spark.master in conf and spark-submit's --master win "
-        "(radgpt.runtime.spark_session)",
+        "(radgpt.cluster.spark_session)",
     )
     app_name: str = Field(
         default="radgpt-ingest",
@@ -84,7 +84,7 @@ class RayCfg(_Cfg):
     address: str | None = Field(
         default=None,
         description="Ray cluster to join; null = RAY_ADDRESS env, else a local Ray started by the "
-        "program (radgpt.runtime.init_ray)",
+        "program (radgpt.cluster.init_ray)",
     )
     num_cpus: int | None = Field(
         default=None,

@@ -114,7 +114,7 @@ def _check_cpus(cfg: Config, ray) -> None:
 def executor(cfg: Config, selected: int) -> str:
     """ "ray" or "local" per draft.executor; auto: local without a Ray cluster to join
     (ray.address, RAY_ADDRESS) when at most draft.local_max_reports reports are selected."""
-    from radgpt.runtime import ray_address
+    from radgpt.cluster import ray_address
 
     d = cfg.draft
     if d.executor != "auto":
@@ -177,7 +177,7 @@ def _died(e: Exception, ray) -> bool:
 def _draft_ray(sel: pa.Table, stage: Path, cfg: Config, spec: ModelSpec, run: dict, actor, bar):
     """Ray Data actor pools (draft.executor=ray, _map); when an actor dies, fresh pools draft the
     reports that did not come back, at most draft.max_retries times."""
-    from radgpt.runtime import init_ray
+    from radgpt.cluster import init_ray
 
     d = cfg.draft
     ray = init_ray(cfg)

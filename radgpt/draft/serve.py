@@ -166,7 +166,7 @@ def build_app(args: dict):
 
 def start(cfg: Config) -> str:
     """Deploy on the configured Ray (local by default) at serve.host:serve.port; the base URL."""
-    from radgpt.runtime import init_ray
+    from radgpt.cluster import init_ray
 
     init_ray(cfg)
     app, spec = _app(cfg)

@@ -146,7 +146,7 @@ def run_ingest(cfg: Config, spark=None) -> dict:
 def _ingest(cfg: Config, spark, run_id: str, now, root: Path, qroot: Path) -> dict:
     """run_ingest's run, under the locks: inputs committed unchanged are skipped (the ledger,
     radgpt.ingest.ledger); Spark starts only when an input is to be read."""
-    from radgpt.runtime import spark_session
+    from radgpt.cluster import spark_session
 
     pairs, unknown_rows = resolve_inputs(cfg, list(cfg.ingest.inputs), cfg.ingest.format)
     t = time.perf_counter()
@@ -232,9 +232,9 @@ def _stage(cfg: Config, spark, run_id, now, root: Path, qroot: Path, pairs, unkn
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    from radgpt.cluster import cancel_spark_jobs
     from radgpt.exits import terminating
     from radgpt.ingest.cohort import transform
-    from radgpt.runtime import cancel_spark_jobs
 
     # the unit list and the parsed rows live beside the table (shared storage on a cluster:
     # executors read and write them); Spark skips files whose name starts with '_' or '.'

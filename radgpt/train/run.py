@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from radgpt.runtime import init_ray, new_run_id, utcnow, write_json_atomic
+from radgpt.cluster import init_ray
+from radgpt.runtime import new_run_id, utcnow, write_json_atomic
 from radgpt.train import adapter, data
 from radgpt.train.loop import STATE, train_loop
 
