@@ -54,17 +54,23 @@ def _again(signum, frame):
     log.warning("signal %d again: already stopping (work files, Spark, Ray)", signum)
 
 
-def _forward(r: int) -> None:
+_forwarding = threading.Lock()
+
+
+def _forward(r: int, ended: threading.Event) -> None:
     """The wakeup fd's reader: a SIGTERM that another thread took (the kernel picks any thread)
     leaves the main thread blocked in a system call, e.g. waiting on the Spark JVM for a whole
-    job; sent again to the main thread, once, it interrupts that call and the handler runs."""
+    job; sent again to the main thread, once, it interrupts that call and the handler runs.
+    Not once its block has ended (`ended`): a later block of the same process, which clears
+    `_handled`, would take that signal as its own."""
     sent = False
     with open(r, "rb", buffering=0) as f:  # closed at EOF: the block's end closed the write end
         while data := f.read(64):
             if signal.SIGTERM in data and not sent:
                 time.sleep(0.2)
-                if not _handled.is_set():
-                    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+                with _forwarding:  # the block does not end between the check and the send
+                    if not _handled.is_set() and not ended.is_set():
+                        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
                 sent = True
 
 
@@ -89,13 +95,16 @@ def exit_on_sigterm():
         yield
         return
     _handled.clear()
+    ended = threading.Event()
     r, w = os.pipe()
     os.set_blocking(w, False)
     old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
     if old_fd != -1:
         signal.set_wakeup_fd(old_fd)
     else:
-        threading.Thread(target=_forward, args=(r,), name="radgpt-sigterm", daemon=True).start()
+        threading.Thread(
+            target=_forward, args=(r, ended), name="radgpt-sigterm", daemon=True
+        ).start()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         yield
@@ -106,6 +115,8 @@ def exit_on_sigterm():
             raise Terminated(128 + signal.SIGTERM) from e
         raise
     finally:
+        with _forwarding:
+            ended.set()
         signal.signal(signal.SIGTERM, prev)
         if old_fd == -1:
             signal.set_wakeup_fd(-1)

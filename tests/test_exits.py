@@ -210,3 +210,15 @@ def test_an_error_or_a_swallowed_signal_after_sigterm_still_ends_in_terminated()
                 time.sleep(5)
             except BaseException:
                 pass
+
+
+def test_a_sigterm_of_an_ended_block_does_not_reach_the_next():
+    """The first block's forwarder wakes (0.2 s after the signal) while the second block runs:
+    the signal was the first block's and was handled there."""
+    with pytest.raises(Terminated):
+        with exit_on_sigterm():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    with exit_on_sigterm():
+        time.sleep(1)
+    assert not terminating()
