@@ -10,7 +10,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "radgpt"
 # a module may import its own wing and wings listed before it, never one listed after it
-ORDER = ["config", "runtime", "exits", "schema", "table", "ingest", "sample", "model", "train",
+ORDER = ["config", "runtime", "cluster", "exits", "schema", "table", "ingest", "sample", "model", "train",
          "writeback", "draft", "evaluation", "loop", "nightly", "cli"]  # fmt: skip
 SIZE = 400  # lines: modules stay small enough to read in one sitting (a few carry ~10% more)
 
