@@ -50,6 +50,21 @@ def test_echoes_instruction():
     assert "echoes_instruction" not in flags("Impression: left effusion.")
 
 
+def test_runs_on_into_the_next_turn_or_prompt_block():
+    # drafts of a broken adapter (two adapters' updates averaged): the chat template's next turn,
+    # its special tokens dropped by decoding, glued to the Impression
+    assert flags("Small left pleural effusion.user\n1. Small left effusion.") == ["runs_on"]
+    assert "runs_on" in flags("Left effusion.systemsystemsystemsystem")
+    assert flags("Small left pleural effusion.\nassistant") == ["runs_on"]
+    # the few-shot examples' format: a new example or Findings block
+    assert flags("Left effusion.\n\nExample 4\nFindings: the heart is normal.") == ["runs_on"]
+    assert flags("Left effusion.\nFindings: small left effusion.") == ["runs_on"]
+    # the same words inside a sentence are a radiologist's
+    for good in ("Findings consistent with a small left effusion.",
+                 "Normal nervous system.", "Left effusion, as on the example 2 view."):  # fmt: skip
+        assert "runs_on" not in flags(good), good
+
+
 def test_order_matches_vocabulary():
     got = flags("right right right right right right right right right right right", "left", True)
     assert got == [f for f in FLAGS if f in got]

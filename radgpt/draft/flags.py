@@ -13,6 +13,9 @@ Flags (the drafts schema's vocabulary, in this order):
     longer_than_findings  more words than the Findings it summarizes
     laterality_mismatch   says left/right where the Findings name neither that side nor "bilateral"
     echoes_instruction    contains 4+ consecutive words of the prompt's instruction
+    runs_on               goes on past its end into the prompt's scaffolding: a chat role ("user",
+                          "assistant", "system") as a line or right after a sentence's end
+                          ("No active disease.user"), or a new "Findings:" / "Example N" block
     omits_finding         the Findings state a finding positively that radiologists usually carry
                           into the Impression (radgpt.model.carry rate >= draft.carry_threshold),
                           and the draft states neither it nor a reading of it (positive or
@@ -48,6 +51,7 @@ FLAGS = (
     "longer_than_findings",
     "laterality_mismatch",
     "echoes_instruction",
+    "runs_on",
     "omits_finding",
     "adds_finding",
     "reads_normal",
@@ -56,6 +60,12 @@ CONSISTENCY = ("omits_finding", "adds_finding")
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CHUNK_LOOP = re.compile(r"(.{3,}?)\1{3,}", re.S)  # "abcabcabcabc": a chunk repeated 4+ times
+# the next turn of a chat template (its role header; the special tokens around it are not text)
+_ROLE = re.compile(
+    r"(?:^|[.!?:])[ \t]*(?:user|assistant|system)(?=user|assistant|system|[ \t]*$)", re.I | re.M
+)
+# the next block of the prompt: the template's "Example {n}" / "Findings: ..." lines
+_BLOCK = re.compile(r"^[ \t]*(?:findings[ \t]*:|example[ \t]+\d+[ \t]*$)", re.I | re.M)
 
 
 def words(text: str | None) -> list[str]:
@@ -72,6 +82,10 @@ def is_repetitive(text: str) -> bool:
     if grams and max(grams.values()) >= 3:
         return True
     return bool(_CHUNK_LOOP.search(text))
+
+
+def runs_on(text: str) -> bool:
+    return bool(_ROLE.search(text) or _BLOCK.search(text))
 
 
 def sides(ws: list[str]) -> set[str]:
@@ -148,4 +162,6 @@ def review_flags(
         out.append("laterality_mismatch")
     if dw and echoes(instruction, dw):
         out.append("echoes_instruction")
+    if dw and runs_on(draft):
+        out.append("runs_on")
     return out
