@@ -112,6 +112,15 @@ def test_engine_batches_equal_plain_generate(drafter):
         assert len({gens[i].latency_ms for i in b}) == 1 and gens[b[0]].latency_ms > 0
 
 
+def test_drafts_stop_at_every_control_token(drafter):
+    """An adapter may end on <|im_start|> or <|im_end|> (one GGUF's tokenizer differs across
+    transformers versions); past either, decoding (which drops them) would run on into the
+    template's next turn."""
+    eng = drafter.engine
+    control = {eng.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>", "<|endoftext|>")}  # fmt: skip
+    assert control <= set(eng.eos) and set(eng.tokenizer.all_special_ids) <= set(eng.eos)
+
+
 def test_one_row_builder_for_batch_and_serve(drafter):
     """Batch rows have exactly the drafts columns; serve's response is built from the same row."""
     from radgpt.draft.serve import request_report

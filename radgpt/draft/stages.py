@@ -118,10 +118,14 @@ class Generation:
 
 def stop_ids(tokenizer, spec: ModelSpec, generation_eos=None) -> list[int]:
     """The token ids drafting stops on: the tokenizer's EOS, the one the adapter was trained to
-    end with (spec.eos_token_id) and the generation config's (an id or a list). Tokenizers of one
-    GGUF differ across transformers versions: stop on every candidate."""
+    end with (spec.eos_token_id), the generation config's (an id or a list) and every other
+    special token of the tokenizer (SmolLM2: <|endoftext|>, <|im_start|>, <|im_end|>). Tokenizers
+    of one GGUF differ across transformers versions (EOS <|im_start|> or <|im_end|>), so an
+    adapter may end on either; a control token is never Impression text, and decoding drops it:
+    past one, a draft would run on into the template's next turn ("...disease.user").
+    """
     g = generation_eos
-    eos = {tokenizer.eos_token_id, spec.eos_token_id}
+    eos = {tokenizer.eos_token_id, spec.eos_token_id, *tokenizer.all_special_ids}
     eos |= set(g if isinstance(g, list) else [g] if g is not None else [])
     return sorted(e for e in eos if e is not None)
 
