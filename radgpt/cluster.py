@@ -245,7 +245,8 @@ def _init_local_ray(ray, cfg, env: dict) -> None:
     was = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
     ray_constants.ENABLE_RAY_CLUSTER = False  # tests/test_exits.py checks the listening sockets
     if not cfg.ray.dashboard:  # no state API: see quiet_ray_worker
-        env = {**env, "worker_process_setup_hook": "radgpt.cluster.quiet_ray_worker"}
+        hook = f"{quiet_ray_worker.__module__}.{quiet_ray_worker.__name__}"  # follows a move
+        env = {**env, "worker_process_setup_hook": hook}
     try:
         ray.init(
             num_cpus=cfg.ray.num_cpus,
