@@ -125,7 +125,9 @@ def test_local_and_ray_executors_commit_the_same_drafts(tmp_path, tiny_model_dir
     lens = [len(p) for p in pre["prompt_ids"].to_pylist()]
     want = dict(zip(pre["draft_id"].to_pylist(), lens, strict=True))
     assert {r["draft_id"]: r["prompt_tokens"] for r in rows["ray"]} == want
-    assert set(pre["branches"].to_pylist()) == {1, 2}
+    # every report branches: each has a neighbour's Impression to compare with (the corpus's one)
+    assert set(pre["branches"].to_pylist()) == {2}
+    assert pre["neighbours"].to_pylist() == [["Left effusion."]] * len(pre)
 
 
 ANSI = re.compile(r"\x1b\[")

@@ -314,10 +314,25 @@ def test_adapter_with_retrieval(cfg, tmp_path):
     assert spec.adapter_id == "lora-test-1" and spec.model_key == "lora-test-1"
     d = Drafter(cfg.to_json(), spec)
     tok = d.engine.tokenizer
-    with_ex = tok.decode(d.preprocess([FINDINGS[1]], ["csv:1"])[0])
+    ids, nb = d.preprocess([FINDINGS[1]], ["csv:1"])
+    with_ex = tok.decode(ids[0])
     assert "Example 1" in with_ex and "Left effusion." in with_ex
-    own = tok.decode(d.preprocess([FINDINGS[1]], ["csv:100"])[0])  # never its own impression
-    assert "Example 1" not in own
+    assert nb == [["Left effusion."]]  # the reranker compares with the same neighbour
+    ids, nb = d.preprocess([FINDINGS[1]], ["csv:100"])
+    assert "Example 1" not in tok.decode(ids[0]) and nb == [[]]  # never its own impression
+    # with neighbours to compare with, every report branches (the default: 4, 10 neighbours)
+    assert d.preprocess.branches(FINDINGS[:2]) == [4, 4]
+    assert json.loads(spec.generation)["n_best"]["neighbours"] == {"k": 10, "weight": 1.0}
+    # the reranker reads them: of two candidates without findings, the neighbour's wording wins
+    from radgpt.draft.stages import Generation
+
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    cands = ((enc("No acute cardiopulmonary abnormality."), -1.0, True),
+             (enc("No active disease."), -3.0, True))  # fmt: skip
+    g = [Generation(cands[0][0], True, False, 1.0, cands)]
+    pick = lambda nb: d.postprocess.outputs([[1]], g, ["Lungs clear."], nb)[0]["draft"]  # noqa: E731
+    assert pick(None) == "No acute cardiopulmonary abnormality."  # the more probable
+    assert pick([["No active disease."]]) == "No active disease."
     out = d.generate(FINDINGS[:2], ["csv:1", "csv:2"])
     assert [o["output_tokens"] for o in out] and all(o["output_tokens"] <= 6 for o in out)
 
@@ -356,7 +371,7 @@ def test_adapter_without_corpus_retrieves_from_the_table(cfg, tmp_path, caplog):
     d = Drafter(cfg.to_json(), spec)
     eos = d.engine.eos
     assert 5 in eos and d.engine.tokenizer.eos_token_id in eos  # stops where training ended
-    p = d.engine.tokenizer.decode(d.preprocess([FINDINGS[0]], ["csv:1"])[0])
+    p = d.engine.tokenizer.decode(d.preprocess([FINDINGS[0]], ["csv:1"])[0][0])
     assert "Example 1" in p and "Case 0." in p and "Old impression." not in p
     # another table => another corpus => other draft ids (model_key is the same adapter)
     write_reports(cfg.path("table"), 4, run_id="ingest-2", start=20)

@@ -6,7 +6,7 @@ share the prompt's prefill, and the reranker prefers a candidate that carries th
 
 import pytest
 
-from radgpt.draft.nbest import branch_decode, rerank
+from radgpt.draft.nbest import agreement, branch_decode, rerank
 from radgpt.model.labeler import label
 
 
@@ -86,6 +86,24 @@ def test_rerank_prefers_carrying_candidates_and_keeps_greedy_on_ties():
     assert rerank(texts[:2], [-2.0, -2.0], [2, 2], label("Lungs clear."), usual, 1.0) == 0
     # an added finding costs as much as a carried one gains
     assert rerank(texts, [-1.0, -9.0, -1.0], [1, 1, 1], findings, usual, weight=1.0) == 0
+
+
+def test_rerank_prefers_the_neighbours_wording_but_never_over_a_finding():
+    """Among candidates that carry the same findings, the wording of the retrieved neighbours'
+    Impressions wins; at rerank_weight 2 x neighbour weight 1 a carried finding still wins."""
+    texts = ["No acute cardiopulmonary abnormality.", "No active disease."]
+    nb = ["No active disease.", "No active disease. Stable.", "Normal chest"]
+    clear, usual = label("Heart size normal. Lungs clear."), {"Pleural Effusion"}
+    assert rerank(texts, [-1.0, -1.5], [5, 4], clear, usual, 2.0) == 0  # greedy: more probable
+    # mean ROUGE-1 F1: 1, 6/7 (3 of 4 words), 0; the greedy draft shares only "No"
+    assert agreement(texts[1], nb) == pytest.approx((1 + 6 / 7 + 0) / 3)
+    assert agreement(texts[1], nb) > agreement(texts[0], nb) + 0.4
+    assert rerank(texts, [-1.0, -1.5], [5, 4], clear, usual, 2.0, None, nb, 1.0) == 1
+    assert rerank(texts, [-1.0, -1.5], [5, 4], clear, usual, 2.0, None, nb, 0.0) == 0
+    assert rerank(texts, [-1.0, -1.5], [5, 4], clear, usual, 2.0, None, (), 1.0) == 0
+    eff = label("Small left pleural effusion.")
+    both = ["No active disease.", "Small left pleural effusion."]
+    assert rerank(both, [-1.0, -1.0], [4, 6], eff, usual, 2.0, None, nb, 1.0) == 1
 
 
 def test_slack_stops_long_branches_once_greedy_is_done(tiny):

@@ -84,7 +84,7 @@ def test_spec_round_trips_and_names_the_drafts(cfg, tiny_model_dir):
     usual = sorted(CarryRates.fit([], []).usual(0.4))
     assert gen == {"do_sample": False, "engine": "transformers", "max_new_tokens": 96,
                    "postprocess": "clean-v1", "dtype": model.resolve_dtype("auto", "cpu"),
-                   "n_best": {"n": 4, "rerank_weight": 1.0, "usual": usual},
+                   "n_best": {"n": 4, "rerank_weight": 2.0, "usual": usual},
                    "review": {"carry_threshold": 0.4, "abnormal_threshold": 0.5,
                               "carry_rates_sha256": spec.carry_digest}}  # fmt: skip
     assert spec.generation == json.dumps(gen, sort_keys=True, separators=(",", ":"))

@@ -65,7 +65,7 @@ def test_drafter_is_its_stages_composed(drafter):
     pre = Preprocess(spec, tok, cfg.draft.max_new_tokens)
     post = Postprocess(spec, tok, RUN)
     rs = reports()
-    ids = pre(FINDINGS, [r["report_id"] for r in rs])
+    ids, nb = pre(FINDINGS, [r["report_id"] for r in rs])
     outs = post.outputs(ids, drafter.engine(ids))
     want = post.rows(rs, outs)
     prompted = Prompter(cfg.to_json(), spec.to_json())(pa.Table.from_pylist(rs))
@@ -74,6 +74,7 @@ def test_drafter_is_its_stages_composed(drafter):
     assert {n: prompted.schema.field(n).type for n in PROMPT_COLUMNS} == PROMPT_COLUMNS
     assert prompted.column("prompt_ids").to_pylist() == ids
     assert prompted.column("branches").to_pylist() == pre.branches(FINDINGS)
+    assert prompted.column("neighbours").to_pylist() == nb == [[]] * len(rs)  # no retrieval
     got = drafter(prompted)
     assert got.schema == arrow_schema("drafts")
     strip = lambda rows: [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]  # noqa: E731
@@ -91,7 +92,7 @@ def test_engine_batches_equal_plain_generate(drafter):
     import torch
 
     eng, d = drafter.engine, drafter.cfg.draft
-    ids = drafter.preprocess(FINDINGS, [None] * len(FINDINGS))
+    ids = drafter.preprocess(FINDINGS, [None] * len(FINDINGS))[0]
     gens = eng(ids)
     for p, g in zip(ids, gens, strict=True):
         with torch.inference_mode():
@@ -181,7 +182,8 @@ def test_nbest_engine_and_rerank_in_the_drafter(tiny_model_dir, tmp_path):
     # no carry evidence (no train split): every positive finding counts; #0 and #3 state none
     assert d.preprocess.branches(FINDINGS) == [1, 3, 3, 1, 3]
     assert d.preprocess.usual == d.postprocess.usual  # one set: n-best branches on what it rewards
-    ids = d.preprocess(FINDINGS, [None] * len(FINDINGS))
+    ids, nb = d.preprocess(FINDINGS, [None] * len(FINDINGS))
+    assert nb == [[]] * len(FINDINGS)  # no retrieval: no neighbours' wording to prefer
     gens = d.engine(ids, d.preprocess.branches(FINDINGS))
     assert [len(g.candidates) for g in gens] == [0, 3, 3, 0, 3]
     greedy = d.engine(ids)

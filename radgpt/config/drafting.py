@@ -152,15 +152,33 @@ class DraftCfg(_Cfg):
         default=4,
         ge=1,
         le=16,
-        description="first-token branches per report whose Findings state a usually-carried "
-        "finding (radgpt.draft.nbest: one shared prompt prefill, greedy continuations); the "
-        "reranker keeps one. 1 = greedy decoding only",
+        description="first-token branches per report (radgpt.draft.nbest: one shared prompt "
+        "prefill, greedy continuations); the reranker keeps one. Every report branches when "
+        "rerank_neighbours is on, else only those whose Findings state a usually-carried "
+        "finding. 1 = greedy decoding only",
     )
     rerank_weight: float = Field(
-        default=1.0,
+        default=2.0,
         ge=0,
         description="n-best reranker: mean token log-prob + this x (usually-carried Findings "
-        "observations the candidate states - findings it adds)",
+        "observations the candidate states - findings it adds) + rerank_neighbour_weight x "
+        "agreement with the neighbours. Above rerank_neighbour_weight, a carried finding "
+        "always outweighs wording (tuned on the IU validate split: docs/training.md)",
+    )
+    rerank_neighbours: int = Field(
+        default=10,
+        ge=0,
+        le=50,
+        description="n-best reranker: the retrieved train reports (the prompt's examples first) "
+        "whose Impressions each candidate is compared to, mean ROUGE-1 F1: the wording "
+        "radiologists used for similar Findings. Needs an adapter with retrieval (retrieval_k "
+        "> 0); 0 = off",
+    )
+    rerank_neighbour_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="n-best reranker: weight of the agreement with the neighbours' Impressions "
+        "(0-1 each); 0 = off",
     )
     clean: Literal["clean-v1", "none"] = Field(
         default="clean-v1",

@@ -31,8 +31,13 @@ from radgpt.draft.stages import ENGINES, Postprocess, Preprocess
 from radgpt.model.spec import ModelSpec
 from radgpt.schema import arrow_schema
 
-# what Prompter adds to a report row: the prompt's token ids; n-best branches (1 = greedy)
-PROMPT_COLUMNS = {"prompt_ids": pa.list_(pa.int32()), "branches": pa.int32()}
+# what Prompter adds to a report row: the prompt's token ids; n-best branches (1 = greedy); the
+# Impressions of the neighbours the n-best reranker compares with ([] when off)
+PROMPT_COLUMNS = {
+    "prompt_ids": pa.list_(pa.int32()),
+    "branches": pa.int32(),
+    "neighbours": pa.list_(pa.string()),
+}
 
 
 def adapter_dir(cfg: Config, adapter: str | bool | None = True) -> Path | None:
@@ -98,9 +103,9 @@ class Prompter:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         findings = batch.column("findings").to_pylist()
-        ids = self.preprocess(findings, batch.column("report_id").to_pylist())
+        ids, nb = self.preprocess(findings, batch.column("report_id").to_pylist())
         n = self.preprocess.branches(findings) or [1] * len(findings)  # None: n-best is off
-        for name, v in (("prompt_ids", ids), ("branches", n)):
+        for name, v in (("prompt_ids", ids), ("branches", n), ("neighbours", nb)):
             batch = batch.append_column(name, pa.array(v, PROMPT_COLUMNS[name]))
         return batch
 
@@ -133,24 +138,28 @@ class Drafter:
         )
 
     def draft(
-        self, ids: list[list[int]], branches: list[int] | None, findings: list[str]
+        self,
+        ids: list[list[int]],
+        branches: list[int] | None,
+        findings: list[str],
+        neighbours: list[list[str]] | None = None,
     ) -> list[dict]:
         """Engine + postprocess: {draft, draft_raw, prompt_tokens, output_tokens, truncated,
         latency_ms} per prompt, in input order."""
-        return self.postprocess.outputs(ids, self.engine(ids, branches), findings)
+        return self.postprocess.outputs(ids, self.engine(ids, branches), findings, neighbours)
 
     def generate(
         self, findings: list[str], report_ids: list[str | None] | None = None
     ) -> list[dict]:
         """Drafts in input order (as draft()), prompts built here."""
-        ids = self.preprocess(findings, report_ids or [None] * len(findings))
-        return self.draft(ids, self.preprocess.branches(findings), findings)
+        ids, nb = self.preprocess(findings, report_ids or [None] * len(findings))
+        return self.draft(ids, self.preprocess.branches(findings), findings, nb)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Selected reports with PROMPT_COLUMNS (Prompter's rows) -> drafts table rows."""
         rows = batch.to_pylist()
-        outs = self.draft([r["prompt_ids"] for r in rows], [r["branches"] for r in rows],
-                          [r["findings"] for r in rows])  # fmt: skip
+        outs = self.draft(*([r[c] for r in rows] for c in ("prompt_ids", "branches", "findings",
+                                                              "neighbours")))  # fmt: skip
         return pa.Table.from_pylist(
             self.postprocess.rows(rows, outs), schema=arrow_schema("drafts")
         )

@@ -3,7 +3,8 @@
     from radgpt.draft.nbest import branch_decode, rerank
     cands = branch_decode(model, prompts, n=[4, 1, ...], pad=..., eos=[...], max_new_tokens=96)
     # per prompt: [(token ids, sum log-prob, ended at EOS), ...]: candidate 0 is the greedy draft
-    best = rerank(texts, logprobs, lengths, findings_labels, usual, weight=1.0)
+    best = rerank(texts, logprobs, lengths, findings_labels, usual, weight=2.0,
+                  neighbours=["No active disease.", ...], neighbour_weight=1.0)
 
 The prompt (~450 tokens with 3 retrieved examples) is what costs on CPU, not the ~10 tokens of an
 Impression: so the prompts of a batch are prefilled ONCE, the n most probable first tokens of each
@@ -15,12 +16,17 @@ path is this loop with n=1 everywhere. Rows that stopped leave the batch (and it
 batch goes on, so a batch does not decode every row until its longest draft stops.
 
 rerank: mean token log-prob + weight x (number of the Findings' usually-carried positive
-observations the candidate states) - weight x (number of findings it adds, adds_finding); ties keep
-the earlier candidate (greedy first); a branch that did not end at EOS is not a candidate.
+observations the candidate states) - weight x (number of findings it adds, adds_finding)
++ neighbour_weight x the candidate's mean ROUGE-1 F1 against the Impressions of the report's
+retrieved train neighbours (draft.rerank_neighbours): among drafts that carry the same findings,
+the wording radiologists used for similar Findings ("No active disease." vs "No acute
+cardiopulmonary abnormality."). Ties keep the earlier candidate (greedy first); a branch that did
+not end at EOS is not a candidate.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Collection, Sequence
 
@@ -138,6 +144,8 @@ def rerank(
     usual: Collection[str],
     weight: float,
     stopped: Sequence[bool] | None = None,
+    neighbours: Sequence[str] = (),
+    neighbour_weight: float = 0.0,
 ) -> int:
     """Index of the candidate to keep (see the module doc); a candidate other than the first
     that did not stop at EOS (stopped[i] False: cut or truncated) is never kept."""
@@ -150,6 +158,21 @@ def rerank(
         omitted = sum(x.startswith("omits_finding:") for x in obs)
         added = sum(x.startswith("adds_finding:") for x in obs)
         s = lp / max(n, 1) + weight * (len(want) - omitted - added)
+        if neighbours and neighbour_weight:
+            s += neighbour_weight * agreement(t, neighbours)
         if s > best_score:
             best, best_score = i, s
     return best
+
+
+@functools.cache
+def _scorer():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)  # as radgpt.evaluation.rouge
+
+
+def agreement(text: str, neighbours: Sequence[str]) -> float:
+    """Mean ROUGE-1 F1 (0-1) of `text` against each neighbour Impression."""
+    sc = _scorer()
+    return sum(sc.score(r or "", text)["rouge1"].fmeasure for r in neighbours) / len(neighbours)

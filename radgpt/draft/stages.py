@@ -1,9 +1,9 @@
 """Drafting as three stages, as ray.data.llm's processors: preprocess -> engine -> postprocess.
 
     pre = Preprocess(spec, tok, max_new_tokens, cfg.draft)  # neighbours + template: token ids
-    prompts, n = pre(findings, report_ids), pre.branches(findings)  # ids; n-best branches each
-    gens = HFEngine(spec, cfg)(prompts, n)         # Generation per prompt
-    outs = post.outputs(prompts, gens, findings)   # decode, rerank, clean: {draft, draft_raw, ...}
+    prompts, nb = pre(findings, report_ids)        # ids; the rerank neighbours' Impressions
+    gens = HFEngine(spec, cfg)(prompts, pre.branches(findings))  # Generation per prompt
+    outs = post.outputs(prompts, gens, findings, nb)  # decode, rerank, clean: {draft, ...}
     rows = post.rows(reports, outs)                # review flags + provenance: drafts table rows
 
 radgpt.draft.drafter wraps them for Ray Data: Prompter (Preprocess: CPU actors) adds the prompt
@@ -12,8 +12,9 @@ those rows into drafts rows; Drafter.generate runs all three in one process (ser
 drafts). `draft.engine` picks the engine stage from ENGINES; an engine takes the prompts' token
 ids and gives, in input order, what it generated for each (the tokens before the stop token);
 with n-best decoding (draft.n_best > 1) also the other candidates of the prompts that branch
-(Preprocess.branches: the reports whose Findings state a usually-carried finding).
-Postprocess keeps one candidate (radgpt.draft.nbest.rerank), cleans it (radgpt.draft.clean,
+(Preprocess.branches: every report when the reranker compares candidates with the retrieved
+neighbours' Impressions, draft.rerank_neighbours; else those whose Findings state a
+usually-carried finding). Postprocess keeps one candidate (radgpt.draft.nbest.rerank), cleans it (radgpt.draft.clean,
 draft.clean) and flags it (radgpt.draft.flags.review: the text guards, omits_finding /
 adds_finding with the carry rates of radgpt.model.carry, reads_normal with its abnormal model).
 """
@@ -34,7 +35,9 @@ from radgpt.runtime import code_version, utcnow
 
 class Preprocess:
     """Findings -> prompt token ids, built as in training (template, task, cutoff_len, examples),
-    and the n-best branches each report gets (branches)."""
+    the Impressions the n-best reranker compares candidates with (the retrieval's nearest
+    draft.rerank_neighbours, the prompt's examples first) and the n-best branches each report
+    gets (branches)."""
 
     def __init__(
         self, spec: ModelSpec, tokenizer, max_new_tokens: int, draft: DraftCfg = None, usual=None
@@ -62,28 +65,36 @@ class Preprocess:
                 raise RuntimeError(f"retrieval corpus {r.digest} != {spec.retrieval_digest}")
             self.retriever = r
 
-    def __call__(self, findings: list[str], report_ids: list[str | None]) -> list[list[int]]:
-        """Token ids per report; a report is never its own retrieved example."""
-        k = self.spec.retrieval_k
+    def __call__(
+        self, findings: list[str], report_ids: list[str | None]
+    ) -> tuple[list[list[int]], list[list[str]]]:
+        """(token ids per report, its rerank neighbours' Impressions: [] when off); a report is
+        never its own retrieved example. One query serves both: the prompt takes the first
+        retrieval_k (with finding-aware retrieval a pool under rerank_neighbours widens to it)."""
+        k, kn = self.spec.retrieval_k, self.spec.rerank_neighbours[0]
         ex = (
-            self.retriever.query(findings, k, exclude_ids=report_ids, **self.aware)
+            self.retriever.query(findings, max(k, kn), exclude_ids=report_ids, **self.aware)
             if self.retriever
             else [()] * len(findings)
         )
         t = self.spec.task
-        return [
-            self.tpl.fit(self.tok, t, f, e, self.budget)[0]
+        ids = [
+            self.tpl.fit(self.tok, t, f, e[:k], self.budget)[0]
             for f, e in zip(findings, ex, strict=True)
         ]
+        return ids, [[imp for _, imp in e[:kn]] for e in ex]
 
     def branches(self, findings: list[str]) -> list[int] | None:
-        """n-best branches per report: draft.n_best where the Findings state a usually-carried
-        finding (the reranker has something to prefer), else 1; None when n-best is off."""
+        """n-best branches per report: draft.n_best for every report when the reranker compares
+        with neighbours (it always has wording to prefer), else where the Findings state a
+        usually-carried finding, 1 for the rest; None when n-best is off."""
         from radgpt.model.carry import findings_labels, positives
 
         n = self.n_best
         if n <= 1:
             return None
+        if self.spec.rerank_neighbours[0]:
+            return [n] * len(findings)
         return [n if positives(findings_labels(f)) & self.usual else 1 for f in findings]
 
 
@@ -282,15 +293,22 @@ class Postprocess:
         return self.tok.decode(tokens, skip_special_tokens=True).strip()
 
     def outputs(
-        self, prompts: list[list[int]], gens: list[Generation], findings: list[str] | None = None
+        self,
+        prompts: list[list[int]],
+        gens: list[Generation],
+        findings: list[str] | None = None,
+        neighbours: list[list[str]] | None = None,
     ) -> list[dict]:
         """Per report: {draft, draft_raw (the generation when cleaning changed it, else None),
-        prompt_tokens, output_tokens (incl. the stop), truncated, latency_ms}."""
+        prompt_tokens, output_tokens (incl. the stop), truncated, latency_ms}. n-best candidates
+        are reranked with the report's Findings and neighbours' Impressions (Preprocess)."""
         out = []
         for i, (p, g) in enumerate(zip(prompts, gens, strict=True)):
             toks, stopped, truncated = g.tokens, g.stopped, g.truncated
             if g.candidates and findings is not None:
-                toks, stopped = self._pick(findings[i], g.candidates)
+                toks, stopped = self._pick(
+                    findings[i], g.candidates, neighbours[i] if neighbours else ()
+                )
                 truncated = not stopped and len(toks) >= self.draft.max_new_tokens
             raw = self._text(toks)
             text = self.clean(raw)
@@ -304,14 +322,14 @@ class Postprocess:
             })  # fmt: skip
         return out
 
-    def _pick(self, findings: str, cands) -> tuple[list[int], bool]:
+    def _pick(self, findings: str, cands, neighbours=()) -> tuple[list[int], bool]:
         from radgpt.draft.nbest import rerank
         from radgpt.model.carry import findings_labels
 
         texts = [self.clean(self._text(t)) for t, _, _ in cands]
         i = rerank(texts, [lp for _, lp, _ in cands], [len(t) + s for t, _, s in cands],
                    findings_labels(findings), self.usual, self.draft.rerank_weight,
-                   [s for _, _, s in cands])  # fmt: skip
+                   [s for _, _, s in cands], neighbours, self.spec.rerank_neighbours[1])  # fmt: skip
         return cands[i][0], cands[i][2]
 
     def review(self, findings: str, out: dict) -> flags.Review:

@@ -37,6 +37,11 @@ def generation_settings(cfg) -> dict[str, Any]:
         g |= {"temperature": d.temperature, "top_p": d.top_p}
     if d.n_best > 1:
         g["n_best"] = {"n": d.n_best, "rerank_weight": d.rerank_weight}
+        if d.rerank_neighbours > 0 and d.rerank_neighbour_weight > 0:
+            g["n_best"]["neighbours"] = {
+                "k": d.rerank_neighbours,
+                "weight": d.rerank_neighbour_weight,
+            }
     return g
 
 

@@ -203,6 +203,13 @@ class ModelSpec(_Versioned):
         return json.loads(self.generation).get("dtype")
 
     @property
+    def rerank_neighbours(self) -> tuple[int, float]:
+        """(k, weight) of the n-best reranker's agreement with the neighbours' Impressions;
+        (0, 0.0) when off (no n-best, no retrieval, or draft.rerank_neighbours 0)."""
+        nb = json.loads(self.generation).get("n_best", {}).get("neighbours")
+        return (nb["k"], nb["weight"]) if nb else (0, 0.0)
+
+    @property
     def id_settings(self) -> str:
         """The generation settings that name a draft: all of `generation` but the review flags'
         settings (the flags annotate a draft, they do not change its text; carry rates learned from
@@ -270,6 +277,8 @@ class ModelSpec(_Versioned):
         settings["review"]["carry_rates_sha256"] = carry
         if "n_best" in settings:  # what the reranker rewards: the usually-carried observations
             settings["n_best"]["usual"] = sorted(rates.usual(cfg.draft.carry_threshold))
+            if k == 0:  # no retriever: no neighbours to agree with
+                settings["n_best"].pop("neighbours", None)
         gen = canonical(settings)
         return cls(
             base_model=str(base),
