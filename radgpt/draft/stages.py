@@ -14,9 +14,10 @@ ids and gives, in input order, what it generated for each (the tokens before the
 with n-best decoding (draft.n_best > 1) also the other candidates of the prompts that branch
 (Preprocess.branches: every report when the reranker compares candidates with the retrieved
 neighbours' Impressions, draft.rerank_neighbours; else those whose Findings state a
-usually-carried finding). Postprocess keeps one candidate (radgpt.draft.nbest.rerank), cleans it (radgpt.draft.clean,
-draft.clean) and flags it (radgpt.draft.flags.review: the text guards, omits_finding /
-adds_finding with the carry rates of radgpt.model.carry, reads_normal with its abnormal model).
+usually-carried finding). Postprocess keeps one candidate (radgpt.draft.nbest.rerank), cleans
+it (radgpt.draft.clean, draft.clean) and flags it (radgpt.draft.flags.review: the text guards,
+omits_finding / adds_finding with the carry rates of radgpt.model.carry, reads_normal with its
+abnormal model).
 """
 
 from __future__ import annotations
