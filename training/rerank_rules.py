@@ -37,10 +37,9 @@ RULES = {
 }
 
 
-def dump(cfg, split: str, out: Path) -> list[dict]:
+def dump(cfg, split: str, out: Path) -> tuple[list[dict], set[str]]:
     from radgpt.draft.drafter import adapter_dir
     from radgpt.draft.stages import HFEngine, Postprocess, Preprocess
-    from radgpt.model.carry import findings_labels, positives
     from radgpt.model.spec import ModelSpec
     from radgpt.table import read_reports
 
@@ -54,18 +53,19 @@ def dump(cfg, split: str, out: Path) -> list[dict]:
     findings, ids = t["findings"].tolist(), t["report_id"].tolist()
     prompts, nb = pre(findings, ids)
     gens = eng(prompts, [d.n_best] * len(prompts))
+    carries = pre.carries(findings)  # would branch without the wording term
     rows = []
     for i, g in enumerate(gens):
         cs = g.candidates or ((g.tokens, 0.0, g.stopped),)
         rows.append({
             "report_id": ids[i], "findings": findings[i], "reference": t["impression"].iloc[i],
-            "usual_finding": bool(positives(findings_labels(findings[i])) & post.usual),
+            "usual_finding": carries[i],
             "candidates": [[post.clean(post._text(tk)), lp, len(tk) + s, s] for tk, lp, s in cs],
             "neighbours": nb[i],
         })  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"usual": sorted(post.usual), "rows": rows}))
-    return rows
+    return rows, set(post.usual)
 
 
 def score(rows: list[dict], usual: set[str]) -> list[dict]:
@@ -111,8 +111,7 @@ def main(argv=None) -> int:
         got = json.loads(path.read_text())
         rows, usual = got["rows"], set(got["usual"])
     else:
-        rows = dump(load_config(a.config, a.set), a.split, path)
-        usual = set(json.loads(path.read_text())["usual"])
+        rows, usual = dump(load_config(a.config, a.set), a.split, path)
     print(f"{a.split}: {len(rows)} reports, {sum(r['usual_finding'] for r in rows)} with a "
           "usually-carried finding")  # fmt: skip
     print(

@@ -48,6 +48,7 @@ class Preprocess:
         self.spec, self.tok = spec, tokenizer
         d = draft or DraftCfg()  # finding-aware retrieval (0 = plain TF-IDF, as in training)
         self.n_best = d.n_best
+        self.k_neighbours = spec.rerank_neighbours[0]  # 0: the reranker ignores wording
         # the observations n-best branches on: `usual` when given (a Drafter passes its
         # Postprocess's: the carry rates load once), else the run's carry rates
         if usual is None and d.n_best > 1:
@@ -72,7 +73,7 @@ class Preprocess:
         """(token ids per report, its rerank neighbours' Impressions: [] when off); a report is
         never its own retrieved example. One query serves both: the prompt takes the first
         retrieval_k (with finding-aware retrieval a pool under rerank_neighbours widens to it)."""
-        k, kn = self.spec.retrieval_k, self.spec.rerank_neighbours[0]
+        k, kn = self.spec.retrieval_k, self.k_neighbours
         ex = (
             self.retriever.query(findings, max(k, kn), exclude_ids=report_ids, **self.aware)
             if self.retriever
@@ -89,14 +90,18 @@ class Preprocess:
         """n-best branches per report: draft.n_best for every report when the reranker compares
         with neighbours (it always has wording to prefer), else where the Findings state a
         usually-carried finding, 1 for the rest; None when n-best is off."""
-        from radgpt.model.carry import findings_labels, positives
-
         n = self.n_best
         if n <= 1:
             return None
-        if self.spec.rerank_neighbours[0]:
+        if self.k_neighbours:
             return [n] * len(findings)
-        return [n if positives(findings_labels(f)) & self.usual else 1 for f in findings]
+        return [n if c else 1 for c in self.carries(findings)]
+
+    def carries(self, findings: list[str]) -> list[bool]:
+        """Per report: do its Findings state a usually-carried finding?"""
+        from radgpt.model.carry import findings_labels, positives
+
+        return [bool(positives(findings_labels(f)) & self.usual) for f in findings]
 
 
 def carried(spec: ModelSpec, draft: DraftCfg) -> frozenset[str]:
@@ -289,6 +294,7 @@ class Postprocess:
         self.clean = CLEANERS[d.clean]
         self.rates = carry_rates(spec)
         self.usual = self.rates.usual(d.carry_threshold)
+        self.neighbour_weight = spec.rerank_neighbours[1]  # 0.0: wording not weighed
 
     def _text(self, tokens: list[int]) -> str:
         return self.tok.decode(tokens, skip_special_tokens=True).strip()
@@ -330,7 +336,7 @@ class Postprocess:
         texts = [self.clean(self._text(t)) for t, _, _ in cands]
         i = rerank(texts, [lp for _, lp, _ in cands], [len(t) + s for t, _, s in cands],
                    findings_labels(findings), self.usual, self.draft.rerank_weight,
-                   [s for _, _, s in cands], neighbours, self.spec.rerank_neighbours[1])  # fmt: skip
+                   [s for _, _, s in cands], neighbours, self.neighbour_weight)  # fmt: skip
         return cands[i][0], cands[i][2]
 
     def review(self, findings: str, out: dict) -> flags.Review:
